@@ -1,0 +1,90 @@
+/*
+ * codec: the wire format. Parses and validates client requests (WebSocket
+ * frames and HTTP bodies) into mh_request_t, and writes every frame and
+ * response the hub sends. The relay body and the ref are kept as spans of
+ * the caller's text and written out verbatim, never re-encoded.
+ *
+ * Ownership: a parsed request points into the caller's text (which must
+ * outlive it) and owns only its receivers array, released by
+ * mh_codec_request_free().
+ */
+#ifndef MSGHUB_CODEC_H
+#define MSGHUB_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msghub/metrics.h"
+#include "msghub/util.h"
+
+typedef enum {
+    MH_REQ_IDENTITY,
+    MH_REQ_LIST,
+    MH_REQ_RELAY,
+    MH_REQ_PING,
+    MH_REQ_SESSIONS, /* HTTP POST /sessions */
+} mh_req_type_t;
+
+typedef struct mh_request {
+    mh_req_type_t type;
+    const char *ref; /* raw JSON text of a valid ref, or NULL */
+    size_t ref_len;
+    uint64_t *receivers; /* as sent (duplicates kept), owned */
+    size_t n_receivers;
+    const char *body; /* raw JSON text of the body as sent */
+    size_t body_len;
+    int has_from; /* HTTP relay only */
+    uint64_t from;
+} mh_request_t;
+
+typedef struct mh_codec_limits {
+    uint32_t max_receivers;
+    uint64_t max_body_bytes;
+} mh_codec_limits_t;
+
+typedef struct mh_codec_error {
+    mh_err_code_t code;
+    char message[128];
+} mh_codec_error_t;
+
+/*
+ * Parses one WebSocket text message. Returns 0 with *req filled, or -1 with
+ * *err set; on error req->ref still holds the ref when one was valid, so the
+ * error can echo it. Call mh_codec_request_free() in both cases.
+ */
+int mh_codec_parse_ws(const char *s, size_t n, const mh_codec_limits_t *lim, mh_request_t *req,
+                      mh_codec_error_t *err);
+
+/* Parses the body of POST /relay (receivers, body, optional from). */
+int mh_codec_parse_http_relay(const char *s, size_t n, const mh_codec_limits_t *lim,
+                              mh_request_t *req, mh_codec_error_t *err);
+
+/* Checks the body of POST /sessions: empty, or a JSON object. */
+int mh_codec_parse_http_sessions(const char *s, size_t n, mh_codec_error_t *err);
+
+void mh_codec_request_free(mh_request_t *req);
+
+/* Sorts and removes duplicates in place; returns the new count. */
+size_t mh_codec_dedupe(uint64_t *ids, size_t n);
+
+/* ---- frames the hub sends on WebSocket (appended to out) ---- */
+void mh_codec_hello(mh_buf_t *out, uint64_t id, const char *token, int resumed,
+                    const mh_codec_limits_t *lim);
+void mh_codec_identity(mh_buf_t *out, uint64_t id, const char *ref, size_t ref_len);
+void mh_codec_list(mh_buf_t *out, const uint64_t *ids, size_t n, const char *ref, size_t ref_len);
+void mh_codec_pong(mh_buf_t *out, const char *ref, size_t ref_len);
+void mh_codec_relayed(mh_buf_t *out, const char *ref, size_t ref_len, size_t accepted,
+                      const uint64_t *unknown, size_t n_unknown);
+void mh_codec_error(mh_buf_t *out, mh_err_code_t code, const char *message, const char *ref,
+                    size_t ref_len);
+void mh_codec_message(mh_buf_t *out, const char *msg_id, uint64_t from, const char *body,
+                      size_t body_len, uint64_t ts_ms);
+
+/* ---- HTTP response bodies ---- */
+void mh_codec_http_error(mh_buf_t *out, mh_err_code_t code, const char *message);
+void mh_codec_http_relayed(mh_buf_t *out, const char *msg_id, size_t accepted,
+                           const uint64_t *unknown, size_t n_unknown);
+void mh_codec_http_session(mh_buf_t *out, uint64_t id, const char *token);
+void mh_codec_http_ids(mh_buf_t *out, const uint64_t *ids, size_t n);
+
+#endif

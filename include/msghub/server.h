@@ -1,0 +1,55 @@
+/*
+ * server: the composition root. One mh_server_t owns the loop, the
+ * libwebsockets context, the registry, the inbox, the metrics and the
+ * timers; every adapter gets it passed explicitly (no globals).
+ *
+ * Layer 6: may include every other module.
+ */
+#ifndef MSGHUB_SERVER_H
+#define MSGHUB_SERVER_H
+
+#include <stdint.h>
+
+#include "msghub/codec.h"
+#include "msghub/config.h"
+#include "msghub/inbox_mem.h"
+#include "msghub/metrics.h"
+#include "msghub/registry.h"
+#include "msghub/util.h"
+
+struct lws_context;
+struct uv_loop_s;
+struct mh_session;
+struct mh_http;
+
+typedef struct mh_server {
+    const mh_config_t *cfg;
+    struct uv_loop_s *loop;
+    struct lws_context *lws;
+    mh_registry_t *registry;
+    mh_inbox_mem_t *inbox;
+    mh_metrics_t metrics;
+    mh_codec_limits_t limits;
+    const unsigned char *secret; /* token secret (config or random) */
+    size_t secret_len;
+    unsigned char random_secret[32];
+    uint64_t msg_seq; /* message ids: "<msg_prefix>-<seq>" */
+    char msg_prefix[24];
+    int draining; /* SIGTERM seen: refuse new work, close sessions */
+    uint64_t started_ms;
+    struct mh_server_priv *priv; /* timers and signal handles (server.c) */
+} mh_server_t;
+
+/* Per-connection user data of the lws protocol: HTTP state or a session. */
+typedef struct mh_conn {
+    struct mh_http *http;
+    struct mh_session *ws;
+} mh_conn_t;
+
+/* Builds the server from cfg and runs the loop until shutdown; returns the exit status. */
+int mh_server_run(const mh_config_t *cfg);
+
+/* Next message id for a relay, written into out[len]. */
+void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len);
+
+#endif

@@ -1,0 +1,92 @@
+/*
+ * util: allocation that aborts on failure, a growable byte buffer for
+ * building text, and the reference-counted outgoing frame shared by every
+ * receiver of one relay.
+ *
+ * Does not know about sockets or JSON. Ownership: mh_buf_t is embedded by
+ * its user (init/free); an mh_frame_t is freed when its last reference is
+ * dropped with mh_frame_unref().
+ */
+#ifndef MSGHUB_UTIL_H
+#define MSGHUB_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Error codes returned as negative ints by fallible functions. */
+enum {
+    MH_OK = 0,
+    MH_EINVAL = -1,   /* bad argument or input */
+    MH_ENOMEM = -2,   /* a limit would be exceeded */
+    MH_ENOENT = -3,   /* no such item */
+    MH_EEXPIRED = -4, /* token expired */
+    MH_EBADSIG = -5,  /* token signature does not match */
+    MH_EIO = -6,      /* I/O failed */
+};
+
+/* Human-readable text for an MH_E* code; never NULL. */
+const char *mh_strerror(int err);
+
+/* Allocation: abort the process with a message when memory runs out. */
+void *mh_xmalloc(size_t n);
+void *mh_xcalloc(size_t n, size_t size);
+void *mh_xrealloc(void *p, size_t n);
+char *mh_xstrdup(const char *s);
+
+/* Wall clock in Unix milliseconds, and a monotonic clock in microseconds. */
+uint64_t mh_now_ms(void);
+uint64_t mh_mono_us(void);
+
+/* Growable byte buffer, always NUL-terminated after mh_buf_* writes. */
+typedef struct mh_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+} mh_buf_t;
+
+void mh_buf_init(mh_buf_t *b);
+void mh_buf_free(mh_buf_t *b);
+void mh_buf_reset(mh_buf_t *b);
+void mh_buf_reserve(mh_buf_t *b, size_t extra);
+void mh_buf_append(mh_buf_t *b, const void *p, size_t n);
+void mh_buf_puts(mh_buf_t *b, const char *s);
+void mh_buf_printf(mh_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mh_buf_u64(mh_buf_t *b, uint64_t v);
+/* Appends s as a JSON string literal (quotes and escapes included). */
+void mh_buf_json_string(mh_buf_t *b, const char *s, size_t n);
+
+/*
+ * Headroom in front of every frame's payload, for the WebSocket header the
+ * transport writes in place (libwebsockets' LWS_PRE; ws.c checks at compile
+ * time that it fits).
+ */
+#define MH_FRAME_HEADROOM 16
+
+/*
+ * A finished outgoing text frame. Built once, shared by reference by every
+ * outbound queue and inbox that holds it; immutable after construction
+ * except the header bytes in the headroom, which the transport rewrites
+ * identically on every send.
+ */
+typedef struct mh_frame {
+    uint32_t refs;
+    uint32_t local_left; /* local writes still pending, for relay latency */
+    uint64_t t0_us;      /* mh_mono_us() at receipt of the relay, 0 if none */
+    size_t len;          /* payload length, excluding headroom */
+    int is_message;      /* a relayed message (kept for offline delivery), not a reply */
+    unsigned char mem[]; /* MH_FRAME_HEADROOM + len + 1 (NUL) bytes */
+} mh_frame_t;
+
+/* New frame with refs = 1 holding a copy of p[0..n). */
+mh_frame_t *mh_frame_new(const void *p, size_t n);
+/* New frame with refs = 1 taking the bytes of b (b is reset, reusable). */
+mh_frame_t *mh_frame_from_buf(mh_buf_t *b);
+static inline unsigned char *mh_frame_data(mh_frame_t *f)
+{
+    return f->mem + MH_FRAME_HEADROOM;
+}
+mh_frame_t *mh_frame_ref(mh_frame_t *f);
+/* Drops one reference; frees the frame when it was the last. NULL is a no-op. */
+void mh_frame_unref(mh_frame_t *f);
+
+#endif

@@ -1,0 +1,404 @@
+/*
+ * http_api: the HTTP endpoints on libwebsockets (see http_api.h).
+ *
+ * A request is answered in three steps: the LWS_CALLBACK_HTTP (and, for a
+ * POST with a body, the BODY / BODY_COMPLETION callbacks) decide the
+ * response into conn->http; the first WRITEABLE writes the headers, the
+ * second the body, and then the transaction completes (keep-alive) or the
+ * connection closes. Errors decided before the body is read still let the
+ * body arrive (and discard it) so the connection stays in step.
+ */
+#include "msghub/http_api.h"
+
+#include <libwebsockets.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "msghub/log.h"
+#include "msghub/relay.h"
+#include "msghub/token.h"
+#include "msghub/ws.h"
+
+extern const unsigned char mh_web_index[];
+extern const size_t mh_web_index_len;
+
+#define BODY_SLACK (64 * 1024)
+
+typedef enum {
+    R_INDEX,
+    R_HEALTHZ,
+    R_READYZ,
+    R_METRICS,
+    R_CLIENTS,
+    R_RELAY,
+    R_SESSIONS,
+    R_WS
+} route_t;
+
+static const struct {
+    const char *path;
+    route_t route;
+    int post; /* 1: POST, 0: GET */
+    int auth; /* needs the API key */
+} routes[] = {
+    {"/", R_INDEX, 0, 0},
+    {"/healthz", R_HEALTHZ, 0, 0},
+    {"/readyz", R_READYZ, 0, 0},
+    {"/metrics", R_METRICS, 0, 0},
+    {"/clients", R_CLIENTS, 0, 1},
+    {"/relay", R_RELAY, 1, 1},
+    {"/sessions", R_SESSIONS, 1, 1},
+    {"/ws", R_WS, 0, 0},
+};
+
+struct mh_http {
+    route_t route;
+    int has_error; /* an error was decided before the body arrived */
+    int status;
+    mh_err_code_t err;
+    char errmsg[96];
+    const char *allow; /* for 405 */
+    int close_after;
+    int phase; /* 0 idle or reading, 1 headers due, 2 body due */
+    const char *ctype;
+    mh_buf_t in;
+    mh_buf_t out; /* LWS_PRE bytes of headroom, then the body */
+};
+
+static void out_reset(struct mh_http *h)
+{
+    static const unsigned char pre[LWS_PRE];
+    mh_buf_reset(&h->out);
+    mh_buf_append(&h->out, pre, LWS_PRE);
+}
+
+static void respond(struct lws *wsi, struct mh_http *h, int status, const char *ctype)
+{
+    h->status = status;
+    h->ctype = ctype;
+    h->phase = 1;
+    lws_callback_on_writable(wsi);
+}
+
+static void respond_json(struct lws *wsi, struct mh_http *h, int status)
+{
+    respond(wsi, h, status, "application/json");
+}
+
+static void respond_error(mh_server_t *srv, struct lws *wsi, struct mh_http *h, mh_err_code_t code,
+                          const char *message)
+{
+    mh_metrics_error(&srv->metrics, code);
+    out_reset(h);
+    mh_codec_http_error(&h->out, code, message);
+    respond_json(wsi, h, mh_err_http_status(code));
+}
+
+static void set_error(struct mh_http *h, mh_err_code_t code, const char *message)
+{
+    h->has_error = 1;
+    h->err = code;
+    snprintf(h->errmsg, sizeof(h->errmsg), "%s", message);
+}
+
+/* ---- header checks ---- */
+
+static int is_post(struct lws *wsi)
+{
+    return lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+}
+
+static int is_get(struct lws *wsi)
+{
+    return lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) > 0;
+}
+
+static int authorized(mh_server_t *srv, struct lws *wsi)
+{
+    const char *key = srv->cfg->api_key;
+    if (!key || !*key)
+        return 1;
+    char hdr[512];
+    int n = lws_hdr_copy(wsi, hdr, sizeof(hdr), WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (n < 7 || strncasecmp(hdr, "Bearer ", 7) != 0)
+        return 0;
+    return mh_token_equal_ct(hdr + 7, (size_t)n - 7, key, strlen(key));
+}
+
+static int json_content_type(struct lws *wsi)
+{
+    char ct[128];
+    if (lws_hdr_copy(wsi, ct, sizeof(ct), WSI_TOKEN_HTTP_CONTENT_TYPE) <= 0)
+        return 0;
+    const char *want = "application/json";
+    size_t n = strlen(want);
+    if (strncasecmp(ct, want, n) != 0)
+        return 0;
+    return ct[n] == '\0' || ct[n] == ';' || ct[n] == ' ';
+}
+
+static long long content_length(struct lws *wsi)
+{
+    char cl[32];
+    if (lws_hdr_copy(wsi, cl, sizeof(cl), WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+        return 0;
+    char *end;
+    long long v = strtoll(cl, &end, 10);
+    return (*end || v < 0) ? -1 : v;
+}
+
+/* ---- handlers ---- */
+
+static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
+{
+    out_reset(h);
+    switch (h->route) {
+    case R_INDEX:
+        mh_buf_append(&h->out, mh_web_index, mh_web_index_len);
+        respond(wsi, h, 200, "text/html; charset=utf-8");
+        return;
+    case R_HEALTHZ:
+        mh_buf_puts(&h->out, "{\"status\":\"ok\"}");
+        respond_json(wsi, h, 200);
+        return;
+    case R_READYZ:
+        if (srv->draining) {
+            respond_error(srv, wsi, h, MH_ERR_UNAVAILABLE, "hub is shutting down");
+            return;
+        }
+        mh_buf_puts(&h->out, "{\"status\":\"ready\"}");
+        respond_json(wsi, h, 200);
+        return;
+    case R_METRICS:
+        mh_metrics_render(&srv->metrics, &h->out);
+        respond(wsi, h, 200, "text/plain; version=0.0.4; charset=utf-8");
+        return;
+    case R_CLIENTS: {
+        uint64_t *ids;
+        size_t n = mh_registry_ids(srv->registry, 0, &ids);
+        mh_codec_http_ids(&h->out, ids, n);
+        free(ids);
+        respond_json(wsi, h, 200);
+        return;
+    }
+    default:
+        respond_error(srv, wsi, h, MH_ERR_BAD_REQUEST, "/ws expects a WebSocket upgrade");
+        return;
+    }
+}
+
+static void handle_relay(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
+{
+    uint64_t t0 = mh_mono_us();
+    mh_request_t req;
+    mh_codec_error_t err;
+    if (mh_codec_parse_http_relay(h->in.data ? h->in.data : "", h->in.len, &srv->limits, &req,
+                                  &err)) {
+        mh_codec_request_free(&req);
+        respond_error(srv, wsi, h, err.code, err.message);
+        return;
+    }
+    if (srv->draining) {
+        mh_codec_request_free(&req);
+        respond_error(srv, wsi, h, MH_ERR_UNAVAILABLE, "hub is shutting down");
+        return;
+    }
+    mh_relay_result_t res;
+    mh_relay_run(srv, req.has_from ? req.from : 0, &req, t0, &res);
+    out_reset(h);
+    mh_codec_http_relayed(&h->out, res.msg_id, res.accepted, res.plan.unknown, res.plan.n_unknown);
+    mh_relay_result_free(&res);
+    mh_codec_request_free(&req);
+    respond_json(wsi, h, 200);
+}
+
+static void handle_sessions(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
+{
+    mh_codec_error_t err;
+    if (mh_codec_parse_http_sessions(h->in.data ? h->in.data : "", h->in.len, &err)) {
+        respond_error(srv, wsi, h, err.code, err.message);
+        return;
+    }
+    uint64_t id = mh_registry_alloc_id(srv->registry);
+    char token[MH_TOKEN_LEN + 1];
+    mh_token_issue(srv->secret, srv->secret_len, id, mh_now_ms() / 1000, token);
+    out_reset(h);
+    mh_codec_http_session(&h->out, id, token);
+    respond_json(wsi, h, 201);
+}
+
+static void handle_complete(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
+{
+    if (h->has_error)
+        respond_error(srv, wsi, h, h->err, h->errmsg);
+    else if (h->route == R_RELAY)
+        handle_relay(srv, wsi, h);
+    else if (h->route == R_SESSIONS)
+        handle_sessions(srv, wsi, h);
+    else
+        handle_get(srv, wsi, h);
+}
+
+/* Checks route, method, auth and body headers; returns 1 when a body must be read first. */
+static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, const char *path)
+{
+    size_t i, n = sizeof(routes) / sizeof(routes[0]);
+    for (i = 0; i < n && strcmp(routes[i].path, path) != 0; i++)
+        ;
+    long long cl = is_post(wsi) ? content_length(wsi) : 0;
+    if (i == n) {
+        set_error(h, MH_ERR_NOT_FOUND, "no such endpoint");
+    } else {
+        h->route = routes[i].route;
+        if (routes[i].post ? !is_post(wsi) : !is_get(wsi)) {
+            set_error(h, MH_ERR_METHOD_NOT_ALLOWED, "method not allowed");
+            h->allow = routes[i].post ? "POST" : "GET";
+        } else if (routes[i].auth && !authorized(srv, wsi)) {
+            set_error(h, MH_ERR_UNAUTHORIZED, "missing or wrong API key");
+        } else if (cl < 0) {
+            set_error(h, MH_ERR_BAD_REQUEST, "bad Content-Length");
+            h->close_after = 1;
+        } else if ((unsigned long long)cl > srv->cfg->max_body_bytes + BODY_SLACK) {
+            set_error(h, MH_ERR_BODY_TOO_LARGE, "request body too large");
+            h->close_after = 1; /* the body is not read */
+        } else if (routes[i].post && (cl > 0 || h->route == R_RELAY) && !json_content_type(wsi)) {
+            set_error(h, MH_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+        }
+    }
+    return cl > 0 && !h->close_after;
+}
+
+static void http_reset(struct mh_http *h)
+{
+    h->has_error = 0;
+    h->allow = NULL;
+    h->close_after = 0;
+    h->phase = 0;
+    mh_buf_reset(&h->in);
+    out_reset(h);
+}
+
+static int write_headers(struct lws *wsi, struct mh_http *h)
+{
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
+                                       *end = buf + sizeof(buf) - 1;
+    size_t len = h->out.len - LWS_PRE;
+    if (lws_add_http_common_headers(wsi, (unsigned)h->status, h->ctype, len, &p, end))
+        return -1;
+    static const char nocache[] = "no-store";
+    if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
+                                    (const unsigned char *)nocache, sizeof(nocache) - 1, &p, end))
+        return -1;
+    if (h->allow && lws_add_http_header_by_name(
+                        wsi, (const unsigned char *)"allow:", (const unsigned char *)h->allow,
+                        (int)strlen(h->allow), &p, end))
+        return -1;
+    if (h->status == 401 &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
+                                    (const unsigned char *)"Bearer", 6, &p, end))
+        return -1;
+    if (h->close_after && lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                                      (const unsigned char *)"close", 5, &p, end))
+        return -1;
+    return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
+}
+
+static int on_writeable(struct lws *wsi, struct mh_http *h)
+{
+    if (h->phase == 1) {
+        if (write_headers(wsi, h))
+            return -1;
+        h->phase = 2;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (h->phase != 2)
+        return 0;
+    size_t len = h->out.len - LWS_PRE;
+    if (lws_write(wsi, (unsigned char *)h->out.data + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) <
+        (int)len)
+        return -1;
+    h->phase = 0;
+    if (h->close_after)
+        return -1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+static void http_free(mh_conn_t *conn)
+{
+    if (!conn->http)
+        return;
+    mh_buf_free(&conn->http->in);
+    mh_buf_free(&conn->http->out);
+    free(conn->http);
+    conn->http = NULL;
+}
+
+static struct mh_http *http_of(mh_conn_t *conn)
+{
+    if (!conn->http) {
+        conn->http = mh_xcalloc(1, sizeof(struct mh_http));
+        mh_buf_init(&conn->http->in);
+        mh_buf_init(&conn->http->out);
+    }
+    return conn->http;
+}
+
+int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *conn, void *in,
+                     size_t len)
+{
+    struct mh_http *h;
+    switch (reason) {
+    case LWS_CALLBACK_HTTP:
+        h = http_of(conn);
+        http_reset(h);
+        srv->metrics.http_requests_total++;
+        if (!on_request(srv, wsi, h, (const char *)in))
+            handle_complete(srv, wsi, h);
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY:
+        h = http_of(conn);
+        if (!h->has_error) {
+            if (h->in.len + len > srv->cfg->max_body_bytes + BODY_SLACK)
+                set_error(h, MH_ERR_BODY_TOO_LARGE, "request body too large");
+            else
+                mh_buf_append(&h->in, in, len);
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        handle_complete(srv, wsi, http_of(conn));
+        return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return conn->http ? on_writeable(wsi, conn->http) : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        http_free(conn);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+int mh_http_refuse_now(mh_server_t *srv, struct lws *wsi, int status, mh_err_code_t code,
+                       const char *message)
+{
+    mh_metrics_error(&srv->metrics, code);
+    mh_buf_t body;
+    mh_buf_init(&body);
+    static const unsigned char pre[LWS_PRE];
+    mh_buf_append(&body, pre, LWS_PRE);
+    mh_codec_http_error(&body, code, message);
+    size_t len = body.len - LWS_PRE;
+    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
+                                      *end = buf + sizeof(buf) - 1;
+    int rc = -1;
+    if (!lws_add_http_common_headers(wsi, (unsigned)status, "application/json", len, &p, end) &&
+        !lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
+                                     (const unsigned char *)"close", 5, &p, end) &&
+        !lws_finalize_write_http_header(wsi, start, &p, end) &&
+        lws_write(wsi, (unsigned char *)body.data + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) == (int)len)
+        rc = 1;
+    mh_buf_free(&body);
+    return rc;
+}

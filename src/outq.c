@@ -1,0 +1,61 @@
+/* outq: ring buffer of frame references with a byte count (see outq.h). */
+#include "msghub/outq.h"
+
+#include <stdlib.h>
+
+void mh_outq_init(mh_outq_t *q)
+{
+    q->ring = NULL;
+    q->cap = q->head = q->len = q->bytes = 0;
+}
+
+void mh_outq_free(mh_outq_t *q)
+{
+    mh_outq_clear(q);
+    free(q->ring);
+    mh_outq_init(q);
+}
+
+static void grow(mh_outq_t *q)
+{
+    size_t cap = q->cap ? q->cap * 2 : 8;
+    mh_frame_t **ring = mh_xmalloc(cap * sizeof(*ring));
+    for (size_t i = 0; i < q->len; i++)
+        ring[i] = q->ring[(q->head + i) & (q->cap - 1)];
+    free(q->ring);
+    q->ring = ring;
+    q->cap = cap;
+    q->head = 0;
+}
+
+void mh_outq_push(mh_outq_t *q, mh_frame_t *f)
+{
+    if (q->len == q->cap)
+        grow(q);
+    q->ring[(q->head + q->len) & (q->cap - 1)] = mh_frame_ref(f);
+    q->len++;
+    q->bytes += f->len;
+}
+
+mh_frame_t *mh_outq_peek(const mh_outq_t *q)
+{
+    return q->len ? q->ring[q->head] : NULL;
+}
+
+mh_frame_t *mh_outq_pop(mh_outq_t *q)
+{
+    if (!q->len)
+        return NULL;
+    mh_frame_t *f = q->ring[q->head];
+    q->head = (q->head + 1) & (q->cap - 1);
+    q->len--;
+    q->bytes -= f->len;
+    return f;
+}
+
+void mh_outq_clear(mh_outq_t *q)
+{
+    mh_frame_t *f;
+    while ((f = mh_outq_pop(q)))
+        mh_frame_unref(f);
+}

@@ -1,0 +1,208 @@
+/*
+ * util: aborting allocators, clocks, the growable text buffer and the
+ * reference-counted frame. See include/msghub/util.h for ownership rules.
+ */
+#include "msghub/util.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *mh_strerror(int err)
+{
+    switch (err) {
+    case MH_OK:
+        return "success";
+    case MH_EINVAL:
+        return "invalid input";
+    case MH_ENOMEM:
+        return "limit exceeded";
+    case MH_ENOENT:
+        return "not found";
+    case MH_EEXPIRED:
+        return "expired";
+    case MH_EBADSIG:
+        return "bad signature";
+    case MH_EIO:
+        return "i/o error";
+    default:
+        return "unknown error";
+    }
+}
+
+static void oom(size_t n)
+{
+    fprintf(stderr, "level=error event=out_of_memory bytes=%zu\n", n);
+    abort();
+}
+
+void *mh_xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        oom(n);
+    return p;
+}
+
+void *mh_xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (!p)
+        oom(n * size);
+    return p;
+}
+
+void *mh_xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n ? n : 1);
+    if (!q)
+        oom(n);
+    return q;
+}
+
+char *mh_xstrdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    return memcpy(mh_xmalloc(n), s, n);
+}
+
+uint64_t mh_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+uint64_t mh_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void mh_buf_init(mh_buf_t *b)
+{
+    b->data = NULL;
+    b->len = 0;
+    b->cap = 0;
+}
+
+void mh_buf_free(mh_buf_t *b)
+{
+    free(b->data);
+    mh_buf_init(b);
+}
+
+void mh_buf_reset(mh_buf_t *b)
+{
+    b->len = 0;
+    if (b->data)
+        b->data[0] = '\0';
+}
+
+void mh_buf_reserve(mh_buf_t *b, size_t extra)
+{
+    size_t need = b->len + extra + 1;
+    if (need <= b->cap)
+        return;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < need)
+        cap *= 2;
+    b->data = mh_xrealloc(b->data, cap);
+    b->cap = cap;
+}
+
+void mh_buf_append(mh_buf_t *b, const void *p, size_t n)
+{
+    mh_buf_reserve(b, n);
+    if (n)
+        memcpy(b->data + b->len, p, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+void mh_buf_puts(mh_buf_t *b, const char *s)
+{
+    mh_buf_append(b, s, strlen(s));
+}
+
+void mh_buf_printf(mh_buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n <= 0)
+        return;
+    mh_buf_reserve(b, (size_t)n);
+    va_start(ap, fmt);
+    vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+void mh_buf_u64(mh_buf_t *b, uint64_t v)
+{
+    char tmp[24];
+    int i = (int)sizeof(tmp);
+    do {
+        tmp[--i] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    mh_buf_append(b, tmp + i, sizeof(tmp) - (size_t)i);
+}
+
+void mh_buf_json_string(mh_buf_t *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    mh_buf_reserve(b, n + 2);
+    mh_buf_append(b, "\"", 1);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            char esc[2] = {'\\', (char)c};
+            mh_buf_append(b, esc, 2);
+        } else if (c < 0x20) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            mh_buf_append(b, esc, 6);
+        } else {
+            mh_buf_append(b, &s[i], 1);
+        }
+    }
+    mh_buf_append(b, "\"", 1);
+}
+
+mh_frame_t *mh_frame_new(const void *p, size_t n)
+{
+    mh_frame_t *f = mh_xmalloc(sizeof(*f) + MH_FRAME_HEADROOM + n + 1);
+    f->refs = 1;
+    f->local_left = 0;
+    f->t0_us = 0;
+    f->is_message = 0;
+    f->len = n;
+    if (n)
+        memcpy(f->mem + MH_FRAME_HEADROOM, p, n);
+    f->mem[MH_FRAME_HEADROOM + n] = '\0';
+    return f;
+}
+
+mh_frame_t *mh_frame_from_buf(mh_buf_t *b)
+{
+    mh_frame_t *f = mh_frame_new(b->data, b->len);
+    mh_buf_reset(b);
+    return f;
+}
+
+mh_frame_t *mh_frame_ref(mh_frame_t *f)
+{
+    f->refs++;
+    return f;
+}
+
+void mh_frame_unref(mh_frame_t *f)
+{
+    if (f && --f->refs == 0)
+        free(f);
+}
