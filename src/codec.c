@@ -127,16 +127,24 @@ int mh_codec_parse_ws(const char *s, size_t n, const mh_codec_limits_t *lim, mh_
 {
     memset(req, 0, sizeof(*req));
     fields_t f;
-    if (parse_root(s, n, &f, err))
+    if (parse_root(s, n, &f, err)) {
+        /* too deep but otherwise an object: still echo a top-level ref */
+        mh_json_span_t ref;
+        if (err->code == MH_ERR_BAD_REQUEST && mh_json_find_shallow(s, n, "ref", &ref) == 0 &&
+            (ref.kind == MH_JSON_STRING || ref.kind == MH_JSON_NUMBER)) {
+            req->ref = ref.p;
+            req->ref_len = ref.len;
+        }
         return -1;
-    if (!f.type.p || f.type.kind != MH_JSON_STRING)
-        return fail(err, MH_ERR_BAD_REQUEST, "'type' must be a string");
+    }
     if (f.ref.p) {
         if (f.ref.kind != MH_JSON_STRING && f.ref.kind != MH_JSON_NUMBER)
             return fail(err, MH_ERR_BAD_REQUEST, "'ref' must be a string or a number");
         req->ref = f.ref.p;
         req->ref_len = f.ref.len;
     }
+    if (!f.type.p || f.type.kind != MH_JSON_STRING)
+        return fail(err, MH_ERR_BAD_REQUEST, "'type' must be a string");
     /* compare the text between the quotes */
     mh_json_span_t name = {f.type.p + 1, f.type.len - 2, MH_JSON_STRING};
     if (type_from_span(&name, &req->type))

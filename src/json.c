@@ -326,3 +326,73 @@ int mh_json_parse_id(const mh_json_span_t *num, uint64_t *out)
     *out = v;
     return 0;
 }
+
+/* Skips any value without validating it, iteratively; returns 0 or -1 on truncation. */
+static int skip_loose(scan_t *c)
+{
+    size_t depth = 0;
+    do {
+        if (c->i >= c->n)
+            return -1;
+        unsigned char ch = c->s[c->i];
+        if (ch == '"') {
+            if (scan_string(c))
+                return -1;
+            continue;
+        }
+        if (ch == '{' || ch == '[')
+            depth++;
+        else if (ch == '}' || ch == ']') {
+            if (depth == 0)
+                return 0; /* end of the enclosing container: an empty value */
+            depth--;
+        }
+        c->i++;
+        if (depth == 0 && ch != '{' && ch != '[' && ch != '}' && ch != ']') {
+            /* a scalar: run to the next delimiter */
+            while (c->i < c->n && !strchr(",}] \t\r\n", c->s[c->i]))
+                c->i++;
+        }
+    } while (depth > 0);
+    return 0;
+}
+
+int mh_json_find_shallow(const char *s, size_t n, const char *key, mh_json_span_t *value)
+{
+    scan_t c = {(const unsigned char *)s, n, 0, MH_JSON_MAX_DEPTH};
+    size_t klen = strlen(key);
+    skip_ws(&c);
+    if (c.i >= n || c.s[c.i] != '{')
+        return -1;
+    c.i++;
+    for (;;) {
+        skip_ws(&c);
+        if (c.i >= n || c.s[c.i] != '"')
+            return -1;
+        size_t k0 = c.i;
+        if (scan_string(&c))
+            return -1;
+        int match = c.i - k0 - 2 == klen && memcmp(s + k0 + 1, key, klen) == 0;
+        skip_ws(&c);
+        if (c.i >= n || c.s[c.i] != ':')
+            return -1;
+        c.i++;
+        skip_ws(&c);
+        if (match && c.i < n) {
+            size_t v0 = c.i;
+            mh_json_kind_t kind = kind_of(c.s[v0]);
+            if (kind != MH_JSON_STRING && kind != MH_JSON_NUMBER)
+                return -1;
+            if ((kind == MH_JSON_STRING ? scan_string(&c) : scan_number(&c)) != MH_JSON_OK)
+                return -1;
+            *value = (mh_json_span_t){s + v0, c.i - v0, kind};
+            return 0;
+        }
+        if (skip_loose(&c))
+            return -1;
+        skip_ws(&c);
+        if (c.i >= n || c.s[c.i] != ',')
+            return -1;
+        c.i++;
+    }
+}

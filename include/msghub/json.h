@@ -61,4 +61,12 @@ mh_json_span_t mh_json_root(const char *s, size_t n);
  */
 int mh_json_parse_id(const mh_json_span_t *num, uint64_t *out);
 
+/*
+ * Finds the top-level member `key` of an object WITHOUT validating the
+ * document (used when validation failed only on depth). Nested values are
+ * skipped iteratively, so any depth is safe. The value is reported only when
+ * it is a well-formed string or number. Returns 0 when found, -1 otherwise.
+ */
+int mh_json_find_shallow(const char *s, size_t n, const char *key, mh_json_span_t *value);
+
 #endif
