@@ -105,8 +105,7 @@ static void finish(mh_server_t *srv)
     uv_close((uv_handle_t *)&p->sweep, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
-    lws_context_destroy(srv->lws);
-    srv->lws = NULL;
+    lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -176,6 +175,7 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     info.foreign_loops = loops;
     info.user = srv;
     info.retry_and_idle_policy = retry;
+    info.pcontext = &srv->lws; /* lws sets it to NULL once fully destroyed */
     info.max_http_header_data = 4096;
     return lws_create_context(&info);
 }
@@ -234,9 +234,11 @@ int mh_server_run(const mh_config_t *cfg)
     init_msg_prefix(&srv);
 
     int rc = run_loop(&srv);
-    if (srv.lws)
+    /* with a foreign loop lws finishes destroying itself in a second call */
+    for (int i = 0; i < 2 && srv.lws; i++) {
         lws_context_destroy(srv.lws);
-    uv_run(&loop, UV_RUN_DEFAULT);
+        uv_run(&loop, UV_RUN_DEFAULT);
+    }
     if (uv_loop_close(&loop))
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
     mh_inbox_mem_free(srv.inbox);
