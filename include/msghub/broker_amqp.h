@@ -1,0 +1,72 @@
+/*
+ * broker_amqp: RabbitMQ through rabbitmq-c 0.11, its socket watched by a
+ * uv_poll_t on the hub's loop; frames are read with a zero timeout and
+ * drained while amqp_frames_enqueued() or amqp_data_in_buffer() is true;
+ * heartbeats are serviced from a uv timer.
+ *
+ * Topology (P = prefix, I = instance id), declared on every (re)connect:
+ *   queue  P.inst.I      durable, x-message-ttl = msg_ttl_ms,
+ *                        x-expires = queue_expiry_ms,
+ *                        x-dead-letter-exchange = P.dlx
+ *   exchange P.dlx       fanout, durable
+ *   queue  P.stranded    durable, bound to P.dlx; every instance consumes it
+ * Messages for instance J are published to the default exchange with
+ * routing key P.inst.J, persistent, mandatory, on a channel in confirm
+ * mode (AMQP_CONFIRM_SELECT_METHOD sent by hand: 0.11 has no helper).
+ *
+ * Publishing: the callback runs once per publish: 0 when RabbitMQ confirmed
+ * it (basic.ack), MH_ENOENT when it came back with basic.return (no such
+ * queue: the instance is gone), MH_EIO on basic.nack, when the connection
+ * drops before the confirm, or when called while down (at once).
+ *
+ * Consuming: on_delivery runs for each message of P.inst.I and P.stranded
+ * (stranded = 1 for the latter); the hub acknowledges it later with
+ * mh_broker_ack(), after the work it implies is done. Deliveries not acked
+ * when the connection drops are redelivered by RabbitMQ (at least once).
+ *
+ * Reconnection with exponential backoff and jitter (100 ms doubling to 5 s,
+ * +-20 %), redeclaring the topology and restarting the consumers;
+ * on_state reports each change. Connection setup uses short socket
+ * timeouts (it runs on the loop; see docs/DISTRIBUTED.md for why this is
+ * acceptable); publishing and reading never block on the network.
+ */
+#ifndef MSGHUB_BROKER_AMQP_H
+#define MSGHUB_BROKER_AMQP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct uv_loop_s;
+typedef struct mh_broker mh_broker_t;
+
+typedef void (*mh_broker_state_fn)(void *ud, int up);
+typedef void (*mh_broker_delivery_fn)(void *ud, uint64_t tag, int stranded, const void *body,
+                                      size_t len);
+typedef void (*mh_broker_publish_cb)(void *ud, int status);
+
+typedef struct mh_broker_options {
+    const char *url; /* amqp://user:pass@host:port/vhost */
+    const char *prefix;
+    const char *instance_id;
+    uint32_t msg_ttl_ms;      /* how long a message may wait in an instance queue [10000] */
+    uint32_t queue_expiry_ms; /* an unused instance queue is deleted after [60000] */
+    uint16_t prefetch;        /* unacked deliveries per consumer [256] */
+    mh_broker_state_fn on_state;
+    mh_broker_delivery_fn on_delivery;
+    void *ud;
+} mh_broker_options_t;
+
+/* Validates the URL and starts connecting; NULL with a message in err if malformed. */
+mh_broker_t *mh_broker_new(struct uv_loop_s *loop, const mh_broker_options_t *opts, char *err,
+                           size_t errlen);
+/* Fails pending publishes with MH_EIO, closes, frees. NULL is a no-op. */
+void mh_broker_free(mh_broker_t *b);
+int mh_broker_up(const mh_broker_t *b);
+
+/* Publishes body to instance's queue (copied). cb runs exactly once. */
+void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, size_t len,
+                       mh_broker_publish_cb cb, void *ud);
+/* Acknowledges a delivery; a tag from before a reconnect is ignored. */
+void mh_broker_ack(mh_broker_t *b, uint64_t tag, int stranded);
+
+#endif

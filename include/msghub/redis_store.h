@@ -1,0 +1,107 @@
+/*
+ * redis_store: everything distributed mode keeps in Redis, over one hiredis
+ * async connection attached to the hub's libuv loop (redisLibuvAttach).
+ *
+ * Keys (P = the configured prefix):
+ *   P:next_id              INCR counter; ids <= its value are known
+ *   P:presence             ZSET member "<id>", score = presence expiry (Unix ms)
+ *   P:route:<id>           STRING instance id holding <id>, PX = presence TTL
+ *   P:inbox:<id>           LIST of message frames (JSON text), capped, EXPIRE = inbox TTL
+ *
+ * Every operation calls its callback exactly once: status 0 with the result,
+ * or a negative MH_E* (MH_EIO when Redis is unreachable or the connection
+ * drops with the command pending, also during mh_redis_store_free()).
+ * Commands issued while disconnected fail at once with MH_EIO; they are never
+ * queued for later. Reconnection runs by itself with exponential backoff and
+ * jitter (100 ms doubling to 5 s, +-20 %); on_state reports each change.
+ *
+ * Ownership: the store copies every input it needs; buffers passed to
+ * callbacks are valid only during the callback unless stated otherwise.
+ */
+#ifndef MSGHUB_REDIS_STORE_H
+#define MSGHUB_REDIS_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "msghub/util.h"
+
+struct uv_loop_s;
+typedef struct mh_redis_store mh_redis_store_t;
+
+typedef void (*mh_redis_state_fn)(void *ud, int up);
+typedef void (*mh_redis_status_cb)(void *ud, int status);
+typedef void (*mh_redis_u64_cb)(void *ud, int status, uint64_t value);
+
+/*
+ * Parses url (redis://[:password@]host:port[/db]) and starts connecting.
+ * Returns NULL with a message in err when the URL is malformed.
+ */
+mh_redis_store_t *mh_redis_store_new(struct uv_loop_s *loop, const char *url, const char *prefix,
+                                     mh_redis_state_fn on_state, void *ud, char *err,
+                                     size_t errlen);
+/* Fails every pending callback with MH_EIO, closes the connection, frees. NULL is a no-op. */
+void mh_redis_store_free(mh_redis_store_t *rs);
+/* 1 when connected (AUTH/SELECT done). */
+int mh_redis_store_up(const mh_redis_store_t *rs);
+
+/* INCR P:next_id: a new id, unique across every instance sharing the Redis. */
+void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);
+/* GET P:next_id (0 when absent): ids above it were never handed out. */
+void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);
+
+/*
+ * One round trip (pipelined GET P:next_id + MGET P:route:<id>...): the
+ * highest id handed out, and for each id its instance or NULL (offline).
+ */
+typedef void (*mh_redis_routes_cb)(void *ud, int status, uint64_t last_id,
+                                   const char *const *instances, size_t n);
+void mh_redis_lookup_routes(mh_redis_store_t *rs, const uint64_t *ids, size_t n,
+                            mh_redis_routes_cb cb, void *ud);
+
+/*
+ * Claims id for instance: SET P:route:<id> instance PX ttl GET, ZADD P:presence.
+ * The callback gets the instance that held the route before (NULL if none),
+ * so a takeover on another instance can be signalled.
+ */
+typedef void (*mh_redis_claim_cb)(void *ud, int status, const char *previous);
+void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uint64_t ttl_ms,
+                    mh_redis_claim_cb cb, void *ud);
+/* Refreshes presence and routes of many ids held by instance, pipelined. */
+void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
+                      uint64_t ttl_ms, mh_redis_status_cb cb, void *ud);
+/* Checks id out (route and presence) only if instance still holds it (atomic, Lua). */
+void mh_redis_checkout(mh_redis_store_t *rs, uint64_t id, const char *instance,
+                       mh_redis_status_cb cb, void *ud);
+/*
+ * Ids present now (score > now_ms), ascending, in a malloc'ed array the
+ * callback takes over (it must free() it; NULL on error). Also drops expired
+ * members (ZREMRANGEBYSCORE) in the same round trip.
+ */
+typedef void (*mh_redis_ids_cb)(void *ud, int status, uint64_t *ids, size_t n);
+void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_cb cb, void *ud);
+
+/*
+ * Appends frames to id's inbox (RPUSH, LTRIM to the newest max, EXPIRE ttl),
+ * in order. The callback gets how many old messages were dropped for room.
+ */
+void mh_redis_inbox_push(mh_redis_store_t *rs, uint64_t id, mh_frame_t *const *frames, size_t n,
+                         uint32_t max, uint64_t ttl_s, mh_redis_u64_cb cb, void *ud);
+/* Puts frames back at the head of id's inbox, keeping their order (LPUSH in reverse). */
+void mh_redis_inbox_push_front(mh_redis_store_t *rs, uint64_t id, mh_frame_t *const *frames,
+                               size_t n, uint64_t ttl_s, mh_redis_status_cb cb, void *ud);
+/*
+ * Reads up to max_n of the oldest messages without removing them (LRANGE).
+ * The frames are new references (refs = 1, is_message = 1) the callback
+ * takes over.
+ */
+typedef void (*mh_redis_frames_cb)(void *ud, int status, mh_frame_t **frames, size_t n);
+void mh_redis_inbox_peek(mh_redis_store_t *rs, uint64_t id, size_t max_n, mh_redis_frames_cb cb,
+                         void *ud);
+/* Removes the n oldest messages (LTRIM n -1) once they were written to the client. */
+void mh_redis_inbox_trim(mh_redis_store_t *rs, uint64_t id, size_t n, mh_redis_status_cb cb,
+                         void *ud);
+/* Number of stored messages (LLEN). */
+void mh_redis_inbox_count(mh_redis_store_t *rs, uint64_t id, mh_redis_u64_cb cb, void *ud);
+
+#endif
