@@ -97,6 +97,13 @@ void mh_inbox_mem_push_front(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uin
         b = mh_xcalloc(1, sizeof(*b));
         mh_u64map_put(ib->boxes, id, b);
     }
+    /*
+     * The frame was stored before everything behind it, so it gets no later a
+     * store time than the current head: times stay ascending from head to tail
+     * and mh_inbox_mem_expire() can stop at the first unexpired entry.
+     */
+    if (b->len && b->ring[b->head].stored_ms < now_ms)
+        now_ms = b->ring[b->head].stored_ms;
     if (b->len == b->cap)
         box_grow(b);
     b->head = (b->head + b->cap - 1) % b->cap;

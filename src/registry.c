@@ -56,7 +56,8 @@ void *mh_registry_put(mh_registry_t *r, uint64_t id, void *sess)
 
 int mh_registry_remove(mh_registry_t *r, uint64_t id, void *sess)
 {
-    if (mh_u64map_get(r->sessions, id) != sess)
+    /* an absent id reads as NULL: do not report a removal for sess == NULL */
+    if (!sess || mh_u64map_get(r->sessions, id) != sess)
         return 0;
     mh_u64map_del(r->sessions, id);
     return 1;

@@ -23,7 +23,9 @@ void mh_inbox_mem_free(mh_inbox_mem_t *ib);
 size_t mh_inbox_mem_push(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uint64_t now_ms);
 /*
  * Puts f back at the head of id's inbox (a frame taken out for delivery but
- * not written). Not subject to the cap. Takes a new reference.
+ * not written). Not subject to the cap. Takes a new reference. Its store
+ * time is now_ms, or the current head's if that is earlier (it was stored
+ * before the head), so store times ascend from head to tail.
  */
 void mh_inbox_mem_push_front(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uint64_t now_ms);
 /*
