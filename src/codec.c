@@ -331,3 +331,91 @@ void mh_codec_http_ids(mh_buf_t *out, const uint64_t *ids, size_t n)
     put_ids(out, ids, n);
     mh_buf_append(out, "}", 1);
 }
+
+/* ---- envelopes ---- */
+
+void mh_codec_envelope_message(mh_buf_t *out, const uint64_t *ids, size_t n, const void *frame,
+                               size_t len)
+{
+    mh_buf_reserve(out, n * 8 + len + 2);
+    mh_buf_append(out, "M", 1);
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            mh_buf_append(out, ",", 1);
+        mh_buf_u64(out, ids[i]);
+    }
+    mh_buf_append(out, "\n", 1);
+    mh_buf_append(out, frame, len);
+}
+
+void mh_codec_envelope_kick(mh_buf_t *out, uint64_t id, uint64_t claimed_ms)
+{
+    mh_buf_append(out, "K", 1);
+    mh_buf_u64(out, id);
+    mh_buf_append(out, " ", 1);
+    mh_buf_u64(out, claimed_ms);
+    mh_buf_append(out, "\n", 1);
+}
+
+/* Parses a decimal uint64 at p[*i..n) ending at a char in stops; -1 if none. */
+static int parse_u64_at(const char *p, size_t n, size_t *i, uint64_t *out)
+{
+    size_t start = *i;
+    uint64_t v = 0;
+    while (*i < n && p[*i] >= '0' && p[*i] <= '9') {
+        unsigned d = (unsigned)(p[*i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+        (*i)++;
+    }
+    *out = v;
+    return *i > start ? 0 : -1;
+}
+
+int mh_codec_envelope_parse(const void *body, size_t len, mh_envelope_t *env)
+{
+    const char *p = body;
+    memset(env, 0, sizeof(*env));
+    if (len < 3)
+        return -1;
+    const char *nl = memchr(p, '\n', len);
+    if (!nl)
+        return -1;
+    size_t head = (size_t)(nl - p), i = 1, commas = 0;
+    for (size_t k = 1; k < head; k++)
+        commas += p[k] == ',';
+    env->ids = mh_xmalloc((commas + 1) * sizeof(uint64_t));
+    env->type = (mh_env_type_t)p[0];
+    if (env->type == MH_ENV_KICK) {
+        if (parse_u64_at(p, head, &i, &env->ids[0]) || i >= head || p[i++] != ' ' ||
+            parse_u64_at(p, head, &i, &env->claimed_ms) || i != head)
+            goto fail;
+        env->n_ids = 1;
+        return 0;
+    }
+    if (env->type != MH_ENV_MESSAGE)
+        goto fail;
+    for (;;) {
+        if (parse_u64_at(p, head, &i, &env->ids[env->n_ids]) || env->ids[env->n_ids] == 0)
+            goto fail;
+        env->n_ids++;
+        if (i == head)
+            break;
+        if (p[i++] != ',')
+            goto fail;
+    }
+    env->frame = nl + 1;
+    env->frame_len = len - head - 1;
+    return env->frame_len ? 0 : -1;
+fail:
+    mh_codec_envelope_free(env);
+    return -1;
+}
+
+void mh_codec_envelope_free(mh_envelope_t *env)
+{
+    free(env->ids);
+    env->ids = NULL;
+    env->n_ids = 0;
+}

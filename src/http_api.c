@@ -16,6 +16,7 @@
 #include <strings.h>
 
 #include "msghub/log.h"
+#include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/token.h"
 #include "msghub/ws.h"
@@ -53,6 +54,8 @@ static const struct {
 };
 
 struct mh_http {
+    struct lws *wsi;
+    mh_handle_t *handle; /* for answers that arrive asynchronously */
     route_t route;
     int has_error; /* an error was decided before the body arrived */
     int status;
@@ -150,12 +153,79 @@ static long long content_length(struct lws *wsi)
 
 /* ---- handlers ---- */
 
+/* Appends dir/name to out; 0 on success. */
+static int append_file(mh_buf_t *out, const char *dir, const char *name)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *fp = fopen(path, "rb");
+    if (!fp)
+        return -1;
+    char chunk[8192];
+    size_t n;
+    while ((n = fread(chunk, 1, sizeof(chunk), fp)) > 0)
+        mh_buf_append(out, chunk, n);
+    fclose(fp);
+    return 0;
+}
+
+/* The request whose answer is computed asynchronously, if it is still there. */
+static struct mh_http *async_end(mh_handle_t *hd)
+{
+    struct mh_http *h = mh_handle_get(hd);
+    mh_handle_unref(hd);
+    return h;
+}
+
+typedef struct http_ctx {
+    mh_server_t *srv;
+    mh_handle_t *hd;
+} http_ctx_t;
+
+static http_ctx_t *http_ctx(mh_server_t *srv, struct mh_http *h)
+{
+    http_ctx_t *c = mh_xmalloc(sizeof(*c));
+    c->srv = srv;
+    c->hd = mh_handle_ref(h->handle);
+    return c;
+}
+
+static void clients_listed(void *ud, int status, uint64_t *ids, size_t n)
+{
+    http_ctx_t *c = ud;
+    mh_server_t *srv = c->srv;
+    struct mh_http *h = async_end(c->hd);
+    free(c);
+    if (h && status)
+        respond_error(srv, h->wsi, h, MH_ERR_UNAVAILABLE, "presence store unavailable");
+    else if (h) {
+        out_reset(h);
+        mh_codec_http_ids(&h->out, ids, n);
+        respond_json(h->wsi, h, 200);
+    }
+    free(ids);
+}
+
+static void list_clients(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
+{
+    if (srv->distributed) {
+        mh_redis_list(srv->redis, mh_now_ms(), clients_listed, http_ctx(srv, h));
+        return;
+    }
+    uint64_t *ids;
+    size_t n = mh_registry_ids(srv->registry, 0, &ids);
+    mh_codec_http_ids(&h->out, ids, n);
+    free(ids);
+    respond_json(wsi, h, 200);
+}
+
 static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 {
     out_reset(h);
     switch (h->route) {
     case R_INDEX:
-        mh_buf_append(&h->out, mh_web_index, mh_web_index_len);
+        if (!srv->cfg->web_root || append_file(&h->out, srv->cfg->web_root, "index.html"))
+            mh_buf_append(&h->out, mh_web_index, mh_web_index_len);
         respond(wsi, h, 200, "text/html; charset=utf-8");
         return;
     case R_HEALTHZ:
@@ -163,8 +233,9 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
         respond_json(wsi, h, 200);
         return;
     case R_READYZ:
-        if (srv->draining) {
-            respond_error(srv, wsi, h, MH_ERR_UNAVAILABLE, "hub is shutting down");
+        if (!mh_server_ready(srv)) {
+            respond_error(srv, wsi, h, MH_ERR_UNAVAILABLE,
+                          srv->draining ? "hub is shutting down" : "backplane unavailable");
             return;
         }
         mh_buf_puts(&h->out, "{\"status\":\"ready\"}");
@@ -174,18 +245,41 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
         mh_metrics_render(&srv->metrics, &h->out);
         respond(wsi, h, 200, "text/plain; version=0.0.4; charset=utf-8");
         return;
-    case R_CLIENTS: {
-        uint64_t *ids;
-        size_t n = mh_registry_ids(srv->registry, 0, &ids);
-        mh_codec_http_ids(&h->out, ids, n);
-        free(ids);
-        respond_json(wsi, h, 200);
+    case R_CLIENTS:
+        list_clients(srv, wsi, h);
+        return;
+    default: {
+        /* a browser cannot see why an upgrade failed: it can ask here whether its token is bad */
+        char buf[300];
+        const char *tok = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof(buf));
+        uint64_t id;
+        if (tok && *tok &&
+            mh_token_verify(srv->secret, srv->secret_len, tok, strlen(tok), mh_now_ms() / 1000,
+                            srv->cfg->token_ttl_s, &id) != 0)
+            respond_error(srv, wsi, h, MH_ERR_UNAUTHORIZED, "invalid or expired token");
+        else
+            respond_error(srv, wsi, h, MH_ERR_BAD_REQUEST, "/ws expects a WebSocket upgrade");
         return;
     }
-    default:
-        respond_error(srv, wsi, h, MH_ERR_BAD_REQUEST, "/ws expects a WebSocket upgrade");
+    }
+}
+
+static void relay_done(void *ud, int status, const mh_relay_result_t *res)
+{
+    http_ctx_t *c = ud;
+    mh_server_t *srv = c->srv;
+    struct mh_http *h = async_end(c->hd);
+    free(c);
+    if (!h)
+        return;
+    if (status) {
+        respond_error(srv, h->wsi, h, MH_ERR_UNAVAILABLE,
+                      "message could not be handed off durably, retry later");
         return;
     }
+    out_reset(h);
+    mh_codec_http_relayed(&h->out, res->msg_id, res->accepted, res->unknown, res->n_unknown);
+    respond_json(h->wsi, h, 200);
 }
 
 static void handle_relay(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
@@ -199,18 +293,29 @@ static void handle_relay(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
         respond_error(srv, wsi, h, err.code, err.message);
         return;
     }
-    if (srv->draining) {
-        mh_codec_request_free(&req);
-        respond_error(srv, wsi, h, MH_ERR_UNAVAILABLE, "hub is shutting down");
-        return;
-    }
-    mh_relay_result_t res;
-    mh_relay_run(srv, req.has_from ? req.from : 0, &req, t0, &res);
-    out_reset(h);
-    mh_codec_http_relayed(&h->out, res.msg_id, res.accepted, res.plan.unknown, res.plan.n_unknown);
-    mh_relay_result_free(&res);
+    mh_relay_start(srv, req.has_from ? req.from : 0, &req, t0, relay_done, http_ctx(srv, h));
     mh_codec_request_free(&req);
-    respond_json(wsi, h, 200);
+}
+
+static void session_answer(mh_server_t *srv, struct mh_http *h, uint64_t id)
+{
+    char token[MH_TOKEN_LEN + 1];
+    mh_token_issue(srv->secret, srv->secret_len, id, mh_now_ms() / 1000, token);
+    out_reset(h);
+    mh_codec_http_session(&h->out, id, token);
+    respond_json(h->wsi, h, 201);
+}
+
+static void session_allocated(void *ud, int status, uint64_t id)
+{
+    http_ctx_t *c = ud;
+    mh_server_t *srv = c->srv;
+    struct mh_http *h = async_end(c->hd);
+    free(c);
+    if (h && status)
+        respond_error(srv, h->wsi, h, MH_ERR_UNAVAILABLE, "id store unavailable, retry later");
+    else if (h)
+        session_answer(srv, h, id);
 }
 
 static void handle_sessions(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
@@ -220,12 +325,14 @@ static void handle_sessions(mh_server_t *srv, struct lws *wsi, struct mh_http *h
         respond_error(srv, wsi, h, err.code, err.message);
         return;
     }
-    uint64_t id = mh_registry_alloc_id(srv->registry);
-    char token[MH_TOKEN_LEN + 1];
-    mh_token_issue(srv->secret, srv->secret_len, id, mh_now_ms() / 1000, token);
-    out_reset(h);
-    mh_codec_http_session(&h->out, id, token);
-    respond_json(wsi, h, 201);
+    if (!mh_server_ready(srv)) {
+        respond_error(srv, wsi, h, MH_ERR_UNAVAILABLE, "hub not ready, retry later");
+        return;
+    }
+    if (srv->distributed)
+        mh_redis_alloc_id(srv->redis, session_allocated, http_ctx(srv, h));
+    else
+        session_answer(srv, h, mh_registry_alloc_id(srv->registry));
 }
 
 static void handle_complete(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
@@ -329,6 +436,7 @@ static void http_free(mh_conn_t *conn)
 {
     if (!conn->http)
         return;
+    mh_handle_clear(conn->http->handle);
     mh_buf_free(&conn->http->in);
     mh_buf_free(&conn->http->out);
     free(conn->http);
@@ -339,6 +447,7 @@ static struct mh_http *http_of(mh_conn_t *conn)
 {
     if (!conn->http) {
         conn->http = mh_xcalloc(1, sizeof(struct mh_http));
+        conn->http->handle = mh_handle_new(conn->http);
         mh_buf_init(&conn->http->in);
         mh_buf_init(&conn->http->out);
     }
@@ -352,6 +461,7 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         h = http_of(conn);
+        h->wsi = wsi;
         http_reset(h);
         srv->metrics.http_requests_total++;
         if (!on_request(srv, wsi, h, (const char *)in))

@@ -43,9 +43,11 @@ int main(int argc, char **argv)
         return 2;
     }
     mh_log_set_level((mh_log_level_t)cfg.log_level);
-    if (cfg.redis_url || cfg.amqp_url)
-        mh_warn("distributed_unavailable",
-                "msg=\"this build runs standalone only; --redis-url/--amqp-url ignored\"");
+    if (!cfg.redis_url != !cfg.amqp_url) {
+        fprintf(stderr, "msghub: distributed mode needs both --redis-url and --amqp-url\n");
+        mh_config_free(&cfg);
+        return 2;
+    }
     rc = mh_server_run(&cfg);
     mh_config_free(&cfg);
     return rc;

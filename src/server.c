@@ -17,6 +17,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "msghub/cluster.h"
 #include "msghub/http_api.h"
 #include "msghub/log.h"
 #include "msghub/token.h"
@@ -33,6 +34,13 @@ typedef struct mh_server_priv {
     int finished;
     int exit_code;
 } mh_server_priv_t;
+
+int mh_server_ready(const mh_server_t *srv)
+{
+    if (srv->draining)
+        return 0;
+    return !srv->distributed || (srv->redis_up && srv->broker_up);
+}
 
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
 {
@@ -55,6 +63,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     case LWS_CALLBACK_RECEIVE:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_TIMER:
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return conn ? mh_ws_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     case LWS_CALLBACK_CLOSED:
         if (conn) {
@@ -106,6 +115,8 @@ static void finish(mh_server_t *srv)
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
+    if (srv->distributed)
+        mh_cluster_stop(srv);
 }
 
 static void on_drain_tick(uv_timer_t *t)
@@ -127,7 +138,7 @@ static void on_signal(uv_signal_t *h, int signum)
     mh_info("draining", "signal=%d sessions=%llu deadline_s=%u", signum,
             (unsigned long long)srv->metrics.connections, srv->cfg->shutdown_timeout_s);
     srv->priv->drain_deadline_ms = mh_now_ms() + (uint64_t)srv->cfg->shutdown_timeout_s * 1000u;
-    mh_ws_close_all(srv, 1001, "hub shutting down");
+    mh_ws_close_all(srv, 1001);
     uv_timer_start(&srv->priv->drain, on_drain_tick, 0, DRAIN_POLL_MS);
 }
 
@@ -195,6 +206,8 @@ static int run_loop(mh_server_t *srv)
     srv->lws = create_lws(srv, &retry, protocols);
     if (!srv->lws) {
         mh_error("listen_failed", "addr=%s:%d", cfg->listen_host, cfg->listen_port);
+        if (srv->distributed)
+            mh_cluster_stop(srv);
         return 1;
     }
     mh_server_priv_t *p = srv->priv;
@@ -206,8 +219,9 @@ static int run_loop(mh_server_t *srv)
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
-    mh_info("listening", "addr=%s:%d mode=standalone instance=%s max_connections=%u",
-            cfg->listen_host, cfg->listen_port, cfg->instance_id, cfg->max_connections);
+    mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u", cfg->listen_host,
+            cfg->listen_port, srv->distributed ? "distributed" : "standalone", cfg->instance_id,
+            cfg->max_connections);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     return 0;
 }
@@ -233,7 +247,11 @@ int mh_server_run(const mh_config_t *cfg)
     init_secret(&srv);
     init_msg_prefix(&srv);
 
-    int rc = run_loop(&srv);
+    int rc = 1;
+    if (cfg->redis_url && cfg->amqp_url && mh_cluster_start(&srv))
+        mh_cluster_stop(&srv);
+    else
+        rc = run_loop(&srv);
     /* with a foreign loop lws finishes destroying itself in a second call */
     for (int i = 0; i < 2 && srv.lws; i++) {
         lws_context_destroy(srv.lws);

@@ -134,8 +134,9 @@ void mh_buf_printf(mh_buf_t *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
-    if (n <= 0)
+    if (n < 0)
         return;
+    /* n == 0 still goes on, so a fresh buffer ends up a C string like after any write */
     mh_buf_reserve(b, (size_t)n);
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
@@ -181,6 +182,9 @@ mh_frame_t *mh_frame_new(const void *p, size_t n)
     f->local_left = 0;
     f->t0_us = 0;
     f->is_message = 0;
+    f->from_inbox = 0;
+    f->on_local_done = NULL;
+    f->local_ud = NULL;
     f->len = n;
     if (n)
         memcpy(f->mem + MH_FRAME_HEADROOM, p, n);
@@ -205,4 +209,32 @@ void mh_frame_unref(mh_frame_t *f)
 {
     if (f && --f->refs == 0)
         free(f);
+}
+
+mh_handle_t *mh_handle_new(void *obj)
+{
+    mh_handle_t *h = mh_xmalloc(sizeof(*h));
+    h->obj = obj;
+    h->refs = 1;
+    return h;
+}
+
+mh_handle_t *mh_handle_ref(mh_handle_t *h)
+{
+    h->refs++;
+    return h;
+}
+
+void mh_handle_unref(mh_handle_t *h)
+{
+    if (h && --h->refs == 0)
+        free(h);
+}
+
+void mh_handle_clear(mh_handle_t *h)
+{
+    if (!h)
+        return;
+    h->obj = NULL;
+    mh_handle_unref(h);
 }

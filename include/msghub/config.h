@@ -40,7 +40,10 @@ typedef struct mh_config {
     uint64_t inbox_ttl_s;           /* 86400 */
     uint32_t shutdown_timeout_s;    /* 10 */
     int log_level;                  /* MH_LOG_INFO */
-    char *web_root; /* NULL: serve the built-in chat page; else a dir with index.html */
+    uint32_t presence_ttl_s;  /* 15: a dead instance's clients vanish from lists within this */
+    uint32_t queue_msg_ttl_s; /* 10: a message waits this long in a dead instance's queue */
+    uint32_t queue_expiry_s;  /* 60: an instance queue without consumer is deleted after */
+    char *web_root;           /* NULL: serve the built-in chat page; else a dir with index.html */
 } mh_config_t;
 
 /* Returns the value of an environment variable or NULL (getenv-like). */

@@ -10,10 +10,20 @@
  *
  * Every operation calls its callback exactly once: status 0 with the result,
  * or a negative MH_E* (MH_EIO when Redis is unreachable or the connection
- * drops with the command pending, also during mh_redis_store_free()).
- * Commands issued while disconnected fail at once with MH_EIO; they are never
- * queued for later. Reconnection runs by itself with exponential backoff and
- * jitter (100 ms doubling to 5 s, +-20 %); on_state reports each change.
+ * drops with the command pending, also during mh_redis_store_free(); also
+ * MH_EIO, logged, when Redis answers with an error). Any callback may be
+ * NULL: the result is then discarded (and freed).
+ * Commands issued while disconnected (or still connecting) fail at once with
+ * MH_EIO; they are never queued for later. "At once" means on the next loop
+ * turn (from a uv_idle handle), never from inside the mh_redis_* call, except
+ * for calls made from callbacks run by mh_redis_store_free(), which fail
+ * synchronously. Callers must not rely on either: write callbacks that work
+ * when called from inside the call that issued them. Reconnection runs by
+ * itself with exponential backoff and jitter (100 ms doubling to 5 s,
+ * +-20 %; a connect + AUTH/SELECT attempt that takes over 5 s is given up);
+ * on_state reports each change (1 once AUTH/SELECT succeeded, 0 when the
+ * connection is lost), never from inside mh_redis_store_new() or _free().
+ * The process must ignore SIGPIPE (hiredis writes with write(2)).
  *
  * Ownership: the store copies every input it needs; buffers passed to
  * callbacks are valid only during the callback unless stated otherwise.
@@ -34,13 +44,22 @@ typedef void (*mh_redis_status_cb)(void *ud, int status);
 typedef void (*mh_redis_u64_cb)(void *ud, int status, uint64_t value);
 
 /*
- * Parses url (redis://[:password@]host:port[/db]) and starts connecting.
- * Returns NULL with a message in err when the URL is malformed.
+ * Parses url (redis://[[user]:password@]host[:port][/db]; port 6379 by
+ * default, [v6addr] accepted, %XX escapes decoded in user and password) and
+ * starts connecting: AUTH when a password is given, SELECT when db is not 0.
+ * Returns NULL with a message in err (which never repeats the password) when
+ * the URL is malformed. The host name is resolved synchronously at each
+ * connection attempt (hiredis).
  */
 mh_redis_store_t *mh_redis_store_new(struct uv_loop_s *loop, const char *url, const char *prefix,
                                      mh_redis_state_fn on_state, void *ud, char *err,
                                      size_t errlen);
-/* Fails every pending callback with MH_EIO, closes the connection, frees. NULL is a no-op. */
+/*
+ * Fails every pending callback with MH_EIO, closes the connection, frees.
+ * NULL is a no-op. May be called from any callback of the store: pending
+ * hiredis callbacks then fail right after that callback returns. The uv
+ * handles close, and the memory goes, when the loop runs again.
+ */
 void mh_redis_store_free(mh_redis_store_t *rs);
 /* 1 when connected (AUTH/SELECT done). */
 int mh_redis_store_up(const mh_redis_store_t *rs);
@@ -67,7 +86,13 @@ void mh_redis_lookup_routes(mh_redis_store_t *rs, const uint64_t *ids, size_t n,
 typedef void (*mh_redis_claim_cb)(void *ud, int status, const char *previous);
 void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uint64_t ttl_ms,
                     mh_redis_claim_cb cb, void *ud);
-/* Refreshes presence and routes of many ids held by instance, pipelined. */
+/*
+ * Refreshes presence and routes of many ids held by instance, pipelined (one
+ * Lua EVAL per 512 ids). An id whose route names another instance is left
+ * alone (taken over); one whose route is absent (expired, or Redis lost its
+ * data) is claimed again, so a refresh after an outage re-registers everyone.
+ * ttl_ms 0 counts as 1 (also for claim).
+ */
 void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
                       uint64_t ttl_ms, mh_redis_status_cb cb, void *ud);
 /* Checks id out (route and presence) only if instance still holds it (atomic, Lua). */
@@ -83,7 +108,9 @@ void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_cb cb, vo
 
 /*
  * Appends frames to id's inbox (RPUSH, LTRIM to the newest max, EXPIRE ttl),
- * in order. The callback gets how many old messages were dropped for room.
+ * in order, pipelined. The callback gets how many old messages were dropped
+ * for room. max 0 counts as 1; ttl_s 0 sets no expiry (also for push_front).
+ * The payloads are copied; the caller keeps its references.
  */
 void mh_redis_inbox_push(mh_redis_store_t *rs, uint64_t id, mh_frame_t *const *frames, size_t n,
                          uint32_t max, uint64_t ttl_s, mh_redis_u64_cb cb, void *ud);
@@ -93,7 +120,8 @@ void mh_redis_inbox_push_front(mh_redis_store_t *rs, uint64_t id, mh_frame_t *co
 /*
  * Reads up to max_n of the oldest messages without removing them (LRANGE).
  * The frames are new references (refs = 1, is_message = 1) the callback
- * takes over.
+ * takes over; the array holding them stays the store's (freed after the
+ * callback). NULL and 0 on error.
  */
 typedef void (*mh_redis_frames_cb)(void *ud, int status, mh_frame_t **frames, size_t n);
 void mh_redis_inbox_peek(mh_redis_store_t *rs, uint64_t id, size_t max_n, mh_redis_frames_cb cb,

@@ -1,10 +1,14 @@
 /*
- * relay: carries out one validated relay request. Dedupes receivers, asks
- * the router for a plan, builds the outgoing frame ONCE and hands a
- * reference of it to each local receiver's queue or to the offline inbox.
+ * relay: carries out one validated relay request. Dedupes receivers, builds
+ * the outgoing frame ONCE, hands a reference of it to each local receiver's
+ * queue, and (distributed mode) looks the others up in Redis in one round
+ * trip, publishes ONE message per destination instance and stores the
+ * offline ones' copies in their Redis inboxes.
  *
- * Ownership: the result owns its plan arrays; release with
- * mh_relay_result_free().
+ * The relay is accepted only when every part is durable: written to a local
+ * queue, confirmed by RabbitMQ, or stored. `done` runs exactly once with 0
+ * (accepted) or MH_EIO (backplane failure: answer `unavailable`); in
+ * standalone mode it runs before mh_relay_start returns.
  */
 #ifndef MSGHUB_RELAY_H
 #define MSGHUB_RELAY_H
@@ -12,21 +16,39 @@
 #include <stdint.h>
 
 #include "msghub/codec.h"
-#include "msghub/router.h"
 #include "msghub/server.h"
 
 typedef struct mh_relay_result {
     char msg_id[48];
     size_t accepted;
-    mh_route_plan_t plan; /* plan.unknown / n_unknown for the reply */
+    const uint64_t *unknown;
+    size_t n_unknown;
 } mh_relay_result_t;
 
-/* Executes req (type relay) from `from` (0 = a service), received at t0_us (mh_mono_us). */
-void mh_relay_run(mh_server_t *srv, uint64_t from, mh_request_t *req, uint64_t t0_us,
-                  mh_relay_result_t *res);
-void mh_relay_result_free(mh_relay_result_t *res);
+/* res is valid only during the call. */
+typedef void (*mh_relay_done_fn)(void *ud, int status, const mh_relay_result_t *res);
 
-/* Stores a message frame for an offline id, counting stored and dropped messages. */
-void mh_relay_store_offline(mh_server_t *srv, uint64_t id, mh_frame_t *f);
+/* Executes req (type relay) from `from` (0 = a service), received at t0_us (mh_mono_us). */
+void mh_relay_start(mh_server_t *srv, uint64_t from, mh_request_t *req, uint64_t t0_us,
+                    mh_relay_done_fn done, void *ud);
+
+/*
+ * Stores message frames for an id that is not connected here: in memory
+ * (standalone) or in its Redis inbox (distributed; cb may be NULL). Counts
+ * stored and dropped messages. cb(ud, status) runs once, always.
+ */
+void mh_relay_store(mh_server_t *srv, uint64_t id, mh_frame_t *const *frames, size_t n, int front,
+                    void (*cb)(void *ud, int status), void *ud);
+
+/* One local receiver is done with f (written, or stored for later). */
+void mh_relay_local_done(mh_server_t *srv, mh_frame_t *f);
+
+/*
+ * Delivers a message frame to receivers that are not (or no longer) here:
+ * looks up their routes, publishes to their instances, stores the offline
+ * ones. Used by the consumer for receivers that moved. cb runs once.
+ */
+void mh_relay_reroute(mh_server_t *srv, mh_frame_t *f, const uint64_t *ids, size_t n,
+                      void (*cb)(void *ud, int status), void *ud);
 
 #endif

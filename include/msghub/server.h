@@ -19,6 +19,8 @@
 
 struct lws_context;
 struct uv_loop_s;
+struct mh_redis_store;
+struct mh_broker;
 struct mh_session;
 struct mh_http;
 
@@ -35,7 +37,12 @@ typedef struct mh_server {
     unsigned char random_secret[32];
     uint64_t msg_seq; /* message ids: "<msg_prefix>-<seq>" */
     char msg_prefix[24];
-    int draining; /* SIGTERM seen: refuse new work, close sessions */
+    int draining;                 /* SIGTERM seen: refuse new work, close sessions */
+    int distributed;              /* Redis + RabbitMQ configured */
+    struct mh_redis_store *redis; /* distributed mode only */
+    struct mh_broker *broker;     /* distributed mode only */
+    int redis_up, broker_up;
+    void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;
     struct mh_server_priv *priv; /* timers and signal handles (server.c) */
 } mh_server_t;
@@ -48,6 +55,9 @@ typedef struct mh_conn {
 
 /* Builds the server from cfg and runs the loop until shutdown; returns the exit status. */
 int mh_server_run(const mh_config_t *cfg);
+
+/* 1 when the hub accepts work: not draining and, if distributed, Redis and RabbitMQ are up. */
+int mh_server_ready(const mh_server_t *srv);
 
 /* Next message id for a relay, written into out[len]. */
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len);

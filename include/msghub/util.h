@@ -74,6 +74,10 @@ typedef struct mh_frame {
     uint64_t t0_us;      /* mh_mono_us() at receipt of the relay, 0 if none */
     size_t len;          /* payload length, excluding headroom */
     int is_message;      /* a relayed message (kept for offline delivery), not a reply */
+    int from_inbox;      /* read from a Redis inbox: still stored there until trimmed */
+    /* called once local_left drops to 0 (every local receiver wrote or stored it) */
+    void (*on_local_done)(void *ud);
+    void *local_ud;
     unsigned char mem[]; /* MH_FRAME_HEADROOM + len + 1 (NUL) bytes */
 } mh_frame_t;
 
@@ -88,5 +92,27 @@ static inline unsigned char *mh_frame_data(mh_frame_t *f)
 mh_frame_t *mh_frame_ref(mh_frame_t *f);
 /* Drops one reference; frees the frame when it was the last. NULL is a no-op. */
 void mh_frame_unref(mh_frame_t *f);
+
+/*
+ * A weak handle to an object that may go away while asynchronous operations
+ * still refer to it (a session, an HTTP request). The owner creates it and
+ * calls mh_handle_clear() when the object dies; each pending operation holds
+ * a reference and checks mh_handle_get() for NULL when it completes.
+ */
+typedef struct mh_handle {
+    void *obj;
+    uint32_t refs;
+} mh_handle_t;
+
+/* New handle naming obj, with the owner's reference. */
+mh_handle_t *mh_handle_new(void *obj);
+mh_handle_t *mh_handle_ref(mh_handle_t *h);
+void mh_handle_unref(mh_handle_t *h);
+/* The owner's object is gone: forget it and drop the owner's reference. */
+void mh_handle_clear(mh_handle_t *h);
+static inline void *mh_handle_get(const mh_handle_t *h)
+{
+    return h->obj;
+}
 
 #endif

@@ -1,8 +1,6 @@
 /*
- * ws: the WebSocket side of a connection on libwebsockets. A session is one
- * connected client: its id, its outbound queue, its rate limiter and the
- * reassembly buffer for fragmented messages. lws owns the session memory
- * (per-session data); the registry borrows it until LWS_CALLBACK_CLOSED.
+ * ws: the WebSocket side of a connection on libwebsockets: upgrade checks,
+ * reassembly, and the client requests. Sessions themselves: session.h.
  */
 #ifndef MSGHUB_WS_H
 #define MSGHUB_WS_H
@@ -12,7 +10,6 @@
 #include "msghub/server.h"
 
 struct lws;
-typedef struct mh_session mh_session_t;
 
 /* Handles the WebSocket callback reasons of the hub's lws protocol. */
 int mh_ws_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *conn, void *in,
@@ -24,10 +21,7 @@ int mh_ws_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *con
  */
 int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, const char **msg);
 
-/* Queues a frame for the session, or stores it in its inbox when it is backlogged or closing. */
-void mh_session_deliver(mh_server_t *srv, mh_session_t *s, mh_frame_t *f);
-
-/* Starts closing every session with code (shutdown: 1001). */
-void mh_ws_close_all(mh_server_t *srv, int code, const char *reason);
+/* Starts closing every registered session with code (shutdown: 1001). */
+void mh_ws_close_all(mh_server_t *srv, int code);
 
 #endif
