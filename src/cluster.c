@@ -35,8 +35,14 @@ static void redis_state(void *ud, int up)
     mh_server_t *srv = ud;
     srv->redis_up = up;
     mh_info(up ? "redis_up" : "redis_down", "ready=%d", mh_server_ready(srv));
-    if (up)
-        refresh_presence(srv); /* re-register everyone after an outage */
+    if (up) { /* Redis may have lost everything: keep our ids known, re-register everyone */
+        uint64_t *ids;
+        size_t n = mh_registry_ids(srv->registry, 0, &ids);
+        if (n)
+            mh_redis_raise_id(srv->redis, ids[n - 1], NULL, NULL);
+        free(ids);
+        refresh_presence(srv);
+    }
 }
 
 static void broker_state(void *ud, int up)
@@ -147,7 +153,9 @@ static void on_delivery(void *ud, uint64_t tag, int stranded, const void *body, 
         return;
     }
     if (env.type == MH_ENV_KICK) {
-        mh_session_kick(srv, env.ids[0], env.claimed_ms);
+        /* a stranded kick was meant for a dead instance: its sessions are gone */
+        if (!stranded)
+            mh_session_kick(srv, env.ids[0], env.claimed_ms);
         mh_broker_ack(srv->broker, tag, stranded);
     } else {
         delivery_t *d = mh_xcalloc(1, sizeof(*d));

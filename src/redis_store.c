@@ -759,6 +759,23 @@ void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud)
     submit(q);
 }
 
+/* KEYS: next_id; ARGV: the lowest value it must have. */
+static const char raise_id_lua[] = "local v = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+                                   "if v < tonumber(ARGV[1]) then\n"
+                                   "  redis.call('SET', KEYS[1], ARGV[1])\n"
+                                   "end\n"
+                                   "return 0\n";
+
+static const req_ops_t raise_ops = {"raise_id", NULL, finish_status};
+
+void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_cb cb, void *ud)
+{
+    req_t *q = req_new(rs, &raise_ops, ud);
+    q->cb.status = cb;
+    send_fmt(q, "EVAL %s 1 %s %" PRIu64, raise_id_lua, rs->key_next_id, min_id);
+    submit(q);
+}
+
 /* ---- routes and presence ---- */
 
 static void finish_routes(req_t *q, const redisReply *last)

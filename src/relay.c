@@ -126,8 +126,14 @@ static void published(void *ud, int status)
 {
     publish_op_t *op = ud;
     fanout_t *fo = op->fo;
-    if (status == MH_ENOENT) { /* the instance is gone: its receivers are offline */
-        mh_debug("publish_returned", "receivers=%zu", op->n);
+    /*
+     * MH_ENOENT: the instance is gone, its receivers are offline. MH_EIO: not
+     * confirmed (nack, or the connection dropped first): RabbitMQ may or may
+     * not hold it, so the receivers' copies also go to their inboxes: a
+     * duplicate (same message id) rather than a refusal the sender would retry.
+     */
+    if (status == MH_ENOENT || status == MH_EIO) {
+        mh_debug("publish_unconfirmed", "receivers=%zu status=%d", op->n, status);
         for (size_t i = 0; i < op->n; i++)
             store_part(fo, op->ids[i]);
         status = 0;

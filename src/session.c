@@ -413,9 +413,10 @@ mh_session_t *mh_session_open(mh_server_t *srv, struct lws *wsi, uint64_t resume
     }
     lws_rx_flow_control(wsi, 0); /* requests wait until the id is claimed */
     s->id = resumed_id;
-    if (resumed_id)
+    if (resumed_id) { /* a valid token proves the id was handed out */
+        mh_redis_raise_id(srv->redis, resumed_id, NULL, NULL);
         claim(srv, s);
-    else
+    } else
         mh_redis_alloc_id(srv->redis, got_id, sctx_new(srv, s));
     return s;
 }

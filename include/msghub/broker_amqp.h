@@ -16,19 +16,30 @@
  *
  * Publishing: the callback runs once per publish: 0 when RabbitMQ confirmed
  * it (basic.ack), MH_ENOENT when it came back with basic.return (no such
- * queue: the instance is gone), MH_EIO on basic.nack, when the connection
- * drops before the confirm, or when called while down (at once).
+ * queue: the instance is gone; also for an instance name too long to be a
+ * queue name), MH_EIO on basic.nack, when the connection drops before the
+ * confirm, or when called while down or while RabbitMQ has blocked the
+ * connection (memory or disk alarm). While down or blocked the callback
+ * runs at once, inside mh_broker_publish; otherwise always from the loop,
+ * and callbacks run in publish order.
  *
  * Consuming: on_delivery runs for each message of P.inst.I and P.stranded
- * (stranded = 1 for the latter); the hub acknowledges it later with
- * mh_broker_ack(), after the work it implies is done. Deliveries not acked
- * when the connection drops are redelivered by RabbitMQ (at least once).
+ * (stranded = 1 for the latter); body is valid only during the call. The
+ * hub acknowledges it later (or from inside on_delivery) with
+ * mh_broker_ack(), after the work it implies is done. The tag is opaque: it
+ * carries the connection's epoch, so a tag from before a reconnect is
+ * ignored. Deliveries not acked when the connection drops are redelivered
+ * by RabbitMQ (at least once). Acking a tag twice is a protocol error that
+ * costs a reconnect.
  *
  * Reconnection with exponential backoff and jitter (100 ms doubling to 5 s,
  * +-20 %), redeclaring the topology and restarting the consumers;
- * on_state reports each change. Connection setup uses short socket
- * timeouts (it runs on the loop; see docs/DISTRIBUTED.md for why this is
- * acceptable); publishing and reading never block on the network.
+ * on_state reports each change (not on mh_broker_free). Connection setup
+ * uses short socket timeouts (it runs on the loop; docs/DISTRIBUTED.md and
+ * src/broker_amqp.c say what that costs and why it is acceptable); reading
+ * never blocks on the network, and a send (publish, ack, heartbeat) waits
+ * only if the kernel's socket buffer is full. Heartbeats every 10 s: a server silent for 20 s
+ * counts as a lost connection.
  */
 #ifndef MSGHUB_BROKER_AMQP_H
 #define MSGHUB_BROKER_AMQP_H
@@ -56,11 +67,21 @@ typedef struct mh_broker_options {
     void *ud;
 } mh_broker_options_t;
 
-/* Validates the URL and starts connecting; NULL with a message in err if malformed. */
+/*
+ * Validates the options and the URL (amqp:// only; "amqp://host/" means the
+ * vhost "/") and starts connecting on the next loop turn; NULL with a
+ * message in err if malformed. Zero ttl / expiry / prefetch take the
+ * defaults in brackets; on_delivery is required.
+ */
 mh_broker_t *mh_broker_new(struct uv_loop_s *loop, const mh_broker_options_t *opts, char *err,
                            size_t errlen);
-/* Fails pending publishes with MH_EIO, closes, frees. NULL is a no-op. */
+/*
+ * Fails pending publishes with MH_EIO, closes the connection (AMQP close,
+ * at most 500 ms), frees. NULL is a no-op. May be called from any of the
+ * broker's callbacks; the memory is released by the loop's close callbacks.
+ */
 void mh_broker_free(mh_broker_t *b);
+/* 1 while connected with the topology declared and the consumers running. */
 int mh_broker_up(const mh_broker_t *b);
 
 /* Publishes body to instance's queue (copied). cb runs exactly once. */

@@ -70,6 +70,13 @@ void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);
 void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);
 
 /*
+ * Raises P:next_id to at least min_id (never lowers it): after Redis lost its
+ * data, ids still held by connected or resuming clients must stay known and
+ * must not be handed out again.
+ */
+void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_cb cb, void *ud);
+
+/*
  * One round trip (pipelined GET P:next_id + MGET P:route:<id>...): the
  * highest id handed out, and for each id its instance or NULL (offline).
  */
