@@ -407,7 +407,9 @@ int mh_codec_envelope_parse(const void *body, size_t len, mh_envelope_t *env)
     }
     env->frame = nl + 1;
     env->frame_len = len - head - 1;
-    return env->frame_len ? 0 : -1;
+    if (env->frame_len == 0)
+        goto fail;
+    return 0;
 fail:
     mh_codec_envelope_free(env);
     return -1;
