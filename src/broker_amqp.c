@@ -104,7 +104,7 @@ struct mh_broker {
     char *url;                      /* copy that amqp_parse_url cut up */
     struct amqp_connection_info ci; /* points into url */
     char *q_inst, *q_stranded, *x_dlx, *rk_prefix, *instance;
-    uint32_t msg_ttl_ms, queue_expiry_ms;
+    uint32_t msg_ttl_ms, queue_expiry_ms, stranded_expiry_ms;
     uint16_t prefetch;
     mh_broker_state_fn on_state;
     mh_broker_delivery_fn on_delivery;
@@ -436,8 +436,10 @@ static const char *declare_topology(mh_broker_t *b)
     if (!amqp_exchange_declare(c, CH_CONS, amqp_cstring_bytes(b->x_dlx),
                                amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table))
         return last_rpc(b, "exchange.declare dlx");
-    if (!amqp_queue_declare(c, CH_CONS, amqp_cstring_bytes(b->q_stranded), 0, 1, 0, 0,
-                            amqp_empty_table))
+    /* the shared queue goes too once no instance has used it for that long */
+    amqp_table_entry_t sargs[1] = {i64_entry("x-expires", b->stranded_expiry_ms)};
+    amqp_table_t stable = {b->stranded_expiry_ms ? 1 : 0, sargs};
+    if (!amqp_queue_declare(c, CH_CONS, amqp_cstring_bytes(b->q_stranded), 0, 1, 0, 0, stable))
         return last_rpc(b, "queue.declare stranded");
     if (!amqp_queue_bind(c, CH_CONS, amqp_cstring_bytes(b->q_stranded),
                          amqp_cstring_bytes(b->x_dlx), amqp_empty_bytes, amqp_empty_table))
@@ -814,6 +816,7 @@ static void init_names(mh_broker_t *b, const mh_broker_options_t *o)
     free(dot);
     b->msg_ttl_ms = o->msg_ttl_ms ? o->msg_ttl_ms : 10000;
     b->queue_expiry_ms = o->queue_expiry_ms ? o->queue_expiry_ms : 60000;
+    b->stranded_expiry_ms = o->stranded_expiry_ms;
     b->prefetch = o->prefetch ? o->prefetch : 256;
     b->on_state = o->on_state;
     b->on_delivery = o->on_delivery;

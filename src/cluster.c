@@ -193,6 +193,10 @@ int mh_cluster_start(mh_server_t *srv)
         .instance_id = cfg->instance_id,
         .msg_ttl_ms = cfg->queue_msg_ttl_s * 1000u,
         .queue_expiry_ms = cfg->queue_expiry_s * 1000u,
+        /* stranded messages may wait as long as an inbox would keep them */
+        .stranded_expiry_ms =
+            (uint32_t)(cfg->inbox_ttl_s * 1000u > UINT32_MAX / 2 ? UINT32_MAX / 2
+                                                                 : cfg->inbox_ttl_s * 1000u),
         .prefetch = 256,
         .on_state = broker_state,
         .on_delivery = on_delivery,

@@ -9,7 +9,8 @@
  *                        x-expires = queue_expiry_ms,
  *                        x-dead-letter-exchange = P.dlx
  *   exchange P.dlx       fanout, durable
- *   queue  P.stranded    durable, bound to P.dlx; every instance consumes it
+ *   queue  P.stranded    durable, bound to P.dlx, x-expires = stranded_expiry_ms
+ *                        (when set); every instance consumes it
  * Messages for instance J are published to the default exchange with
  * routing key P.inst.J, persistent, mandatory, on a channel in confirm
  * mode (AMQP_CONFIRM_SELECT_METHOD sent by hand: 0.11 has no helper).
@@ -59,9 +60,10 @@ typedef struct mh_broker_options {
     const char *url; /* amqp://user:pass@host:port/vhost */
     const char *prefix;
     const char *instance_id;
-    uint32_t msg_ttl_ms;      /* how long a message may wait in an instance queue [10000] */
-    uint32_t queue_expiry_ms; /* an unused instance queue is deleted after [60000] */
-    uint16_t prefetch;        /* unacked deliveries per consumer [256] */
+    uint32_t msg_ttl_ms;         /* how long a message may wait in an instance queue [10000] */
+    uint32_t queue_expiry_ms;    /* an unused instance queue is deleted after [60000] */
+    uint32_t stranded_expiry_ms; /* P.stranded unused this long is deleted [0: never] */
+    uint16_t prefetch;           /* unacked deliveries per consumer [256] */
     mh_broker_state_fn on_state;
     mh_broker_delivery_fn on_delivery;
     void *ud;

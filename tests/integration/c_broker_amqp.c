@@ -296,6 +296,7 @@ static int group_setup(void **state)
         url = "amqp://guest:guest@127.0.0.1:5672/";
     unsigned r = (unsigned)(mh_mono_us() ^ (uint64_t)getpid() << 16);
     snprintf(prefix, sizeof(prefix), "mhtest-%d-%08x", (int)getpid(), r);
+    fprintf(stderr, "prefix %s on %s\n", prefix, url);
     return uv_loop_init(&loop);
 }
 
@@ -353,7 +354,8 @@ static void test_bad_options(void **state)
 static int free_port(void)
 {
     for (int tries = 0; tries < 200; tries++) {
-        int port = 21000 + (int)((mh_mono_us() / 7 + (uint64_t)tries * 7919) % 20000);
+        uint64_t seed = mh_mono_us() / 7 + (uint64_t)getpid() * 104729 + (uint64_t)tries * 7919;
+        int port = 21000 + (int)(seed % 20000);
         int ok = 1;
         for (int k = 0; k < 2 && ok; k++) {
             int fd = socket(AF_INET, SOCK_STREAM, 0);
