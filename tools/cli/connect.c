@@ -1,0 +1,407 @@
+/*
+ * connect: WebSocket session with stdin on the same loop; see connect.h.
+ *
+ * Outgoing requests wait in a FIFO and leave one per CLIENT_WRITEABLE (lws
+ * allows one lws_write per callback). Reading stdin starts after the hello
+ * and pauses while more than OUT_HIGH bytes wait, so a large piped file
+ * cannot pile up in memory. Every request carries a ref; `awaiting` counts
+ * those without a reply yet, so end of input can wait for the answers
+ * before closing.
+ */
+#include "connect.h"
+
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "input.h"
+#include "loop.h"
+#include "repl.h"
+
+#define OUT_HIGH (1u << 20)
+#define OUT_LOW (256u << 10)
+#define CLOSE_GRACE_MS 5000
+#define MAX_INCOMING ((1ull << 30) + (1ull << 20))
+#define RX_CHUNK CLI_LOOP_READ_SIZE
+
+enum { S_CONNECTING, S_OPEN, S_CLOSING, S_DONE };
+
+typedef struct outmsg {
+    struct outmsg *next;
+    size_t len;
+    unsigned char data[]; /* LWS_PRE + len */
+} outmsg_t;
+
+typedef struct sess {
+    cli_loop_t loop;
+    const cli_connect_opts_t *o;
+    struct lws *wsi;
+    cli_input_t *input;
+    uv_timer_t timer; /* connect deadline, then the close grace */
+    uv_signal_t sigint, sigterm;
+    outmsg_t *head, *tail;
+    size_t out_bytes;
+    mh_buf_t rx;   /* message being reassembled */
+    mh_buf_t line; /* output line being built */
+    cli_repl_t repl;
+    unsigned awaiting; /* requests written or queued without a reply yet */
+    int state;
+    int want_close;  /* end of input, /quit or a signal: close once drained */
+    int close_sent;  /* we sent close 1000 */
+    int peer_closed; /* the hub's close code was printed */
+    int exit_code;
+} sess_t;
+
+/* ---- output ---- */
+
+static void print_line(const char *s, size_t n)
+{
+    fwrite(s, 1, n, stdout);
+    fputc('\n', stdout);
+    fflush(stdout);
+}
+
+/* ---- ending ---- */
+
+static void stop(sess_t *s, int exit_code)
+{
+    if (s->state == S_DONE)
+        return;
+    s->state = S_DONE;
+    s->exit_code = exit_code;
+    cli_loop_stop(&s->loop);
+}
+
+static void on_grace(uv_timer_t *t)
+{
+    sess_t *s = t->data;
+    if (s->close_sent || !s->wsi) {
+        stop(s, 0); /* the close handshake did not finish: drop the connection */
+        return;
+    }
+    /* replies overdue: close without waiting for them any longer */
+    s->awaiting = 0;
+    lws_callback_on_writable(s->wsi);
+    uv_timer_start(&s->timer, on_grace, CLOSE_GRACE_MS, 0);
+}
+
+/* End of input, /quit or a signal: close with 1000 once the queue is written. */
+static void request_close(sess_t *s)
+{
+    if (s->want_close || s->state == S_DONE)
+        return;
+    s->want_close = 1;
+    if (s->input) {
+        cli_input_close(s->input);
+        s->input = NULL;
+    }
+    if (s->state != S_OPEN) {
+        stop(s, s->state == S_CONNECTING ? 1 : 0);
+        return;
+    }
+    s->state = S_CLOSING;
+    uv_timer_stop(&s->timer);
+    uv_timer_start(&s->timer, on_grace, CLOSE_GRACE_MS, 0);
+    lws_callback_on_writable(s->wsi);
+}
+
+/* ---- input ---- */
+
+static void enqueue(sess_t *s, const char *p, size_t n)
+{
+    outmsg_t *m = mh_xmalloc(sizeof(*m) + LWS_PRE + n);
+    m->next = NULL;
+    m->len = n;
+    memcpy(m->data + LWS_PRE, p, n);
+    if (s->tail)
+        s->tail->next = m;
+    else
+        s->head = m;
+    s->tail = m;
+    s->out_bytes += n;
+    s->awaiting++;
+    if (s->out_bytes > OUT_HIGH && s->input)
+        cli_input_pause(s->input);
+    lws_callback_on_writable(s->wsi);
+}
+
+static void on_line(void *ud, char *line, size_t len)
+{
+    sess_t *s = ud;
+    char err[256];
+    mh_buf_t frame;
+    mh_buf_init(&frame);
+    switch (cli_repl_line(&s->repl, line, len, &frame, err, sizeof(err))) {
+    case CLI_CMD_SEND:
+        enqueue(s, frame.data, frame.len);
+        break;
+    case CLI_CMD_HELP:
+        print_line(frame.data, frame.len);
+        break;
+    case CLI_CMD_ERROR:
+        fprintf(stderr, "msghub-cli: %s\n", err);
+        break;
+    case CLI_CMD_QUIT:
+        request_close(s);
+        break;
+    case CLI_CMD_NOTHING:
+        break;
+    }
+    mh_buf_free(&frame);
+}
+
+static void on_input_end(void *ud, const char *error)
+{
+    sess_t *s = ud;
+    if (error)
+        fprintf(stderr, "msghub-cli: standard input: %s\n", error);
+    request_close(s);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    sess_t *s = h->data;
+    if (s->want_close || s->state != S_OPEN)
+        stop(s, s->state == S_OPEN || s->state == S_CLOSING ? 0 : 1);
+    else
+        request_close(s);
+}
+
+static void on_connect_deadline(uv_timer_t *t)
+{
+    sess_t *s = t->data;
+    fprintf(stderr, "msghub-cli: no hello from %s within %d s\n", s->o->url_text, s->o->timeout_s);
+    stop(s, 1);
+}
+
+/* ---- WebSocket ---- */
+
+static void on_hello(sess_t *s)
+{
+    s->state = S_OPEN;
+    uv_timer_stop(&s->timer);
+    if (isatty(STDIN_FILENO))
+        fprintf(stderr, "msghub-cli: connected; type /help for commands, Ctrl-D to leave\n");
+    s->input = cli_input_new(&s->loop.uv, STDIN_FILENO, on_line, on_input_end, s);
+    if (!s->input)
+        request_close(s);
+}
+
+static void on_frame(sess_t *s, const char *p, size_t n)
+{
+    cli_frame_info_t info;
+    cli_repl_frame(p, n, &s->line, &info);
+    print_line(s->line.data, s->line.len);
+    if (info.kind == CLI_IN_HELLO && s->state == S_CONNECTING)
+        on_hello(s);
+    else if (info.kind == CLI_IN_REPLY && s->awaiting)
+        s->awaiting--;
+    if (s->state == S_CLOSING && !s->awaiting)
+        lws_callback_on_writable(s->wsi);
+}
+
+static int on_receive(sess_t *s, struct lws *wsi, const void *in, size_t len)
+{
+    if (lws_frame_is_binary(wsi)) {
+        if (lws_is_final_fragment(wsi))
+            fprintf(stderr, "msghub-cli: ignored a binary frame from the hub\n");
+        return 0;
+    }
+    if (s->rx.len + len > MAX_INCOMING) {
+        fprintf(stderr, "msghub-cli: message from the hub larger than 1 GiB\n");
+        return -1;
+    }
+    mh_buf_append(&s->rx, in, len);
+    if (lws_is_final_fragment(wsi)) {
+        on_frame(s, s->rx.data, s->rx.len);
+        mh_buf_reset(&s->rx);
+    }
+    return 0;
+}
+
+static int on_writeable(sess_t *s, struct lws *wsi)
+{
+    outmsg_t *m = s->head;
+    if (m) {
+        s->head = m->next;
+        if (!s->head)
+            s->tail = NULL;
+        s->out_bytes -= m->len;
+        int n = lws_write(wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+        free(m);
+        if (n < 0)
+            return -1;
+        if (s->head)
+            lws_callback_on_writable(wsi);
+        else if (s->input && s->out_bytes < OUT_LOW)
+            cli_input_resume(s->input);
+        return 0;
+    }
+    if (s->state == S_CLOSING && !s->awaiting && !s->close_sent) {
+        s->close_sent = 1;
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1; /* lws sends the close frame and waits for the hub's */
+    }
+    return 0;
+}
+
+static void describe_refusal(sess_t *s, struct lws *wsi, const char *why)
+{
+    char text[256];
+    int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
+    if (why && strstr(why, "unauthorized"))
+        status = 401;
+    const char *hint = status == 401   ? "unauthorized: bad, expired or missing token"
+                       : status == 403 ? "forbidden: origin not allowed"
+                       : status == 404 ? "not found: no WebSocket endpoint at this path"
+                       : status == 503 ? "unavailable: the hub is full, draining or its "
+                                         "backplane is down"
+                                       : NULL;
+    if (status && hint)
+        fprintf(stderr, "msghub-cli: %s refused the connection: HTTP %d %s\n", s->o->url_text,
+                status, hint);
+    else if (status)
+        fprintf(stderr, "msghub-cli: %s refused the connection: HTTP %d\n", s->o->url_text, status);
+    else
+        fprintf(stderr, "msghub-cli: cannot connect to %s: %s\n", s->o->url_text,
+                cli_connect_error(s->o->url->host, why ? why : "connection failed", text,
+                                  sizeof(text)));
+}
+
+static void on_peer_close(sess_t *s, const unsigned char *in, size_t len)
+{
+    int code = len >= 2 ? (in[0] << 8 | in[1]) : 1005;
+    mh_buf_reset(&s->line);
+    mh_buf_printf(&s->line, "closed %d", code);
+    if (len > 2) {
+        mh_buf_puts(&s->line, " ");
+        cli_repl_one_line(&s->line, (const char *)in + 2, len - 2);
+    }
+    print_line(s->line.data, s->line.len);
+    s->peer_closed = 1;
+    if (!s->close_sent)
+        s->exit_code = code == 1000 ? 0 : 1;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                    size_t len)
+{
+    sess_t *s = lws_context_user(lws_get_context(wsi));
+    if (!s)
+        return 0;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        if (s->state != S_DONE)
+            describe_refusal(s, wsi, in);
+        s->wsi = NULL;
+        stop(s, 1);
+        return 0;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        s->wsi = wsi;
+        return 0;
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+        return s->state == S_DONE ? -1 : on_receive(s, wsi, in, len);
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        return s->state == S_DONE ? 0 : on_writeable(s, wsi);
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+        if (!s->close_sent)
+            on_peer_close(s, in, len);
+        return 0;
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        if (s->wsi == wsi)
+            s->wsi = NULL;
+        if (s->state == S_DONE)
+            return 0;
+        if (!s->close_sent && !s->peer_closed) {
+            static const char lost[] = "closed 1006 connection lost";
+            print_line(lost, sizeof(lost) - 1);
+            s->exit_code = 1;
+        }
+        stop(s, s->close_sent ? 0 : s->exit_code);
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+/* ---- lifecycle ---- */
+
+static void on_stop(cli_loop_t *l)
+{
+    sess_t *s = l->user;
+    cli_input_close(s->input);
+    s->input = NULL;
+    uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+}
+
+static void build_path(const cli_connect_opts_t *o, mh_buf_t *path)
+{
+    mh_buf_puts(path, o->url->prefix);
+    mh_buf_puts(path, "/ws");
+    if (o->token) {
+        mh_buf_puts(path, "?token=");
+        cli_query_escape(path, o->token);
+    }
+}
+
+int cli_connect_run(const cli_connect_opts_t *o)
+{
+    static const struct lws_protocols protocols[] = {
+        {"msghub-cli", callback, 0, RX_CHUNK, 0, NULL, 0},
+        {NULL, NULL, 0, 0, 0, NULL, 0},
+    };
+    sess_t *s = mh_xcalloc(1, sizeof(*s));
+    s->o = o;
+    s->state = S_CONNECTING;
+    mh_buf_init(&s->rx);
+    mh_buf_init(&s->line);
+    cli_repl_init(&s->repl);
+    mh_buf_t path;
+    mh_buf_init(&path);
+    build_path(o, &path);
+    int rc = 1;
+    if (cli_loop_init(&s->loop, protocols, s, o->verbose))
+        goto out;
+    s->loop.on_stop = on_stop;
+    uv_timer_init(&s->loop.uv, &s->timer);
+    uv_signal_init(&s->loop.uv, &s->sigint);
+    uv_signal_init(&s->loop.uv, &s->sigterm);
+    s->timer.data = s->sigint.data = s->sigterm.data = s;
+    uv_timer_start(&s->timer, on_connect_deadline, (uint64_t)o->timeout_s * 1000u, 0);
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof(ci));
+    ci.context = s->loop.lws;
+    ci.address = o->url->host;
+    ci.port = o->url->port;
+    ci.path = path.data;
+    ci.host = o->url->authority;
+    ci.ietf_version_or_minus_one = -1;
+    ci.pwsi = &s->wsi;
+    if (!lws_client_connect_via_info(&ci) && s->state != S_DONE) {
+        char why[256];
+        fprintf(stderr, "msghub-cli: cannot connect to %s: %s\n", o->url_text,
+                cli_connect_error(o->url->host, NULL, why, sizeof(why)));
+        stop(s, 1);
+    }
+    cli_loop_run(&s->loop);
+    rc = s->exit_code;
+out:
+    while (s->head) {
+        outmsg_t *m = s->head;
+        s->head = m->next;
+        free(m);
+    }
+    mh_buf_free(&path);
+    mh_buf_free(&s->rx);
+    mh_buf_free(&s->line);
+    cli_repl_free(&s->repl);
+    free(s);
+    return rc;
+}
