@@ -1,0 +1,129 @@
+/*
+ * redis_conn: the connection and request plumbing under redis_store. One
+ * hiredis async connection at a time, attached to the hub's libuv loop,
+ * with the handshake (AUTH / SELECT / PING), reconnection with backoff and
+ * jitter, and requests: a request pipelines one or more commands and is
+ * completed, exactly once, when the last reply arrives, when the connection
+ * drops, or (if it sent nothing) from a uv_idle handle on the next loop turn.
+ *
+ * Internal header: only redis_store.c uses it. The rules redis_store.h
+ * promises its callers (the URL format, MH_EIO for every failure, no
+ * queueing while down, the backoff figures, on_state never from inside
+ * _new() or _free()) are kept here; this module knows no key, no command
+ * beyond the handshake and no result type.
+ *
+ * Ownership: the connection owns its hiredis context, its two uv handles
+ * and every request from mh_redis_conn_req_new() until the request's finish
+ * hook has returned, then frees it. Its memory goes once the uv handles are
+ * closed, after mh_redis_conn_free() when the loop runs again; the on_freed
+ * hook given to _free() says when. Replies handed to the hooks belong to
+ * hiredis and are valid only during the hook.
+ */
+#ifndef MSGHUB_REDIS_CONN_H
+#define MSGHUB_REDIS_CONN_H
+
+#include <stddef.h>
+
+#include "msghub/util.h"
+
+struct uv_loop_s;
+struct redisReply;
+typedef struct mh_redis_conn mh_redis_conn_t;
+typedef struct mh_redis_conn_req mh_redis_conn_req_t;
+
+/* up is 1 once AUTH / SELECT succeeded, 0 when the connection is lost. */
+typedef void (*mh_redis_conn_state_fn)(void *ud, int up);
+
+/*
+ * Parses url (see mh_redis_store_new()) and starts connecting. Returns NULL
+ * with "bad redis url: <why>" in err (never the password) when loop or url
+ * is NULL or the URL is malformed. on_state (may be NULL) gets each change,
+ * never from inside _new() or _free().
+ */
+mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
+                                   mh_redis_conn_state_fn on_state, void *ud, char *err,
+                                   size_t errlen);
+/*
+ * Fails every pending and deferred request with MH_EIO (hiredis' pending
+ * ones right after the current hiredis callback, when called from one),
+ * closes the connection and the uv handles. on_freed(arg) (may be NULL)
+ * runs once the memory is gone, when the loop runs again. Requests made
+ * from here on complete synchronously with MH_EIO. NULL, or a second call,
+ * is a no-op.
+ */
+void mh_redis_conn_free(mh_redis_conn_t *c, void (*on_freed)(void *arg), void *arg);
+/* 1 when connected (AUTH / SELECT done): only then are commands sent. */
+int mh_redis_conn_up(const mh_redis_conn_t *c);
+
+/* What a kind of request does with its replies. */
+typedef struct mh_redis_conn_req_ops {
+    const char *name; /* for the log */
+    /* Reads reply idx of the pipeline (not an error reply); may set status. May be NULL. */
+    void (*each)(mh_redis_conn_req_t *q, size_t idx, const struct redisReply *r);
+    /*
+     * Calls the user's callback and releases what the request owns besides
+     * itself; last: the final reply, NULL on failure or if nothing was sent.
+     */
+    void (*finish)(mh_redis_conn_req_t *q, const struct redisReply *last);
+} mh_redis_conn_req_ops_t;
+
+/*
+ * A request. Callers embed it as the first member of their own struct
+ * (allocated by mh_redis_conn_req_new()) and may read and set status; the
+ * other fields are the connection's.
+ */
+struct mh_redis_conn_req {
+    mh_redis_conn_t *conn;
+    const mh_redis_conn_req_ops_t *ops;
+    int status;                /* 0, or MH_EIO once anything failed */
+    mh_redis_conn_req_t *next; /* in the deferred list */
+    unsigned pending;          /* commands sent and not answered */
+    unsigned seen;             /* replies received */
+};
+
+/*
+ * A zeroed request of size bytes (>= sizeof(mh_redis_conn_req_t), the
+ * request first), owned by the connection: issue its commands, then
+ * mh_redis_conn_submit() it.
+ */
+void *mh_redis_conn_req_new(mh_redis_conn_t *c, const mh_redis_conn_req_ops_t *ops, size_t size);
+/*
+ * Sends one command, pipelined after the request's earlier ones, from a
+ * hiredis format: printf conversions only, each one argument even when the
+ * value has spaces. Nothing is sent once the request failed or while down.
+ */
+void mh_redis_conn_send(mh_redis_conn_req_t *q, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/*
+ * After the last command. A request that sent nothing completes on the next
+ * loop turn (with MH_EIO if the connection is down), or at once while the
+ * connection is being freed; the others complete with their last reply.
+ */
+void mh_redis_conn_submit(mh_redis_conn_req_t *q);
+/* Logs a reply of an unexpected shape (r may be NULL) and fails q with MH_EIO. */
+void mh_redis_conn_bad_reply(mh_redis_conn_req_t *q, const struct redisReply *r);
+
+/*
+ * A command of variable length: argv with lengths, every argument binary
+ * safe. On the caller's stack: _init, add arguments, then _send, which
+ * frees what _init and _fmt allocated.
+ */
+typedef struct mh_redis_conn_cmd {
+    int argc;
+    const char **argv;
+    size_t *len;
+    size_t *off; /* offset of a formatted argument in text, or borrowed bytes */
+    mh_buf_t text;
+} mh_redis_conn_cmd_t;
+
+/* Room for nargs arguments, the verb (a string constant) included. */
+void mh_redis_conn_cmd_init(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb);
+/* Borrows p[0..n) until _send. */
+void mh_redis_conn_cmd_bin(mh_redis_conn_cmd_t *c, const void *p, size_t n);
+/* Appends an argument formatted with printf (copied). */
+void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Sends c like mh_redis_conn_send() and frees it. */
+void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c);
+
+#endif

@@ -1,0 +1,634 @@
+/*
+ * redis_conn: the Redis connection and request plumbing of distributed mode
+ * (contract and ownership in redis_conn.h; the keys and the operations are
+ * redis_store's).
+ *
+ * One hiredis async context at a time hangs off the connection, attached to
+ * the hub's uv loop with hiredis' libuv adapter. The connection is in one of
+ * three phases: waiting (no context; the retry timer holds the backoff
+ * delay), connecting (context made, AUTH / SELECT / PING queued; the same
+ * timer is the connect deadline) and up (PING answered). User commands are
+ * sent only while up.
+ *
+ * Every command a request pipelines carries it as privdata, and hiredis
+ * calls each command's callback exactly once (with a NULL reply when the
+ * connection drops or the context is freed), so the last reply completes
+ * the request and calls its finish hook. A request that sent nothing
+ * (connection down) is completed from an idle handle on the next loop turn,
+ * or at once while the connection is being freed. What the store does with
+ * the answers, and any retrying of failed commands, is not here.
+ */
+#include "msghub/redis_conn.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <hiredis/async.h>
+#include <hiredis/adapters/libuv.h>
+#include <uv.h>
+
+#include "msghub/log.h"
+
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+#define CONNECT_TIMEOUT_MS 5000u
+#define TCP_USER_TIMEOUT_MS 15000u
+#define NO_OFF ((size_t)-1)
+
+typedef mh_redis_conn_req_t req_t;
+
+struct mh_redis_conn {
+    uv_loop_t *loop;
+    redisAsyncContext *ac; /* NULL while waiting */
+    uv_timer_t retry;      /* backoff delay, then connect deadline */
+    uv_idle_t idle;        /* completes deferred requests */
+    req_t *dq_head, *dq_tail;
+    char *host, *user, *password;
+    int port, db;
+    int up;       /* handshake done: commands are sent */
+    int reported; /* the last state given to on_state */
+    int closing;
+    int handles; /* uv handles not closed yet */
+    unsigned attempts;
+    uint64_t rnd;
+    char err[160];    /* last connection error, for the log */
+    char hs_err[160]; /* first error reply of the handshake */
+    mh_redis_conn_state_fn on_state;
+    void *ud;
+    void (*on_freed)(void *arg);
+    void *freed_arg;
+};
+
+/* ---- URL ---- */
+
+static int hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Copy of s[0..n) with %XX decoded (a malformed escape stays as is). */
+static char *decode(const char *s, size_t n)
+{
+    char *out = mh_xmalloc(n + 1), *o = out;
+    for (size_t i = 0; i < n; i++) {
+        int hi = i + 2 < n && s[i] == '%' ? hexval(s[i + 1]) : -1;
+        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+        if (lo >= 0) {
+            *o++ = (char)(hi * 16 + lo);
+            i += 2;
+        } else {
+            *o++ = s[i];
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Decimal in [s, end) of at least one digit, at most max. */
+static int parse_num(const char *s, const char *end, long max, int *out)
+{
+    long v = 0;
+    if (s == end)
+        return -1;
+    for (; s < end; s++) {
+        if (*s < '0' || *s > '9' || (v = v * 10 + (*s - '0')) > max)
+            return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static const char *parse_userinfo(mh_redis_conn_t *conn, const char *p, const char *at)
+{
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (!colon)
+        return "expected [user]:password@ before the host";
+    if (colon > p)
+        conn->user = decode(p, (size_t)(colon - p));
+    if (at > colon + 1)
+        conn->password = decode(colon + 1, (size_t)(at - colon - 1));
+    return NULL;
+}
+
+/* host[:port][/db] or [v6]:port...: returns an error text or NULL. */
+static const char *parse_hostpart(mh_redis_conn_t *conn, const char *p)
+{
+    const char *h = p, *e;
+    if (*p == '[') {
+        if (!(e = strchr(++h, ']')))
+            return "unclosed [ in the host";
+        p = e + 1;
+    } else {
+        e = p + strcspn(p, ":/?#");
+        p = e;
+    }
+    if (e == h)
+        return "no host";
+    conn->host = decode(h, (size_t)(e - h));
+    conn->port = 6379;
+    if (*p == ':') {
+        e = p + 1 + strcspn(p + 1, "/");
+        if (parse_num(p + 1, e, 65535, &conn->port) || conn->port == 0)
+            return "bad port";
+        p = e;
+    }
+    if (*p == '/' && p[1] && parse_num(p + 1, p + strlen(p), 0x7fffffffL, &conn->db))
+        return "bad database number";
+    if (*p && *p != '/')
+        return "unexpected text after the host";
+    return NULL;
+}
+
+static const char *parse_url(mh_redis_conn_t *conn, const char *url)
+{
+    static const char scheme[] = "redis://";
+    if (strncmp(url, scheme, sizeof(scheme) - 1) != 0)
+        return "expected redis://";
+    const char *p = url + sizeof(scheme) - 1;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *why = parse_userinfo(conn, p, at);
+        if (why)
+            return why;
+        p = at + 1;
+    }
+    return parse_hostpart(conn, p);
+}
+
+/* ---- lifetime and small helpers ---- */
+
+static void conn_destroy(mh_redis_conn_t *conn)
+{
+    free(conn->host);
+    free(conn->user);
+    free(conn->password);
+    free(conn);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    mh_redis_conn_t *conn = h->data;
+    if (--conn->handles > 0)
+        return;
+    void (*on_freed)(void *) = conn->on_freed;
+    void *arg = conn->freed_arg;
+    conn_destroy(conn);
+    if (on_freed)
+        on_freed(arg);
+}
+
+/* Copies s into dst for a logfmt value in quotes: no quotes, no control bytes. */
+static void copy_err(char *dst, size_t cap, const char *s, size_t n)
+{
+    size_t i = 0;
+    for (; s && i < n && i + 1 < cap && s[i]; i++)
+        dst[i] = s[i] == '"' ? '\'' : (unsigned char)s[i] < 0x20 ? ' ' : s[i];
+    dst[i] = '\0';
+}
+
+static void set_err(mh_redis_conn_t *conn, const char *s)
+{
+    copy_err(conn->err, sizeof(conn->err), s ? s : "unknown error", SIZE_MAX);
+}
+
+static uint32_t next_rand(mh_redis_conn_t *conn)
+{
+    conn->rnd ^= conn->rnd << 13; /* xorshift64 */
+    conn->rnd ^= conn->rnd >> 7;
+    conn->rnd ^= conn->rnd << 17;
+    return (uint32_t)(conn->rnd >> 32);
+}
+
+/* ---- requests ---- */
+
+void *mh_redis_conn_req_new(mh_redis_conn_t *conn, const mh_redis_conn_req_ops_t *ops, size_t size)
+{
+    req_t *q = mh_xcalloc(1, size);
+    q->conn = conn;
+    q->ops = ops;
+    return q;
+}
+
+static void complete(req_t *q, const redisReply *last)
+{
+    q->ops->finish(q, q->status ? NULL : last);
+    free(q);
+}
+
+static req_t *dq_pop(mh_redis_conn_t *conn)
+{
+    req_t *q = conn->dq_head;
+    if (q && !(conn->dq_head = q->next))
+        conn->dq_tail = NULL;
+    return q;
+}
+
+static void on_idle(uv_idle_t *h)
+{
+    mh_redis_conn_t *conn = h->data;
+    req_t *last = conn->dq_tail; /* requests deferred from these callbacks wait a turn */
+    req_t *q;
+    int more = last != NULL;
+    while (more && (q = dq_pop(conn))) {
+        more = q != last;
+        complete(q, NULL);
+    }
+    if (!conn->dq_head && !conn->closing)
+        uv_idle_stop(h);
+}
+
+/* Completes a request that sent nothing: next loop turn, or now while closing. */
+static void defer(req_t *q)
+{
+    mh_redis_conn_t *conn = q->conn;
+    if (conn->closing) {
+        complete(q, NULL);
+        return;
+    }
+    q->next = NULL;
+    if (conn->dq_tail)
+        conn->dq_tail->next = q;
+    else
+        conn->dq_head = q;
+    conn->dq_tail = q;
+    uv_idle_start(&conn->idle, on_idle);
+}
+
+static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    req_t *q = priv;
+    const redisReply *r = reply;
+    size_t idx = q->seen++;
+    if (!r) {
+        q->conn->up = 0; /* the context is going: refuse commands from the callbacks */
+        q->status = MH_EIO;
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        char msg[160];
+        copy_err(msg, sizeof(msg), r->str, r->len);
+        if (!q->status)
+            mh_warn("redis_error", "op=%s err=\"%s\"", q->ops->name, msg);
+        q->status = MH_EIO;
+    } else if (!q->status && q->ops->each) {
+        q->ops->each(q, idx, r);
+    }
+    if (--q->pending == 0)
+        complete(q, r);
+}
+
+void mh_redis_conn_submit(mh_redis_conn_req_t *q)
+{
+    if (q->pending)
+        return;
+    if (!q->status && !q->conn->up)
+        q->status = MH_EIO;
+    defer(q);
+}
+
+void mh_redis_conn_bad_reply(mh_redis_conn_req_t *q, const redisReply *r)
+{
+    mh_warn("redis_bad_reply", "op=%s type=%d", q->ops->name, r ? r->type : -1);
+    q->status = MH_EIO;
+}
+
+/* ---- sending ---- */
+
+static void sent(req_t *q, int rc)
+{
+    if (rc == REDIS_OK)
+        q->pending++;
+    else
+        q->status = MH_EIO;
+}
+
+void mh_redis_conn_send(mh_redis_conn_req_t *q, const char *fmt, ...)
+{
+    va_list ap;
+    if (q->status || !q->conn->up)
+        return;
+    va_start(ap, fmt);
+    sent(q, redisvAsyncCommand(q->conn->ac, on_reply, q, fmt, ap));
+    va_end(ap);
+}
+
+void mh_redis_conn_cmd_init(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb)
+{
+    c->argc = 1;
+    c->argv = mh_xmalloc(nargs * sizeof(*c->argv));
+    c->len = mh_xmalloc(nargs * sizeof(*c->len));
+    c->off = mh_xmalloc(nargs * sizeof(*c->off));
+    c->argv[0] = verb;
+    c->len[0] = strlen(verb);
+    c->off[0] = NO_OFF;
+    mh_buf_init(&c->text);
+}
+
+void mh_redis_conn_cmd_bin(mh_redis_conn_cmd_t *c, const void *p, size_t n)
+{
+    c->argv[c->argc] = p;
+    c->len[c->argc] = n;
+    c->off[c->argc++] = NO_OFF;
+}
+
+void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
+{
+    va_list ap;
+    size_t start = c->text.len;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    size_t len = n > 0 ? (size_t)n : 0;
+    mh_buf_reserve(&c->text, len);
+    va_start(ap, fmt);
+    vsnprintf(c->text.data + start, len + 1, fmt, ap);
+    va_end(ap);
+    c->text.len += len;
+    c->len[c->argc] = len;
+    c->off[c->argc++] = start;
+}
+
+void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
+{
+    for (int i = 0; i < c->argc; i++) {
+        if (c->off[i] != NO_OFF)
+            c->argv[i] = c->text.data + c->off[i];
+    }
+    if (!q->status && q->conn->up)
+        sent(q, redisAsyncCommandArgv(q->conn->ac, on_reply, q, c->argc, c->argv, c->len));
+    free(c->argv);
+    free(c->len);
+    free(c->off);
+    mh_buf_free(&c->text);
+}
+
+/* ---- connection ---- */
+
+/*
+ * hiredis 0.14's libuv adapter ignores a poll callback with an error status,
+ * but on POLLERR (a refused connect, a reset) uv_poll reports UV_EBADF and
+ * stops watching: the connection would hang. These hooks replace the
+ * adapter's four event hooks (its attach and cleanup stay) and hand an error
+ * to hiredis as the events it was waiting for, which then reads or writes,
+ * sees the socket error and disconnects (what hiredis >= 1.0 does).
+ */
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    redisLibuvEvents *p = h->data;
+    int ev = status ? p->events : events;
+    if (p->context && (ev & UV_READABLE))
+        redisAsyncHandleRead(p->context);
+    if (p->context && (ev & UV_WRITABLE))
+        redisAsyncHandleWrite(p->context);
+}
+
+static void poll_update(redisLibuvEvents *p, int events)
+{
+    p->events = events;
+    if (events)
+        uv_poll_start(&p->handle, events, on_poll);
+    else
+        uv_poll_stop(&p->handle);
+}
+
+static void ev_add_read(void *priv)
+{
+    redisLibuvEvents *p = priv;
+    poll_update(p, p->events | UV_READABLE);
+}
+
+static void ev_del_read(void *priv)
+{
+    redisLibuvEvents *p = priv;
+    poll_update(p, p->events & ~UV_READABLE);
+}
+
+static void ev_add_write(void *priv)
+{
+    redisLibuvEvents *p = priv;
+    poll_update(p, p->events | UV_WRITABLE);
+}
+
+static void ev_del_write(void *priv)
+{
+    redisLibuvEvents *p = priv;
+    poll_update(p, p->events & ~UV_WRITABLE);
+}
+
+static int attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    if (redisLibuvAttach(ac, loop) != REDIS_OK)
+        return -1;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    return 0;
+}
+
+static void conn_start(mh_redis_conn_t *conn);
+
+static void on_retry_timer(uv_timer_t *t);
+
+static void schedule_retry(mh_redis_conn_t *conn)
+{
+    unsigned shift = conn->attempts < 6 ? conn->attempts : 6;
+    unsigned base = BACKOFF_MIN_MS << shift;
+    if (base > BACKOFF_MAX_MS)
+        base = BACKOFF_MAX_MS;
+    unsigned delay = base * (80u + next_rand(conn) % 41u) / 100u; /* +-20 % */
+    if (++conn->attempts == 1)
+        mh_warn("redis_down", "addr=%s:%d err=\"%s\" retry_ms=%u", conn->host, conn->port,
+                conn->err, delay);
+    else
+        mh_debug("redis_retry", "addr=%s:%d err=\"%s\" attempt=%u retry_ms=%u", conn->host,
+                 conn->port, conn->err, conn->attempts, delay);
+    uv_timer_start(&conn->retry, on_retry_timer, delay, 0);
+}
+
+static void become_up(mh_redis_conn_t *conn)
+{
+    uv_timer_stop(&conn->retry);
+    conn->up = 1;
+    conn->attempts = 0;
+    mh_info("redis_up", "addr=%s:%d db=%d", conn->host, conn->port, conn->db);
+    if (!conn->reported) {
+        conn->reported = 1;
+        if (conn->on_state)
+            conn->on_state(conn->ud, 1);
+    }
+}
+
+static void on_hs_step(redisAsyncContext *ac, void *reply, void *priv)
+{
+    mh_redis_conn_t *conn = priv;
+    const redisReply *r = reply;
+    if (r && conn->ac == ac && r->type == REDIS_REPLY_ERROR && !conn->hs_err[0])
+        copy_err(conn->hs_err, sizeof(conn->hs_err), r->str, r->len);
+}
+
+/* The PING after AUTH / SELECT: the connection is usable unless one failed. */
+static void on_hs_done(redisAsyncContext *ac, void *reply, void *priv)
+{
+    mh_redis_conn_t *conn = priv;
+    if (!reply || conn->ac != ac)
+        return; /* this attempt was given up */
+    on_hs_step(ac, reply, priv);
+    if (conn->hs_err[0]) {
+        set_err(conn, conn->hs_err);
+        redisAsyncDisconnect(ac); /* done by hiredis after we return; on_disconnect retries */
+        return;
+    }
+    become_up(conn);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    mh_redis_conn_t *conn = ac->data;
+    if (status == REDIS_OK || conn->closing || conn->ac != ac)
+        return;
+    conn->ac = NULL; /* hiredis frees it when we return */
+    set_err(conn, ac->errstr);
+    schedule_retry(conn);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    mh_redis_conn_t *conn = ac->data;
+    if (conn->closing || conn->ac != ac)
+        return;
+    conn->ac = NULL; /* gone when we return */
+    conn->up = 0;
+    if (status != REDIS_OK)
+        set_err(conn, ac->errstr);
+    schedule_retry(conn);
+    if (conn->reported) {
+        conn->reported = 0;
+        if (conn->on_state)
+            conn->on_state(conn->ud, 0);
+    }
+}
+
+static void send_handshake(mh_redis_conn_t *conn)
+{
+    conn->hs_err[0] = '\0';
+    if (conn->password && conn->user)
+        redisAsyncCommand(conn->ac, on_hs_step, conn, "AUTH %s %s", conn->user, conn->password);
+    else if (conn->password)
+        redisAsyncCommand(conn->ac, on_hs_step, conn, "AUTH %s", conn->password);
+    if (conn->db)
+        redisAsyncCommand(conn->ac, on_hs_step, conn, "SELECT %d", conn->db);
+    redisAsyncCommand(conn->ac, on_hs_done, conn, "PING");
+}
+
+/*
+ * Keepalive notices an idle connection to a vanished host; the user timeout
+ * drops one whose commands stay unacknowledged (partition, dead node), so
+ * pending callbacks fail within seconds instead of TCP's ~15 minutes.
+ */
+static void tune_socket(redisAsyncContext *ac)
+{
+    redisEnableKeepAlive(&ac->c);
+#ifdef TCP_USER_TIMEOUT
+    unsigned ms = TCP_USER_TIMEOUT_MS;
+    setsockopt(ac->c.fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &ms, sizeof(ms));
+#endif
+}
+
+static void conn_start(mh_redis_conn_t *conn)
+{
+    redisAsyncContext *ac = redisAsyncConnect(conn->host, conn->port);
+    if (!ac || ac->err || attach(ac, conn->loop)) {
+        set_err(conn, ac && ac->err ? ac->errstr : "cannot set up the connection");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_retry(conn);
+        return;
+    }
+    ac->data = conn;
+    conn->ac = ac;
+    tune_socket(ac);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    send_handshake(conn);
+    uv_timer_start(&conn->retry, on_retry_timer, CONNECT_TIMEOUT_MS, 0);
+}
+
+static void on_retry_timer(uv_timer_t *t)
+{
+    mh_redis_conn_t *conn = t->data;
+    if (!conn->ac) {
+        conn_start(conn);
+        return;
+    }
+    redisAsyncContext *ac = conn->ac; /* connecting took too long: give it up */
+    conn->ac = NULL;
+    set_err(conn, "connect timeout");
+    redisAsyncFree(ac);
+    schedule_retry(conn);
+}
+
+/* ---- lifetime ---- */
+
+mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
+                                   mh_redis_conn_state_fn on_state, void *ud, char *err,
+                                   size_t errlen)
+{
+    mh_redis_conn_t *conn = mh_xcalloc(1, sizeof(*conn));
+    const char *why = !loop || !url ? "missing argument" : parse_url(conn, url);
+    if (why) {
+        if (err && errlen)
+            snprintf(err, errlen, "bad redis url: %s", why);
+        conn_destroy(conn);
+        return NULL;
+    }
+    conn->loop = loop;
+    conn->on_state = on_state;
+    conn->ud = ud;
+    conn->rnd = (mh_mono_us() ^ (uint64_t)(uintptr_t)conn ^ ((uint64_t)getpid() << 32)) | 1u;
+    uv_timer_init(loop, &conn->retry);
+    uv_idle_init(loop, &conn->idle);
+    conn->retry.data = conn->idle.data = conn;
+    conn->handles = 2;
+    conn_start(conn);
+    return conn;
+}
+
+void mh_redis_conn_free(mh_redis_conn_t *conn, void (*on_freed)(void *arg), void *arg)
+{
+    if (!conn || conn->closing)
+        return;
+    conn->closing = 1;
+    conn->up = 0;
+    conn->on_freed = on_freed;
+    conn->freed_arg = arg;
+    uv_timer_stop(&conn->retry);
+    if (conn->ac) {
+        redisAsyncContext *ac = conn->ac;
+        conn->ac = NULL;
+        /* Pending callbacks get NULL replies now, or, inside a hiredis
+         * callback, as soon as it returns (hiredis defers the free). */
+        redisAsyncFree(ac);
+    }
+    req_t *q;
+    while ((q = dq_pop(conn)))
+        complete(q, NULL);
+    uv_close((uv_handle_t *)&conn->retry, on_handle_closed);
+    uv_close((uv_handle_t *)&conn->idle, on_handle_closed);
+}
+
+int mh_redis_conn_up(const mh_redis_conn_t *conn)
+{
+    return conn && conn->up;
+}
