@@ -50,15 +50,24 @@ static void broker_state(void *ud, int up)
     mh_server_t *srv = ud;
     srv->broker_up = up;
     mh_info(up ? "amqp_up" : "amqp_down", "ready=%d", mh_server_ready(srv));
+    if (up) /* messages stored for connected clients during the outage: fetch them */
+        refresh_presence(srv);
 }
 
 /* ---- presence ---- */
 
-static void refreshed(void *ud, int status)
+/* Sessions whose inbox got messages while they were connected fetch them now. */
+static void refreshed(void *ud, int status, uint64_t *stored, size_t n)
 {
-    (void)ud;
+    mh_server_t *srv = ud;
     if (status)
         mh_warn("presence_refresh_failed", "status=%d", status);
+    for (size_t i = 0; i < n; i++) {
+        mh_session_t *s = mh_registry_get(srv->registry, stored[i]);
+        if (s)
+            mh_session_check_inbox(srv, s);
+    }
+    free(stored);
 }
 
 static void refresh_presence(mh_server_t *srv)
@@ -68,7 +77,7 @@ static void refresh_presence(mh_server_t *srv)
     uint64_t *ids;
     size_t n = mh_registry_ids(srv->registry, 0, &ids);
     mh_redis_refresh(srv->redis, ids, n, srv->cfg->instance_id,
-                     (uint64_t)srv->cfg->presence_ttl_s * 1000u, refreshed, NULL);
+                     (uint64_t)srv->cfg->presence_ttl_s * 1000u, refreshed, srv);
     free(ids);
 }
 

@@ -44,10 +44,12 @@ typedef struct op {
         mh_redis_frames_cb frames;
     } cb;
     void *ud;
-    uint64_t val; /* scalar result */
-    uint64_t max; /* inbox cap of a push */
-    size_t n;     /* ids of a lookup */
-    char *str;    /* previous holder of a claim */
+    uint64_t val;  /* scalar result */
+    uint64_t max;  /* inbox cap of a push */
+    size_t n;      /* ids of a lookup */
+    char *str;     /* previous holder of a claim */
+    uint64_t *ids; /* ids collected from several replies (refresh) */
+    size_t n_ids;
 } op_t;
 
 struct mh_redis_store {
@@ -282,23 +284,68 @@ void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uin
 }
 
 /* KEYS: presence, route keys; ARGV: instance, ttl ms, expiry score, ids. */
-static const char refresh_lua[] = "for i = 2, #KEYS do\n"
+/*
+ * KEYS: presence, routes...; ARGV: instance, ttl_ms, score, ids..., prefix.
+ * Returns the ids whose inbox holds messages, so their sessions can fetch
+ * messages stored while a publish could not be confirmed.
+ */
+static const char refresh_lua[] = "local pfx = ARGV[#ARGV]\n"
+                                  "local stored = {}\n"
+                                  "for i = 2, #KEYS do\n"
+                                  "  local id = ARGV[i + 2]\n"
                                   "  local v = redis.call('GET', KEYS[i])\n"
                                   "  if v == false or v == ARGV[1] then\n"
                                   "    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])\n"
-                                  "    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[i + 2])\n"
+                                  "    redis.call('ZADD', KEYS[1], ARGV[3], id)\n"
+                                  "  end\n"
+                                  "  if redis.call('EXISTS', pfx .. ':inbox:' .. id) == 1 then\n"
+                                  "    stored[#stored + 1] = id\n"
                                   "  end\n"
                                   "end\n"
-                                  "return 0\n";
+                                  "return stored\n";
 
-static const req_ops_t refresh_ops = {"refresh", NULL, finish_status};
+/* Collects the ids each chunk's script returned. */
+static void each_refresh(req_t *req, size_t idx, const redisReply *r)
+{
+    op_t *q = (op_t *)req;
+    (void)idx;
+    if (r->type != REDIS_REPLY_ARRAY) {
+        mh_redis_conn_bad_reply(&q->req, r);
+        return;
+    }
+    q->ids = mh_xrealloc(q->ids, (q->n_ids + r->elements + 1) * sizeof(uint64_t));
+    for (size_t i = 0; i < r->elements; i++) {
+        const redisReply *e = r->element[i];
+        if (e->type == REDIS_REPLY_STRING && !parse_u64(e->str, e->len, &q->ids[q->n_ids]))
+            q->n_ids++;
+    }
+}
+
+static void finish_refresh(req_t *req, const redisReply *last)
+{
+    op_t *q = (op_t *)req;
+    (void)last;
+    uint64_t *ids = q->ids;
+    q->ids = NULL;
+    if (q->req.status) {
+        free(ids);
+        ids = NULL;
+        q->n_ids = 0;
+    }
+    if (q->cb.ids)
+        q->cb.ids(q->ud, q->req.status, ids, q->n_ids);
+    else
+        free(ids);
+}
+
+static const req_ops_t refresh_ops = {"refresh", each_refresh, finish_refresh};
 
 static void send_refresh_chunk(op_t *q, const uint64_t *ids, size_t k, const char *instance,
                                uint64_t ttl_ms, uint64_t score)
 {
     const mh_redis_store_t *rs = q->rs;
     cmd_t c;
-    mh_redis_conn_cmd_init(&c, 7 + 2 * k, "EVAL");
+    mh_redis_conn_cmd_init(&c, 8 + 2 * k, "EVAL");
     mh_redis_conn_cmd_bin(&c, refresh_lua, sizeof(refresh_lua) - 1);
     mh_redis_conn_cmd_fmt(&c, "%zu", k + 1);
     mh_redis_conn_cmd_bin(&c, rs->key_presence, strlen(rs->key_presence));
@@ -309,14 +356,15 @@ static void send_refresh_chunk(op_t *q, const uint64_t *ids, size_t k, const cha
     mh_redis_conn_cmd_fmt(&c, "%" PRIu64, score);
     for (size_t i = 0; i < k; i++)
         mh_redis_conn_cmd_fmt(&c, "%" PRIu64, ids[i]);
+    mh_redis_conn_cmd_bin(&c, rs->prefix, strlen(rs->prefix));
     mh_redis_conn_cmd_send(&q->req, &c);
 }
 
 void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
-                      uint64_t ttl_ms, mh_redis_status_cb cb, void *ud)
+                      uint64_t ttl_ms, mh_redis_ids_cb cb, void *ud)
 {
     op_t *q = op_new(rs, &refresh_ops, ud);
-    q->cb.status = cb;
+    q->cb.ids = cb;
     ttl_ms = ttl_ms ? ttl_ms : 1;
     uint64_t score = mh_now_ms() + ttl_ms;
     for (size_t i = 0; i < n && mh_redis_conn_up(rs->conn); i += REFRESH_CHUNK) {

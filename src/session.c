@@ -433,6 +433,14 @@ void mh_session_closed(mh_server_t *srv, mh_session_t *s)
     free(s);
 }
 
+void mh_session_check_inbox(mh_server_t *srv, mh_session_t *s)
+{
+    if (!s->attached || s->closing || s->backlog)
+        return;
+    s->backlog = 1;
+    start_peek(srv, s);
+}
+
 void mh_session_kick(mh_server_t *srv, uint64_t id, uint64_t claimed_ms)
 {
     mh_session_t *s = mh_registry_get(srv->registry, id);

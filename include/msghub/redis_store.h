@@ -94,14 +94,14 @@ typedef void (*mh_redis_claim_cb)(void *ud, int status, const char *previous);
 void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uint64_t ttl_ms,
                     mh_redis_claim_cb cb, void *ud);
 /*
- * Refreshes presence and routes of many ids held by instance, pipelined (one
- * Lua EVAL per 512 ids). An id whose route names another instance is left
- * alone (taken over); one whose route is absent (expired, or Redis lost its
- * data) is claimed again, so a refresh after an outage re-registers everyone.
- * ttl_ms 0 counts as 1 (also for claim).
+ * Refreshes presence and routes of many ids held by instance, pipelined (a
+ * route held by another instance is left alone). The callback gets, in a
+ * malloc'ed array it must free(), the ids among them whose inbox holds
+ * messages (stored while a publish could not be confirmed, for example).
  */
+typedef void (*mh_redis_ids_cb)(void *ud, int status, uint64_t *ids, size_t n);
 void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
-                      uint64_t ttl_ms, mh_redis_status_cb cb, void *ud);
+                      uint64_t ttl_ms, mh_redis_ids_cb cb, void *ud);
 /* Checks id out (route and presence) only if instance still holds it (atomic, Lua). */
 void mh_redis_checkout(mh_redis_store_t *rs, uint64_t id, const char *instance,
                        mh_redis_status_cb cb, void *ud);
@@ -110,7 +110,6 @@ void mh_redis_checkout(mh_redis_store_t *rs, uint64_t id, const char *instance,
  * callback takes over (it must free() it; NULL on error). Also drops expired
  * members (ZREMRANGEBYSCORE) in the same round trip.
  */
-typedef void (*mh_redis_ids_cb)(void *ud, int status, uint64_t *ids, size_t n);
 void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_cb cb, void *ud);
 
 /*

@@ -71,6 +71,9 @@ void mh_session_close(mh_server_t *srv, mh_session_t *s, int code);
 /* WRITEABLE: writes one frame or the close frame; returns -1 to drop the connection. */
 int mh_session_writeable(mh_server_t *srv, mh_session_t *s);
 
+/* The session's Redis inbox holds messages: deliver them (before anything newer). */
+void mh_session_check_inbox(mh_server_t *srv, mh_session_t *s);
+
 /* Another instance took id over at claimed_ms: close ours if it is older. */
 void mh_session_kick(mh_server_t *srv, uint64_t id, uint64_t claimed_ms);
 

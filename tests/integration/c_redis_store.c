@@ -538,16 +538,32 @@ static void test_claim_previous(void **state)
     check_list(f, want, 1);
 }
 
+/* Refreshes ids for instance; checks the ids reported as having stored messages. */
+static void refresh(fx_t *f, const uint64_t *ids, size_t n, const char *instance,
+                    const uint64_t *want_stored, size_t n_stored)
+{
+    res_t r = {0};
+    mh_redis_refresh(f->rs, ids, n, instance, 10000, cb_ids, &r);
+    wait_res(f, &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.n, n_stored);
+    for (size_t i = 0; i < n_stored; i++)
+        assert_int_equal(r.ids[i], want_stored[i]);
+    res_clear(&r);
+}
+
 static void test_refresh(void **state)
 {
     fx_t *f = *state;
     open_main(f);
     claim(f, 1, "inst-a", 300, NULL);
     claim(f, 2, "inst-b", 10000, NULL);
+    mh_frame_t *m = msg("{\"stored\":1}");
+    push(f, 3, &m, 1, 10); /* id 3 has a stored message: reported */
+    mh_frame_unref(m);
     uint64_t ids[] = {1, 2, 3};
-    res_t r = {0};
-    mh_redis_refresh(f->rs, ids, 3, "inst-a", 10000, cb_status, &r);
-    wait_status(f, &r);
+    uint64_t stored[] = {3};
+    refresh(f, ids, 3, "inst-a", stored, 1);
     run_for(f, 400); /* past the first claim's ttl */
     assert_true(key_cmd(f, "PTTL", "route", 1, NULL) > 8000);
     check_route(f, 1, "inst-a");
@@ -555,13 +571,11 @@ static void test_refresh(void **state)
     check_route(f, 3, "inst-a"); /* absent: registered again */
     uint64_t want[] = {1, 2, 3};
     check_list(f, want, 3);
-    mh_redis_refresh(f->rs, NULL, 0, "inst-a", 10000, cb_status, &r);
-    wait_status(f, &r);
+    refresh(f, NULL, 0, "inst-a", NULL, 0);
     uint64_t many[1200]; /* several EVAL chunks in one pipeline */
     for (size_t i = 0; i < 1200; i++)
         many[i] = 1000 + i;
-    mh_redis_refresh(f->rs, many, 1200, "inst-c", 10000, cb_status, &r);
-    wait_status(f, &r);
+    refresh(f, many, 1200, "inst-c", NULL, 0);
     check_route(f, 1000, "inst-c");
     check_route(f, 1600, "inst-c");
     check_route(f, 2199, "inst-c");
