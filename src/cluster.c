@@ -16,6 +16,7 @@
 
 #include "msghub/broker_amqp.h"
 #include "msghub/log.h"
+#include "msghub/pubbatch.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
@@ -152,27 +153,39 @@ static void deliver_message(mh_server_t *srv, delivery_t *d, const mh_envelope_t
     free(away);
 }
 
-static void on_delivery(void *ud, uint64_t tag, int stranded, const void *body, size_t len)
+/* One envelope of a delivery; parts of d cover the work it starts. */
+static void handle_envelope(mh_server_t *srv, delivery_t *d, const void *body, size_t len)
 {
-    mh_server_t *srv = ud;
     mh_envelope_t env;
     if (mh_codec_envelope_parse(body, len, &env)) {
         mh_warn("bad_envelope", "len=%zu msg=\"dropped\"", len);
-        mh_broker_ack(srv->broker, tag, stranded);
         return;
     }
     if (env.type == MH_ENV_KICK) {
         /* a stranded kick was meant for a dead instance: its sessions are gone */
-        if (!stranded)
+        if (!d->stranded)
             mh_session_kick(srv, env.ids[0], env.claimed_ms);
-        mh_broker_ack(srv->broker, tag, stranded);
-    } else {
-        delivery_t *d = mh_xcalloc(1, sizeof(*d));
-        *d = (delivery_t){srv, tag, stranded, 1, 0};
+    } else
         deliver_message(srv, d, &env);
-        delivery_part_done(d, 0); /* the guard held while parts were issued */
-    }
     mh_codec_envelope_free(&env);
+}
+
+static void on_delivery(void *ud, uint64_t tag, int stranded, const void *body, size_t len)
+{
+    mh_server_t *srv = ud;
+    delivery_t *d = mh_xcalloc(1, sizeof(*d));
+    *d = (delivery_t){srv, tag, stranded, 1, 0}; /* the guard held while parts are issued */
+    if (len && *(const char *)body == 'B') {
+        size_t pos = 0, n;
+        const char *env;
+        int rc;
+        while ((rc = mh_codec_batch_next(body, len, &pos, &env, &n)) == 1)
+            handle_envelope(srv, d, env, n);
+        if (rc < 0)
+            mh_warn("bad_batch", "len=%zu msg=\"rest dropped\"", len);
+    } else
+        handle_envelope(srv, d, body, len);
+    delivery_part_done(d, 0);
 }
 
 /* ---- lifecycle ---- */
@@ -216,6 +229,7 @@ int mh_cluster_start(mh_server_t *srv)
         mh_error("bad_amqp_url", "msg=\"%s\"", err);
         return -1;
     }
+    srv->pubbatch = mh_pubbatch_new(srv->loop, srv->broker, 256 * 1024);
     cluster_t *c = mh_xcalloc(1, sizeof(*c));
     srv->cluster = c;
     uv_timer_init(srv->loop, &c->presence);
@@ -240,6 +254,8 @@ void mh_cluster_stop(mh_server_t *srv)
         uv_close((uv_handle_t *)&c->presence, free_on_close);
         srv->cluster = NULL;
     }
+    mh_pubbatch_free(srv->pubbatch);
+    srv->pubbatch = NULL;
     mh_broker_free(srv->broker);
     srv->broker = NULL;
     mh_redis_store_free(srv->redis);

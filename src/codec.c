@@ -421,3 +421,32 @@ void mh_codec_envelope_free(mh_envelope_t *env)
     env->ids = NULL;
     env->n_ids = 0;
 }
+
+void mh_codec_batch_append(mh_buf_t *out, const void *env, size_t len)
+{
+    if (out->len == 0)
+        mh_buf_append(out, "B\n", 2);
+    mh_buf_u64(out, len);
+    mh_buf_append(out, "\n", 1);
+    mh_buf_append(out, env, len);
+}
+
+int mh_codec_batch_next(const void *body, size_t n, size_t *pos, const char **env, size_t *len)
+{
+    const char *p = body;
+    if (*pos == 0) {
+        if (n < 2 || p[0] != 'B' || p[1] != '\n')
+            return -1;
+        *pos = 2;
+    }
+    if (*pos == n)
+        return 0;
+    size_t i = *pos;
+    uint64_t v;
+    if (parse_u64_at(p, n, &i, &v) || i >= n || p[i] != '\n' || v == 0 || v > n - i - 1)
+        return -1;
+    *env = p + i + 1;
+    *len = (size_t)v;
+    *pos = i + 1 + (size_t)v;
+    return 1;
+}

@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "msghub/broker_amqp.h"
+#include "msghub/pubbatch.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/router.h"
@@ -152,7 +152,7 @@ static void publish_group(fanout_t *fo, const char *instance, const uint64_t *id
     mh_buf_init(&env);
     mh_codec_envelope_message(&env, ids, n, mh_frame_data(fo->f), fo->f->len);
     fo->parts++;
-    mh_broker_publish(fo->srv->broker, instance, env.data, env.len, published, op);
+    mh_pubbatch_add(fo->srv->pubbatch, instance, env.data, env.len, published, op);
     mh_buf_free(&env);
 }
 

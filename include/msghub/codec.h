@@ -109,4 +109,14 @@ void mh_codec_envelope_kick(mh_buf_t *out, uint64_t id, uint64_t claimed_ms);
 int mh_codec_envelope_parse(const void *body, size_t len, mh_envelope_t *env);
 void mh_codec_envelope_free(mh_envelope_t *env);
 
+/*
+ * Batches: several envelopes for one instance in one AMQP message
+ *   "B\n" then, per envelope, "<length>\n<envelope bytes>"
+ * mh_codec_batch_append() starts the batch when out is empty.
+ * mh_codec_batch_next() walks one: *pos starts at 0; returns 1 with the next
+ * envelope in (*env, *len), 0 at the end, -1 if malformed (or not a batch).
+ */
+void mh_codec_batch_append(mh_buf_t *out, const void *env, size_t len);
+int mh_codec_batch_next(const void *body, size_t n, size_t *pos, const char **env, size_t *len);
+
 #endif

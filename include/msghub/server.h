@@ -21,6 +21,7 @@ struct lws_context;
 struct uv_loop_s;
 struct mh_redis_store;
 struct mh_broker;
+struct mh_pubbatch;
 struct mh_session;
 struct mh_http;
 
@@ -41,6 +42,7 @@ typedef struct mh_server {
     int distributed;              /* Redis + RabbitMQ configured */
     struct mh_redis_store *redis; /* distributed mode only */
     struct mh_broker *broker;     /* distributed mode only */
+    struct mh_pubbatch *pubbatch; /* per-instance publish batching over broker */
     int redis_up, broker_up;
     void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;

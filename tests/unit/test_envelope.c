@@ -80,6 +80,39 @@ static void test_malformed_envelopes(void **state)
     }
 }
 
+static void test_batch_walk(void **state)
+{
+    (void)state;
+    mh_buf_t b;
+    mh_buf_init(&b);
+    const char *envs[] = {"M1\n{\"a\":1}", "K2 5\n", "M3,4\n{}"};
+    for (size_t i = 0; i < 3; i++)
+        mh_codec_batch_append(&b, envs[i], strlen(envs[i]));
+    assert_int_equal(strncmp(b.data, "B\n10\nM1\n", 8), 0);
+    size_t pos = 0, len;
+    const char *env;
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(mh_codec_batch_next(b.data, b.len, &pos, &env, &len), 1);
+        assert_int_equal(len, strlen(envs[i]));
+        assert_memory_equal(env, envs[i], len);
+    }
+    assert_int_equal(mh_codec_batch_next(b.data, b.len, &pos, &env, &len), 0);
+    /* truncated by one byte: the last length no longer fits */
+    pos = 0;
+    int rc;
+    while ((rc = mh_codec_batch_next(b.data, b.len - 1, &pos, &env, &len)) == 1)
+        ;
+    assert_int_equal(rc, -1);
+    static const char *const bad[] = {"", "B", "M1\n{}", "B\n0\n", "B\nx\n", "B\n5\nab"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        pos = 0;
+        rc = mh_codec_batch_next(bad[i], strlen(bad[i]), &pos, &env, &len);
+        if (rc != -1)
+            fail_msg("accepted malformed batch #%zu", i);
+    }
+    mh_buf_free(&b);
+}
+
 static void test_handle_outlives_object(void **state)
 {
     (void)state;
@@ -99,9 +132,8 @@ static void test_handle_outlives_object(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_message_round_trip),
-        cmocka_unit_test(test_kick_round_trip),
-        cmocka_unit_test(test_malformed_envelopes),
+        cmocka_unit_test(test_message_round_trip),     cmocka_unit_test(test_kick_round_trip),
+        cmocka_unit_test(test_malformed_envelopes),    cmocka_unit_test(test_batch_walk),
         cmocka_unit_test(test_handle_outlives_object),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
