@@ -181,6 +181,28 @@ static void publish_remotes(fanout_t *fo, remote_t *r, size_t n)
     free(ids);
 }
 
+static void local_part_done(void *ud)
+{
+    part_done(ud, 0);
+}
+
+/*
+ * A receiver found connected here only after the lookup. The shared frame's
+ * local-done hook may already have fired for the receivers handled before,
+ * so this one gets its own frame (a rare path) whose hook ends a fan-out part.
+ */
+static void local_part(fanout_t *fo, mh_session_t *s)
+{
+    mh_frame_t *f = mh_frame_new(mh_frame_data(fo->f), fo->f->len);
+    f->is_message = 1;
+    f->local_left = 1;
+    f->on_local_done = local_part_done;
+    f->local_ud = fo;
+    fo->parts++;
+    mh_session_deliver(fo->srv, s, f);
+    mh_frame_unref(f);
+}
+
 static void routes_found(void *ud, int status, uint64_t last_id, const char *const *instances,
                          size_t n)
 {
@@ -203,10 +225,9 @@ static void routes_found(void *ud, int status, uint64_t last_id, const char *con
         }
         fo->accepted++;
         void *local = mh_registry_get(srv->registry, ids[i]);
-        if (local) { /* connected here since the lookup was sent */
-            fo->f->local_left++;
-            mh_session_deliver(srv, local, fo->f);
-        } else if (!instances[i] || strcmp(instances[i], srv->cfg->instance_id) == 0)
+        if (local) /* connected here since the lookup was sent */
+            local_part(fo, local);
+        else if (!instances[i] || strcmp(instances[i], srv->cfg->instance_id) == 0)
             store_part(fo, ids[i]);
         else
             remote[n_remote++] = (remote_t){instances[i], ids[i]};
