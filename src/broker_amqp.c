@@ -92,15 +92,6 @@ struct mh_broker {
     content_t pub_in, cons_in;
 };
 
-static char *join(const char *a, const char *b)
-{
-    size_t la = strlen(a), lb = strlen(b);
-    char *s = mh_xmalloc(la + lb + 1);
-    memcpy(s, a, la);
-    memcpy(s + la, b, lb + 1);
-    return s;
-}
-
 static int bytes_eq(amqp_bytes_t x, const char *s)
 {
     return x.len == strlen(s) && memcmp(x.bytes, s, x.len) == 0;
@@ -437,11 +428,11 @@ static int check_options(const mh_broker_options_t *o, char *err, size_t errlen)
 
 static void init_names(mh_broker_t *b, const mh_broker_options_t *o)
 {
-    char *dot = join(o->prefix, ".");
-    b->rk_prefix = join(dot, "inst.");
-    b->q_inst = join(b->rk_prefix, o->instance_id);
-    b->q_stranded = join(dot, "stranded");
-    b->x_dlx = join(dot, "dlx");
+    char *dot = mh_xstrcat(o->prefix, ".");
+    b->rk_prefix = mh_xstrcat(dot, "inst.");
+    b->q_inst = mh_xstrcat(b->rk_prefix, o->instance_id);
+    b->q_stranded = mh_xstrcat(dot, "stranded");
+    b->x_dlx = mh_xstrcat(dot, "dlx");
     b->instance = mh_xstrdup(o->instance_id);
     free(dot);
     b->msg_ttl_ms = o->msg_ttl_ms ? o->msg_ttl_ms : 10000;

@@ -219,14 +219,20 @@ static void put_ref(mh_buf_t *out, const char *ref, size_t ref_len)
     mh_buf_append(out, ref, ref_len);
 }
 
-static void put_ids(mh_buf_t *out, const uint64_t *ids, size_t n)
+/* "1,2,3": the ids separated by commas (JSON arrays and envelope heads). */
+static void put_id_list(mh_buf_t *out, const uint64_t *ids, size_t n)
 {
-    mh_buf_append(out, "[", 1);
     for (size_t i = 0; i < n; i++) {
         if (i)
             mh_buf_append(out, ",", 1);
         mh_buf_u64(out, ids[i]);
     }
+}
+
+static void put_ids(mh_buf_t *out, const uint64_t *ids, size_t n)
+{
+    mh_buf_append(out, "[", 1);
+    put_id_list(out, ids, n);
     mh_buf_append(out, "]", 1);
 }
 
@@ -339,11 +345,7 @@ void mh_codec_envelope_message(mh_buf_t *out, const uint64_t *ids, size_t n, con
 {
     mh_buf_reserve(out, n * 8 + len + 2);
     mh_buf_append(out, "M", 1);
-    for (size_t i = 0; i < n; i++) {
-        if (i)
-            mh_buf_append(out, ",", 1);
-        mh_buf_u64(out, ids[i]);
-    }
+    put_id_list(out, ids, n);
     mh_buf_append(out, "\n", 1);
     mh_buf_append(out, frame, len);
 }

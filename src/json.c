@@ -7,6 +7,8 @@
 
 #include <string.h>
 
+#include "msghub/util.h"
+
 typedef struct scan {
     const unsigned char *s;
     size_t n;
@@ -22,17 +24,6 @@ static void skip_ws(scan_t *c)
             break;
         c->i++;
     }
-}
-
-static int hexval(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
 }
 
 /* Length of the valid UTF-8 sequence at s[i], or 0 (RFC 3629: no overlongs, no surrogates). */
@@ -88,7 +79,7 @@ static int scan_string(scan_t *c)
                 if (c->i + 6 > c->n)
                     return MH_JSON_EBAD;
                 for (int k = 2; k < 6; k++)
-                    if (hexval(c->s[c->i + k]) < 0)
+                    if (mh_hexval(c->s[c->i + k]) < 0)
                         return MH_JSON_EBAD;
                 c->i += 6;
             } else if (strchr("\"\\/bfnrt", e) && e) {

@@ -68,24 +68,13 @@ struct mh_redis_conn {
 
 /* ---- URL ---- */
 
-static int hexval(int ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Copy of s[0..n) with %XX decoded (a malformed escape stays as is). */
 static char *decode(const char *s, size_t n)
 {
     char *out = mh_xmalloc(n + 1), *o = out;
     for (size_t i = 0; i < n; i++) {
-        int hi = i + 2 < n && s[i] == '%' ? hexval(s[i + 1]) : -1;
-        int lo = hi >= 0 ? hexval(s[i + 2]) : -1;
+        int hi = i + 2 < n && s[i] == '%' ? mh_hexval(s[i + 1]) : -1;
+        int lo = hi >= 0 ? mh_hexval(s[i + 2]) : -1;
         if (lo >= 0) {
             *o++ = (char)(hi * 16 + lo);
             i += 2;

@@ -59,15 +59,6 @@ struct mh_redis_store {
 
 /* ---- store lifetime and small helpers ---- */
 
-static char *join(const char *a, const char *b)
-{
-    size_t na = strlen(a), nb = strlen(b);
-    char *s = mh_xmalloc(na + nb + 1);
-    memcpy(s, a, na);
-    memcpy(s + na, b, nb + 1);
-    return s;
-}
-
 static void store_destroy(void *arg)
 {
     mh_redis_store_t *rs = arg;
@@ -91,8 +82,8 @@ mh_redis_store_t *mh_redis_store_new(struct uv_loop_s *loop, const char *url, co
     mh_redis_store_t *rs = mh_xcalloc(1, sizeof(*rs));
     rs->conn = conn;
     rs->prefix = mh_xstrdup(prefix);
-    rs->key_next_id = join(prefix, ":next_id");
-    rs->key_presence = join(prefix, ":presence");
+    rs->key_next_id = mh_xstrcat(prefix, ":next_id");
+    rs->key_presence = mh_xstrcat(prefix, ":presence");
     return rs;
 }
 

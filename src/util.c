@@ -68,6 +68,26 @@ char *mh_xstrdup(const char *s)
     return memcpy(mh_xmalloc(n), s, n);
 }
 
+char *mh_xstrcat(const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+    char *s = mh_xmalloc(na + nb + 1);
+    memcpy(s, a, na);
+    memcpy(s + na, b, nb + 1);
+    return s;
+}
+
+int mh_hexval(int ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
 uint64_t mh_now_ms(void)
 {
     struct timespec ts;

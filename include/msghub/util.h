@@ -32,6 +32,11 @@ void *mh_xmalloc(size_t n);
 void *mh_xcalloc(size_t n, size_t size);
 void *mh_xrealloc(void *p, size_t n);
 char *mh_xstrdup(const char *s);
+/* New string a followed by b (caller frees). */
+char *mh_xstrcat(const char *a, const char *b);
+
+/* Value of a hexadecimal digit, or -1. */
+int mh_hexval(int ch);
 
 /* Wall clock in Unix milliseconds, and a monotonic clock in microseconds. */
 uint64_t mh_now_ms(void);
