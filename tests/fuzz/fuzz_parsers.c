@@ -1,0 +1,109 @@
+/*
+ * fuzz_parsers: one libFuzzer target for every parser of outside input:
+ * the JSON scanner and its span walkers, WebSocket and HTTP request
+ * validation, session tokens, and the envelopes and batches instances send
+ * each other. It checks invariants as it goes (spans inside the input, ids
+ * in range, a parsed relay's body within the limit) and aborts on a breach.
+ *
+ * Built with clang -fsanitize=fuzzer when MSGHUB_FUZZ is on; otherwise
+ * driver.c replays the seed corpus plus deterministic mutations in ctest.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "msghub/codec.h"
+#include "msghub/json.h"
+#include "msghub/token.h"
+
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c))                                                                                  \
+            abort();                                                                               \
+    } while (0)
+
+static int inside(const char *base, size_t n, const char *p, size_t len)
+{
+    return p >= base && len <= n && (size_t)(p - base) <= n - len;
+}
+
+static void walk_json(const char *s, size_t n)
+{
+    if (mh_json_validate(s, n, MH_JSON_MAX_DEPTH) != MH_JSON_OK) {
+        mh_json_span_t v;
+        if (mh_json_find_shallow(s, n, "ref", &v) == 0)
+            CHECK(inside(s, n, v.p, v.len));
+        return;
+    }
+    mh_json_span_t root = mh_json_root(s, n), k, v;
+    CHECK(inside(s, n, root.p, root.len));
+    size_t pos = 0;
+    if (root.kind == MH_JSON_OBJECT)
+        while (mh_json_object_next(&root, &pos, &k, &v))
+            CHECK(inside(s, n, k.p, k.len) && inside(s, n, v.p, v.len));
+    else if (root.kind == MH_JSON_ARRAY)
+        while (mh_json_array_next(&root, &pos, &v)) {
+            uint64_t id;
+            CHECK(inside(s, n, v.p, v.len));
+            if (mh_json_parse_id(&v, &id) == 0)
+                CHECK(id > 0);
+        }
+}
+
+static void parse_requests(const char *s, size_t n)
+{
+    mh_codec_limits_t lim = {255, 4096};
+    mh_request_t req;
+    mh_codec_error_t err;
+    if (mh_codec_parse_ws(s, n, &lim, &req, &err) == 0 && req.type == MH_REQ_RELAY) {
+        CHECK(req.n_receivers >= 1 && req.n_receivers <= lim.max_receivers);
+        CHECK(req.body_len <= lim.max_body_bytes && inside(s, n, req.body, req.body_len));
+        for (size_t i = 0; i < req.n_receivers; i++)
+            CHECK(req.receivers[i] > 0);
+        size_t m = mh_codec_dedupe(req.receivers, req.n_receivers);
+        for (size_t i = 1; i < m; i++)
+            CHECK(req.receivers[i - 1] < req.receivers[i]);
+    }
+    if (req.ref)
+        CHECK(inside(s, n, req.ref, req.ref_len));
+    mh_codec_request_free(&req);
+    if (mh_codec_parse_http_relay(s, n, &lim, &req, &err) == 0)
+        CHECK(!req.has_from || req.from > 0);
+    mh_codec_request_free(&req);
+    (void)mh_codec_parse_http_sessions(s, n, &err);
+}
+
+static void parse_envelopes(const char *s, size_t n)
+{
+    mh_envelope_t env;
+    if (mh_codec_envelope_parse(s, n, &env) == 0) {
+        CHECK(env.n_ids >= 1);
+        if (env.type == MH_ENV_MESSAGE)
+            CHECK(env.frame_len > 0 && inside(s, n, env.frame, env.frame_len));
+        mh_codec_envelope_free(&env);
+    }
+    size_t pos = 0, len;
+    const char *sub;
+    while (mh_codec_batch_next(s, n, &pos, &sub, &len) == 1)
+        CHECK(inside(s, n, sub, len) && pos <= n);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    /* a private copy, so reading past the end is caught by ASan */
+    char *s = malloc(size ? size : 1);
+    if (size)
+        memcpy(s, data, size);
+    walk_json(s, size);
+    parse_requests(s, size);
+    parse_envelopes(s, size);
+    uint64_t id;
+    static const char secret[] = "fuzz";
+    if (mh_token_verify(secret, 4, s, size, 1764288000, 86400, &id) == 0)
+        CHECK(id > 0);
+    free(s);
+    return 0;
+}
