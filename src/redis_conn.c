@@ -39,6 +39,9 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 #define CONNECT_TIMEOUT_MS 5000u
+/* a connection that answers nothing for this long while commands wait is dropped */
+#define STALL_MS 5000u
+#define WATCHDOG_MS 1000u
 #define TCP_USER_TIMEOUT_MS 15000u
 #define NO_OFF ((size_t)-1)
 
@@ -58,8 +61,10 @@ struct mh_redis_conn {
     int handles; /* uv handles not closed yet */
     unsigned attempts;
     uint64_t rnd;
-    char err[160];    /* last connection error, for the log */
-    char hs_err[160]; /* first error reply of the handshake */
+    size_t inflight;      /* commands sent, replies not yet read */
+    uint64_t progress_ms; /* last reply, or when inflight left 0 */
+    char err[160];        /* last connection error, for the log */
+    char hs_err[160];     /* first error reply of the handshake */
     mh_redis_conn_state_fn on_state;
     void *ud;
     void (*on_freed)(void *arg);
@@ -261,6 +266,10 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     req_t *q = priv;
     const redisReply *r = reply;
     size_t idx = q->seen++;
+    if (r && q->conn->inflight) {
+        q->conn->inflight--;
+        q->conn->progress_ms = mh_mono_us() / 1000;
+    }
     if (!r) {
         q->conn->up = 0; /* the context is going: refuse commands from the callbacks */
         q->status = MH_EIO;
@@ -296,10 +305,13 @@ void mh_redis_conn_bad_reply(mh_redis_conn_req_t *q, const redisReply *r)
 
 static void sent(req_t *q, int rc)
 {
-    if (rc == REDIS_OK)
-        q->pending++;
-    else
+    if (rc != REDIS_OK) {
         q->status = MH_EIO;
+        return;
+    }
+    q->pending++;
+    if (q->conn->inflight++ == 0)
+        q->conn->progress_ms = mh_mono_us() / 1000;
 }
 
 void mh_redis_conn_send(mh_redis_conn_req_t *q, const char *fmt, ...)
@@ -446,11 +458,14 @@ static void schedule_retry(mh_redis_conn_t *conn)
     uv_timer_start(&conn->retry, on_retry_timer, delay, 0);
 }
 
+static void on_watchdog(uv_timer_t *t);
+
 static void become_up(mh_redis_conn_t *conn)
 {
-    uv_timer_stop(&conn->retry);
     conn->up = 1;
     conn->attempts = 0;
+    conn->inflight = 0;
+    uv_timer_start(&conn->retry, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
     mh_info("redis_up", "addr=%s:%d db=%d", conn->host, conn->port, conn->db);
     if (!conn->reported) {
         conn->reported = 1;
@@ -552,6 +567,32 @@ static void conn_start(mh_redis_conn_t *conn)
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
     send_handshake(conn);
     uv_timer_start(&conn->retry, on_retry_timer, CONNECT_TIMEOUT_MS, 0);
+}
+
+/*
+ * While up, the retry timer watches for a server that stopped answering (a
+ * hung or SIGSTOPped Redis keeps the TCP connection open): commands would
+ * wait forever. Dropping the connection fails them with MH_EIO, reports the
+ * store down, and reconnects with backoff.
+ */
+static void on_watchdog(uv_timer_t *t)
+{
+    mh_redis_conn_t *conn = t->data;
+    if (!conn->up || !conn->ac || !conn->inflight ||
+        mh_mono_us() / 1000 - conn->progress_ms < STALL_MS)
+        return;
+    redisAsyncContext *ac = conn->ac;
+    conn->ac = NULL; /* on_disconnect ignores a context that is no longer ours */
+    conn->up = 0;
+    conn->inflight = 0;
+    set_err(conn, "no reply for 5 s");
+    redisAsyncFree(ac); /* pending callbacks get NULL: MH_EIO */
+    schedule_retry(conn);
+    if (conn->reported) {
+        conn->reported = 0;
+        if (conn->on_state)
+            conn->on_state(conn->ud, 0);
+    }
 }
 
 static void on_retry_timer(uv_timer_t *t)

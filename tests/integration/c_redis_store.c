@@ -854,6 +854,36 @@ static void test_outage(void **state)
     assert_int_equal(pending.calls + after.calls, 2);
 }
 
+/* A server that keeps the connection but stops answering (SIGSTOP). */
+static void test_stalled_server(void **state)
+{
+    fx_t *f = *state;
+    int port = free_port();
+    char url[80];
+    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d", port);
+    f->rs = open_store(f, url, &f->st);
+    start_redis(f, port, "s3cret");
+    assert_true(run_until(f, &f->st.ups, 1, 8000));
+    assert_int_equal(alloc_id(f), 1);
+
+    kill(f->child, SIGSTOP);
+    res_t pending = {0};
+    uint64_t t0 = uv_hrtime();
+    mh_redis_alloc_id(f->rs, cb_u64, &pending);
+    assert_true(run_until(f, &pending.calls, 1, 9000));
+    uint64_t waited_ms = (uv_hrtime() - t0) / 1000000u;
+    assert_int_equal(pending.status, MH_EIO); /* failed, not left waiting forever */
+    assert_true(waited_ms >= 4000 && waited_ms < 9000);
+    assert_true(run_until(f, &f->st.downs, 1, 2000));
+    assert_false(mh_redis_store_up(f->rs));
+
+    kill(f->child, SIGCONT); /* it answers again: the store reconnects by itself */
+    assert_true(run_until(f, &f->st.ups, 2, 10000));
+    /* the stalled INCR may still have run once the server woke: 2 or 3, never 1 */
+    uint64_t id = alloc_id(f);
+    assert_true(id == 2 || id == 3);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -878,6 +908,7 @@ int main(void)
         T(test_free_fails_pending),
         T(test_free_in_callback),
         T(test_down_fails_fast),
+        T(test_stalled_server),
         T(test_handshake_timeout),
         T(test_outage),
     };
