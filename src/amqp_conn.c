@@ -172,6 +172,13 @@ void mh_amqp_conn_broken(mh_amqp_conn_t *c, const char *what, int status)
         return;
     c->broken = 1;
     snprintf(c->err, sizeof(c->err), "%s: %s", what, amqp_error_string2(status));
+    /*
+     * rabbitmq-c may have closed the socket already: stop watching its fd
+     * now, before the loop runs again and the number can be reused by
+     * another socket; the teardown on the next turn closes the handle.
+     */
+    if (c->poll)
+        uv_poll_stop(c->poll);
     uv_idle_start(&c->more, on_more);
 }
 
