@@ -169,14 +169,6 @@ static int append_file(mh_buf_t *out, const char *dir, const char *name)
     return 0;
 }
 
-/* The request whose answer is computed asynchronously, if it is still there. */
-static struct mh_http *async_end(mh_handle_t *hd)
-{
-    struct mh_http *h = mh_handle_get(hd);
-    mh_handle_unref(hd);
-    return h;
-}
-
 typedef struct http_ctx {
     mh_server_t *srv;
     mh_handle_t *hd;
@@ -190,12 +182,21 @@ static http_ctx_t *http_ctx(mh_server_t *srv, struct mh_http *h)
     return c;
 }
 
-static void clients_listed(void *ud, int status, uint64_t *ids, size_t n)
+/* Ends an asynchronous answer: the request if it is still there (else NULL), and the server. */
+static struct mh_http *http_ctx_end(void *ud, mh_server_t **srv)
 {
     http_ctx_t *c = ud;
-    mh_server_t *srv = c->srv;
-    struct mh_http *h = async_end(c->hd);
+    struct mh_http *h = mh_handle_get(c->hd);
+    *srv = c->srv;
+    mh_handle_unref(c->hd);
     free(c);
+    return h;
+}
+
+static void clients_listed(void *ud, int status, uint64_t *ids, size_t n)
+{
+    mh_server_t *srv;
+    struct mh_http *h = http_ctx_end(ud, &srv);
     if (h && status)
         respond_error(srv, h->wsi, h, MH_ERR_UNAVAILABLE, "presence store unavailable");
     else if (h) {
@@ -266,10 +267,8 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 
 static void relay_done(void *ud, int status, const mh_relay_result_t *res)
 {
-    http_ctx_t *c = ud;
-    mh_server_t *srv = c->srv;
-    struct mh_http *h = async_end(c->hd);
-    free(c);
+    mh_server_t *srv;
+    struct mh_http *h = http_ctx_end(ud, &srv);
     if (!h)
         return;
     if (status) {
@@ -308,10 +307,8 @@ static void session_answer(mh_server_t *srv, struct mh_http *h, uint64_t id)
 
 static void session_allocated(void *ud, int status, uint64_t id)
 {
-    http_ctx_t *c = ud;
-    mh_server_t *srv = c->srv;
-    struct mh_http *h = async_end(c->hd);
-    free(c);
+    mh_server_t *srv;
+    struct mh_http *h = http_ctx_end(ud, &srv);
     if (h && status)
         respond_error(srv, h->wsi, h, MH_ERR_UNAVAILABLE, "id store unavailable, retry later");
     else if (h)
