@@ -80,6 +80,9 @@ typedef struct mh_frame {
     size_t len;          /* payload length, excluding headroom */
     int is_message;      /* a relayed message (kept for offline delivery), not a reply */
     int from_inbox;      /* read from a Redis inbox: still stored there until trimmed */
+    /* message frames (contract v2): offset in the text where `,"seq":N` is
+     * inserted for each receiver (see msglog.h); 0 for frames without seq */
+    uint32_t seq_at;
     /* called once local_left drops to 0 (every local receiver wrote or stored it) */
     void (*on_local_done)(void *ud);
     void *local_ud;
