@@ -486,26 +486,3 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
         return 0;
     }
 }
-
-int mh_http_refuse_now(mh_server_t *srv, struct lws *wsi, int status, mh_err_code_t code,
-                       const char *message)
-{
-    mh_metrics_error(&srv->metrics, code);
-    mh_buf_t body;
-    mh_buf_init(&body);
-    static const unsigned char pre[LWS_PRE];
-    mh_buf_append(&body, pre, LWS_PRE);
-    mh_codec_http_error(&body, code, message);
-    size_t len = body.len - LWS_PRE;
-    unsigned char buf[LWS_PRE + 512], *start = buf + LWS_PRE, *p = start,
-                                      *end = buf + sizeof(buf) - 1;
-    int rc = -1;
-    if (!lws_add_http_common_headers(wsi, (unsigned)status, "application/json", len, &p, end) &&
-        !lws_add_http_header_by_name(wsi, (const unsigned char *)"connection:",
-                                     (const unsigned char *)"close", 5, &p, end) &&
-        !lws_finalize_write_http_header(wsi, start, &p, end) &&
-        lws_write(wsi, (unsigned char *)body.data + LWS_PRE, len, LWS_WRITE_HTTP_FINAL) == (int)len)
-        rc = 1;
-    mh_buf_free(&body);
-    return rc;
-}

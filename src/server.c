@@ -57,7 +57,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         mh_err_code_t code;
         const char *msg;
         int status = mh_ws_check_upgrade(srv, wsi, &code, &msg);
-        return status ? mh_http_refuse_now(srv, wsi, status, code, msg) : 0;
+        return status ? mh_ws_refuse(srv, wsi, status, code, msg) : 0;
     }
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:

@@ -74,6 +74,61 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
     return 0;
 }
 
+/* ---- refusals ---- */
+
+#define REFUSAL_HEAD_MAX 512
+
+static const char *reason_phrase(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 503:
+        return "Service Unavailable";
+    default:
+        return status < 500 ? "Client Error" : "Server Error";
+    }
+}
+
+/*
+ * The whole response is built here, status line included: lws' header
+ * helpers take the HTTP version from the request, which lws has not set yet
+ * at LWS_CALLBACK_HTTP_CONFIRM_UPGRADE (they would write "HTTP/1.0").
+ */
+int mh_ws_refuse(mh_server_t *srv, struct lws *wsi, int status, mh_err_code_t code,
+                 const char *message)
+{
+    mh_metrics_error(&srv->metrics, code);
+    mh_buf_t body, out;
+    mh_buf_init(&body);
+    mh_buf_init(&out);
+    mh_codec_http_error(&body, code, message);
+    static const unsigned char pre[LWS_PRE];
+    mh_buf_reserve(&out, LWS_PRE + REFUSAL_HEAD_MAX + body.len);
+    mh_buf_append(&out, pre, LWS_PRE);
+    mh_buf_printf(&out,
+                  "HTTP/1.1 %d %s\r\n"
+                  "content-type: application/json\r\n"
+                  "content-length: %zu\r\n"
+                  "cache-control: no-store\r\n"
+                  "%s"
+                  "connection: close\r\n\r\n",
+                  status, reason_phrase(status), body.len,
+                  status == 401 ? "www-authenticate: Bearer\r\n" : "");
+    mh_buf_append(&out, body.data, body.len);
+    size_t len = out.len - LWS_PRE;
+    int n = lws_write(wsi, (unsigned char *)out.data + LWS_PRE, len, LWS_WRITE_HTTP_HEADERS);
+    mh_buf_free(&body);
+    mh_buf_free(&out);
+    return n == (int)len ? 1 : -1;
+}
+
 /* ---- requests ---- */
 
 /* An asynchronous reply: the session's handle and a copy of the request's ref. */

@@ -17,11 +17,4 @@ struct lws;
 int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *conn, void *in,
                      size_t len);
 
-/*
- * Writes a complete small JSON error response right away (used to refuse a
- * WebSocket upgrade, where no later WRITEABLE callback comes).
- */
-int mh_http_refuse_now(mh_server_t *srv, struct lws *wsi, int status, mh_err_code_t code,
-                       const char *message);
-
 #endif

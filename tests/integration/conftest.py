@@ -252,8 +252,10 @@ def http_error(resp, status, code):
 
 
 def raw_error(resp, status, code):
-    """Same check for a RawHTTPResponse or HandshakeError."""
+    """Same check for a RawHTTPResponse or HandshakeError (whose status line
+    wsraw already checked), with an exact Content-Length."""
     assert resp.status == status, (resp.status, resp.headers, resp.body[:500])
+    assert resp.headers.get("content-length") == str(len(resp.body)), (resp.headers, resp.body)
     ctype = resp.headers.get("content-type", "")
     assert ctype.split(";")[0].strip().lower() == "application/json", (ctype, resp.body[:500])
     doc = resp.json()

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
 import time
@@ -39,8 +40,9 @@ class ProtocolViolation(AssertionError):
 class HandshakeError(Exception):
     """The server answered the upgrade with something other than 101."""
 
-    def __init__(self, status, reason, headers, body):
+    def __init__(self, status, reason, headers, body, status_line=b""):
         super().__init__("upgrade refused: HTTP %s %s: %r" % (status, reason, body[:300]))
+        self.status_line = status_line
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -134,13 +136,27 @@ def _read_http_head(sock, buf, deadline, limit=65536):
     return head, rest
 
 
-def _parse_http_head(head):
+_STATUS_LINE = re.compile(r"^(HTTP/1\.[01]) ([1-5][0-9][0-9]) ([^\r\n]*)$")
+
+
+def _request_version(request):
+    """HTTP version of a formatted request's request line."""
+    line = request.split(b"\r\n", 1)[0].decode("iso-8859-1")
+    return line.rsplit(" ", 1)[-1]
+
+
+def _parse_http_head(head, request_version="HTTP/1.1"):
+    """Status, reason, headers. Strict: an HTTP/1.1 request must get an
+    "HTTP/1.1 <3 digits> <reason>" status line (RFC 9112 section 4; an
+    HTTP/1.0 reply to it makes clients such as python-websockets fail)."""
     lines = head.decode("iso-8859-1").split("\r\n")
-    parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/1."):
+    m = _STATUS_LINE.match(lines[0])
+    if not m:
         raise ProtocolViolation("bad status line %r" % lines[0])
-    status = int(parts[1])
-    reason = parts[2] if len(parts) > 2 else ""
+    if request_version == "HTTP/1.1" and m.group(1) != "HTTP/1.1":
+        raise ProtocolViolation("status line %r answers an HTTP/1.1 request" % lines[0])
+    status = int(m.group(2))
+    reason = m.group(3)
     headers = {}
     for line in lines[1:]:
         if not line:
@@ -220,7 +236,8 @@ def _recv_some(sock, deadline):
 
 
 class RawHTTPResponse:
-    def __init__(self, status, reason, headers, body):
+    def __init__(self, status, reason, headers, body, status_line=b""):
+        self.status_line = status_line
         self.status = status
         self.reason = reason
         self.headers = headers
@@ -241,9 +258,9 @@ def raw_http(host, port, request, timeout=DEFAULT_TIMEOUT, method="GET"):
     try:
         sock.sendall(request)
         head, rest = _read_http_head(sock, b"", deadline)
-        status, reason, headers = _parse_http_head(head)
+        status, reason, headers = _parse_http_head(head, _request_version(request))
         body = _read_http_body(sock, headers, rest, deadline, method=method, status=status)
-        return RawHTTPResponse(status, reason, headers, body)
+        return RawHTTPResponse(status, reason, headers, body, head.split(b"\r\n", 1)[0])
     finally:
         sock.close()
 
@@ -295,7 +312,7 @@ class WSClient:
             status, reason, rh = _parse_http_head(head)
             if status != 101:
                 body = _read_http_body(sock, rh, rest, deadline, status=status)
-                raise HandshakeError(status, reason, rh, body)
+                raise HandshakeError(status, reason, rh, body, head.split(b"\r\n", 1)[0])
             expect = base64.b64encode(hashlib.sha1((key + GUID).encode()).digest()).decode()
             if rh.get("sec-websocket-accept") != expect:
                 raise ProtocolViolation("bad Sec-WebSocket-Accept %r (want %r)"
