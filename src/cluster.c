@@ -20,12 +20,75 @@
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
+#include "msghub/token.h"
+
+#define SECRET_BYTES 32 /* random bytes of a generated token secret, stored as hex */
 
 typedef struct mh_cluster_priv {
     uv_timer_t presence;
+    int secret_pending;                   /* a mh_redis_token_secret() is under way */
+    char candidate[2 * SECRET_BYTES + 1]; /* what this instance offers when none is set */
 } cluster_t;
 
 static cluster_t *cluster_of(mh_server_t *srv);
+
+/* ---- the token secret shared by instances started without one ---- */
+
+static void secret_agreed(void *ud, int status, const char *secret, size_t len)
+{
+    mh_server_t *srv = ud;
+    cluster_t *c = cluster_of(srv);
+    if (c)
+        c->secret_pending = 0;
+    if (status) {
+        mh_warn("token_secret_unavailable", "status=%d msg=\"retrying\"", status);
+        return;
+    }
+    if (srv->shared_secret && srv->secret_len == len && !memcmp(srv->secret, secret, len))
+        return;
+    if (srv->shared_secret)
+        mh_warn("token_secret_changed",
+                "msg=\"%s:token_secret was replaced; tokens issued "
+                "before are refused from now on\"",
+                srv->cfg->prefix);
+    else
+        mh_warn("token_secret_shared",
+                "key=%s:token_secret created=%d msg=\"no --token-secret set: using the secret "
+                "generated once in Redis and shared by every instance of this prefix\"",
+                srv->cfg->prefix, c && strcmp(secret, c->candidate) == 0);
+    free(srv->shared_secret);
+    srv->shared_secret = mh_xmalloc(len + 1);
+    memcpy(srv->shared_secret, secret, len);
+    srv->shared_secret[len] = '\0';
+    srv->secret = srv->shared_secret;
+    srv->secret_len = len;
+}
+
+/*
+ * Fetches (creating it if absent) the shared secret; again after each
+ * reconnection, offering the one in use, so a Redis that lost its data gets
+ * the cluster's secret back rather than a new one.
+ */
+static void agree_secret(mh_server_t *srv)
+{
+    cluster_t *c = cluster_of(srv);
+    if ((srv->cfg->token_secret && *srv->cfg->token_secret) || !c || c->secret_pending ||
+        !srv->redis_up)
+        return; /* a configured secret always wins */
+    c->secret_pending = 1;
+    const char *offer = srv->shared_secret ? (const char *)srv->shared_secret : c->candidate;
+    mh_redis_token_secret(srv->redis, offer, secret_agreed, srv);
+}
+
+static int make_candidate(cluster_t *c)
+{
+    unsigned char r[SECRET_BYTES];
+    if (mh_token_random(r, sizeof(r)))
+        return -1;
+    for (size_t i = 0; i < sizeof(r); i++)
+        snprintf(c->candidate + 2 * i, 3, "%02x", r[i]);
+    return 0;
+}
 
 /* ---- readiness ---- */
 
@@ -36,6 +99,8 @@ static void redis_state(void *ud, int up)
     mh_server_t *srv = ud;
     srv->redis_up = up;
     mh_info(up ? "redis_up" : "redis_down", "ready=%d", mh_server_ready(srv));
+    if (up)
+        agree_secret(srv);
     if (up) { /* Redis may have lost everything: keep our ids known, re-register everyone */
         uint64_t *ids;
         size_t n = mh_registry_ids(srv->registry, 0, &ids);
@@ -84,6 +149,8 @@ static void refresh_presence(mh_server_t *srv)
 
 static void on_presence_timer(uv_timer_t *t)
 {
+    if (!((mh_server_t *)t->data)->secret)
+        agree_secret(t->data); /* the first attempt failed */
     refresh_presence(t->data);
 }
 
@@ -231,6 +298,10 @@ int mh_cluster_start(mh_server_t *srv)
     }
     srv->pubbatch = mh_pubbatch_new(srv->loop, srv->broker, 256 * 1024);
     cluster_t *c = mh_xcalloc(1, sizeof(*c));
+    if (make_candidate(c)) {
+        mh_error("random_failed", "what=token_secret");
+        abort();
+    }
     srv->cluster = c;
     uv_timer_init(srv->loop, &c->presence);
     c->presence.data = srv;

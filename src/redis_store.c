@@ -42,6 +42,7 @@ typedef struct op {
         mh_redis_claim_cb claim;
         mh_redis_ids_cb ids;
         mh_redis_frames_cb frames;
+        mh_redis_secret_cb secret;
     } cb;
     void *ud;
     uint64_t val;  /* scalar result */
@@ -191,6 +192,51 @@ void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_cb
     op_t *q = op_new(rs, &raise_ops, ud);
     q->cb.status = cb;
     mh_redis_conn_send(&q->req, "EVAL %s 1 %s %" PRIu64, raise_id_lua, rs->key_next_id, min_id);
+    mh_redis_conn_submit(&q->req);
+}
+
+/* ---- the shared token secret ---- */
+
+/* KEYS: token_secret; ARGV: the secret to create it with. Returns the one in force. */
+static const char secret_lua[] = "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
+                                 "return redis.call('GET', KEYS[1])\n";
+
+static void each_secret(req_t *req, size_t idx, const redisReply *r)
+{
+    op_t *q = (op_t *)req;
+    if (idx != 0)
+        return;
+    if (r->type != REDIS_REPLY_STRING || r->len == 0) {
+        mh_redis_conn_bad_reply(&q->req, r);
+        return;
+    }
+    q->str = mh_xmalloc(r->len + 1);
+    memcpy(q->str, r->str, r->len);
+    q->str[r->len] = '\0';
+    q->val = r->len;
+}
+
+static void finish_secret(req_t *req, const redisReply *last)
+{
+    op_t *q = (op_t *)req;
+    int ok = q->req.status == 0 && q->str;
+    if (q->cb.secret)
+        q->cb.secret(q->ud,
+                     ok              ? 0
+                     : q->req.status ? q->req.status
+                                     : MH_EIO,
+                     ok ? q->str : NULL, ok ? (size_t)q->val : 0);
+    free(q->str);
+}
+
+static const req_ops_t secret_ops = {"token_secret", each_secret, finish_secret};
+
+void mh_redis_token_secret(mh_redis_store_t *rs, const char *candidate, mh_redis_secret_cb cb,
+                           void *ud)
+{
+    op_t *q = op_new(rs, &secret_ops, ud);
+    q->cb.secret = cb;
+    mh_redis_conn_send(&q->req, "EVAL %s 1 %s:token_secret %s", secret_lua, rs->prefix, candidate);
     mh_redis_conn_submit(&q->req);
 }
 

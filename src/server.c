@@ -37,7 +37,7 @@ typedef struct mh_server_priv {
 
 int mh_server_ready(const mh_server_t *srv)
 {
-    if (srv->draining)
+    if (srv->draining || !srv->secret)
         return 0;
     return !srv->distributed || (srv->redis_up && srv->broker_up);
 }
@@ -155,6 +155,8 @@ static void init_secret(mh_server_t *srv)
         srv->secret_len = strlen(srv->cfg->token_secret);
         return;
     }
+    if (srv->cfg->redis_url && srv->cfg->amqp_url)
+        return; /* distributed: cluster.c agrees on one with the other instances */
     if (mh_token_random(srv->random_secret, sizeof(srv->random_secret))) {
         mh_error("random_failed", "what=token_secret");
         abort();
@@ -263,6 +265,7 @@ int mh_server_run(const mh_config_t *cfg)
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
     mh_inbox_mem_free(srv.inbox);
     mh_registry_free(srv.registry);
+    free(srv.shared_secret);
     if (!rc)
         mh_info("stopped", "%s", "");
     return rc;

@@ -49,6 +49,11 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
         *msg = "origin not allowed";
         return 403;
     }
+    if (!srv->secret) { /* a token cannot be checked yet: not a 401 */
+        *code = MH_ERR_UNAVAILABLE;
+        *msg = "token secret not agreed yet";
+        return 503;
+    }
     char token[256];
     int tlen = query_token(wsi, token, sizeof(token));
     uint64_t id;

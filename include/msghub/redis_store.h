@@ -7,6 +7,7 @@
  *   P:presence             ZSET member "<id>", score = presence expiry (Unix ms)
  *   P:route:<id>           STRING instance id holding <id>, PX = presence TTL
  *   P:inbox:<id>           LIST of message frames (JSON text), capped, EXPIRE = inbox TTL
+ *   P:token_secret         STRING token secret of instances started without one (no expiry)
  *
  * Every operation calls its callback exactly once: status 0 with the result,
  * or a negative MH_E* (MH_EIO when Redis is unreachable or the connection
@@ -75,6 +76,16 @@ void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);
  * must not be handed out again.
  */
 void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_cb cb, void *ud);
+
+/*
+ * The token secret shared by instances without a configured one: SET
+ * P:token_secret candidate NX, then GET (one atomic script). The callback
+ * gets the secret in force (candidate when this call created it), a string
+ * valid during the callback; MH_EIO with NULL on error or an empty value.
+ */
+typedef void (*mh_redis_secret_cb)(void *ud, int status, const char *secret, size_t len);
+void mh_redis_token_secret(mh_redis_store_t *rs, const char *candidate, mh_redis_secret_cb cb,
+                           void *ud);
 
 /*
  * One round trip (pipelined GET P:next_id + MGET P:route:<id>...): the

@@ -33,10 +33,11 @@ typedef struct mh_server {
     mh_inbox_mem_t *inbox;
     mh_metrics_t metrics;
     mh_codec_limits_t limits;
-    const unsigned char *secret; /* token secret (config or random) */
+    const unsigned char *secret; /* token secret (config, random, or shared); NULL: not yet */
     size_t secret_len;
     unsigned char random_secret[32];
-    uint64_t msg_seq; /* message ids: "<msg_prefix>-<seq>" */
+    unsigned char *shared_secret; /* distributed without --token-secret: agreed in Redis */
+    uint64_t msg_seq;             /* message ids: "<msg_prefix>-<seq>" */
     char msg_prefix[24];
     int draining;                 /* SIGTERM seen: refuse new work, close sessions */
     int distributed;              /* Redis + RabbitMQ configured */
@@ -58,7 +59,10 @@ typedef struct mh_conn {
 /* Builds the server from cfg and runs the loop until shutdown; returns the exit status. */
 int mh_server_run(const mh_config_t *cfg);
 
-/* 1 when the hub accepts work: not draining and, if distributed, Redis and RabbitMQ are up. */
+/*
+ * 1 when the hub accepts work: not draining, the token secret is known and,
+ * if distributed, Redis and RabbitMQ are up.
+ */
 int mh_server_ready(const mh_server_t *srv);
 
 /* Next message id for a relay, written into out[len]. */

@@ -387,7 +387,8 @@ class PrivateRabbit(_PrivateServer):
 # ---- the cluster ----------------------------------------------------------------------------
 
 class Cluster:
-    """Hubs sharing one backplane, prefix and token secret."""
+    """Hubs sharing one backplane, prefix and token secret (set .secret to
+    None before starting hubs to start them without --token-secret)."""
 
     def __init__(self, redis_url=None, amqp_url=None, presence_ttl=None, queue_message_ttl=None,
                  queue_expiry=None, extra=()):
@@ -413,7 +414,9 @@ class Cluster:
         self._seq += 1
         name = name or "i%d-%s" % (self._seq, secrets.token_hex(2))
         args = ["--redis-url", self.redis_url, "--amqp-url", self.amqp_url,
-                "--prefix", self.prefix, "--instance-id", name, "--token-secret", self.secret]
+                "--prefix", self.prefix, "--instance-id", name]
+        if self.secret is not None:  # None: the instances agree on one through Redis
+            args += ["--token-secret", self.secret]
         args += self.opts + list(extra)
         h = Hub(args)
         h.name = name
