@@ -25,8 +25,10 @@ const REPO = path.resolve(HERE, '..', '..');
 const HUB = process.env.MSGHUB_BIN || path.join(REPO, 'build', 'msghub');
 const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 
-const TOTAL_MS = 60_000; // whole test
+const TOTAL_MS = 90_000; // whole test
 const STEP_MS = 10_000; // any single wait in the page
+const PEER_GONE_MS = 5_000; // a closed peer leaves the online list within this
+const LIST_AFTER_MESSAGE_MS = 400; // a received message is followed by a list request within this
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -135,6 +137,34 @@ async function waitMessage(page, from, text) {
   );
 }
 
+// Runs in each page before its scripts: logs the page's WebSocket frames, sent
+// and received, with performance.now() times, in window.__wsLog.
+function recordWebSocketFrames() {
+  const Native = window.WebSocket;
+  const log = [];
+  const note = (kind, data) => {
+    log.push({ kind, t: performance.now(), data: typeof data === 'string' ? data : '' });
+    if (log.length > 5000) log.shift();
+  };
+  window.__wsLog = log;
+  const send = Native.prototype.send;
+  Native.prototype.send = function (data) {
+    note('sent', data);
+    return send.call(this, data);
+  };
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('message', (ev) => note('recv', ev.data)); // runs before the page's onmessage
+    }
+  };
+}
+
+async function waitGone(page, id, ms) {
+  await page.waitForFunction((i) => !document.querySelector(`#online [data-id="${i}"]`),
+    { timeout: ms, polling: 100 }, id);
+}
+
 // Text of the page's status line and connection state, for failure messages.
 async function pageState(page) {
   try {
@@ -199,6 +229,7 @@ test('chat page: two browsers talk through the hub, reload resumes the id', { ti
     const open = async (name) => {
       const page = await browser.newPage();
       page.setDefaultTimeout(STEP_MS);
+      await page.evaluateOnNewDocument(recordWebSocketFrames);
       page.on('pageerror', (e) => pageErrors.push(`${name}: ${e.message}`));
       page.on('console', (m) => {
         if (m.type() === 'error') pageErrors.push(`${name} console: ${m.text()}`);
@@ -314,6 +345,45 @@ test('chat page: two browsers talk through the hub, reload resumes the id', { ti
       await waitMessage(b, idA, textAB);
       await waitOnline(b, idA);
       await waitOnline(a, idB);
+    });
+
+    await step(`a peer that closes its tab leaves the online list within ${PEER_GONE_MS / 1000} s`, async () => {
+      const e = await open('E');
+      const idE = await waitForId(e);
+      await a.bringToFront(); // B stays a background tab, as the closed peer's neighbour would
+      await waitOnline(a, idE);
+      await waitOnline(b, idE);
+      await e.close();
+      const closedAt = Date.now();
+      for (const [name, page] of [['A', a], ['B', b]]) {
+        const left = PEER_GONE_MS - (Date.now() - closedAt);
+        await waitGone(page, idE, Math.max(left, 1)).catch(async (err) => {
+          throw new Error(`${name} still lists the closed peer ${idE} after ${PEER_GONE_MS} ms: ${err.message}\n${JSON.stringify(await pageState(page))}`);
+        });
+      }
+    });
+
+    await step('every received message refreshes the online list', async () => {
+      await a.bringToFront();
+      for (let i = 0; i < 4; i++) {
+        const text = `refresh ${i} ${nonce}`;
+        const r = await fetch(`${base}/relay`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ receivers: [Number(idA)], body: { text } }),
+          signal: AbortSignal.timeout(5000),
+        });
+        assert.equal(r.status, 200, `POST /relay answered ${r.status}`);
+        await waitMessage(a, '0', text);
+        await sleep(LIST_AFTER_MESSAGE_MS + 100);
+        const log = await a.evaluate(() => window.__wsLog.slice());
+        const got = log.find((f) => f.kind === 'recv' && f.data.includes(text));
+        assert.ok(got, `A's frame log has no message "${text}"`);
+        const list = log.find((f) => f.kind === 'sent' && JSON.parse(f.data).type === 'list' &&
+          f.t >= got.t && f.t - got.t <= LIST_AFTER_MESSAGE_MS);
+        assert.ok(list, `A sent no list within ${LIST_AFTER_MESSAGE_MS} ms of message ${i}: ${JSON.stringify(log.filter((f) => f.t >= got.t))}`);
+        await sleep(600); // away from the previous refresh
+      }
     });
 
     await step('a refused token is dropped and the page connects fresh', async () => {
