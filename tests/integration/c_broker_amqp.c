@@ -559,7 +559,10 @@ static const char *script_path(void)
 static int run_script(const char *args, char *out, size_t outlen)
 {
     char cmd[1024];
-    snprintf(cmd, sizeof(cmd), "%s %s", script_path(), args);
+    const char *script = script_path();
+    int n = script ? snprintf(cmd, sizeof(cmd), "%s %s", script, args) : -1;
+    if (n < 0 || (size_t)n >= sizeof(cmd))
+        return -1; /* no script, or a command line that would be cut */
     FILE *f = popen(cmd, "r");
     if (!f)
         return -1;
