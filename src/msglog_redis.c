@@ -16,9 +16,12 @@
  *                   <= it is acknowledged, bytes = sum of the sizes in the
  *                   log, lost = highest unacknowledged seq dropped by
  *                   retention (recovered = lost <= acked)
- * P:log:<id> and P:logm:<id> get the inbox TTL (PEXPIRE) on every append,
- * open and ack; the body of an entry expires with the entry's age limit,
- * so no body outlives the entries that refer to it by more than the TTL.
+ * P:log:<id> gets the inbox TTL (PEXPIRE) on every append, open and ack,
+ * P:logm:<id> twice the TTL: a log that expired while its meta lives is
+ * reported lost (recovered = 0) and seqs continue; an id idle for twice the
+ * TTL is forgotten (seqs restart at 1). The body of an entry expires with
+ * the entry's age limit, so no body outlives the entries that refer to it
+ * by more than the TTL.
  * An entry older than the TTL, beyond max_msgs, or making the log exceed
  * max_bytes is dropped from the head at the next append (the newest entry
  * always stays); an entry whose body is gone is skipped by read. Both
@@ -112,7 +115,7 @@ typedef struct lop {
     "end\n"                                                                                        \
     "local function touch(mk, lk, ttl)\n"                                                          \
     "  if ttl > 0 then\n"                                                                          \
-    "    redis.call('PEXPIRE', mk, ttl)\n"                                                         \
+    "    redis.call('PEXPIRE', mk, 2 * ttl)\n"                                                     \
     "    redis.call('PEXPIRE', lk, ttl)\n"                                                         \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
