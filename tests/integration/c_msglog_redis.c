@@ -721,6 +721,28 @@ static void test_body_once(void **state)
     assert_true(after - end > 1.0 * MIB); /* the body went with its last reference */
 }
 
+/* The cost of a fan-out append (printed, for the benchmarks): small bodies to 255 ids. */
+static void test_fanout_cost(void **state)
+{
+    fx_t *f = *state;
+    enum { ROUNDS = 50 };
+    open_log(f, 10000, 16u << 20, 60000, 1);
+    set_last_id(f, FANOUT);
+    uint64_t ids[FANOUT];
+    for (size_t i = 0; i < FANOUT; i++)
+        ids[i] = i + 1;
+    uint64_t t0 = uv_hrtime();
+    for (int k = 0; k < ROUNDS; k++) {
+        res_t r = {0};
+        append_r(f, ids, FANOUT, "{\"type\":\"message\",\"body\":\"fan\"}", &r);
+        assert_int_equal(r.status, 0);
+        assert_int_equal(r.seqs[FANOUT - 1], (uint64_t)k + 1);
+        res_clear(&r);
+    }
+    double ms = (double)(uv_hrtime() - t0) / 1e6 / ROUNDS;
+    print_message("append to %u receivers: %.2f ms per call (one round trip)\n", FANOUT, ms);
+}
+
 /* SCRIPT FLUSH while connected: NOSCRIPT is answered with EVAL, seqs go on. */
 static void test_script_flush(void **state)
 {
@@ -833,8 +855,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_append_seq_routes), T(test_read_after),      T(test_ack_by_seq),
         T(test_open_since),        T(test_retention_count), T(test_retention_bytes),
-        T(test_retention_ttl),     T(test_body_once),       T(test_script_flush),
-        T(test_unreachable),       T(test_outage),          T(test_free_pending),
+        T(test_retention_ttl),     T(test_body_once),       T(test_fanout_cost),
+        T(test_script_flush),      T(test_unreachable),     T(test_outage),
+        T(test_free_pending),
     };
     return cmocka_run_group_tests_name("msglog_redis", tests, NULL, NULL);
 }
