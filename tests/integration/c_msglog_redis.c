@@ -514,20 +514,32 @@ static void test_read_after(void **state)
     assert_memory_equal(a, text, sizeof(a) - 1);
 }
 
-/* Two sessions of one id acking interleaved: acks trim by seq, never by count. */
+/* Two sessions of one id on two "instances" (stores) acking interleaved: by seq, never by count. */
 static void test_ack_by_seq(void **state)
 {
     fx_t *f = *state;
     open_log(f, 10000, 16u << 20, 60000, 1);
     set_last_id(f, 1);
+    char err[128];
+    mh_redis_store_t *rs_b =
+        mh_redis_store_new(&f->loop, f->url, f->prefix, on_state, f, err, sizeof(err));
+    mh_msglog_limits_t lim = {10000, 16u << 20, 60000};
+    mh_msglog_t log_b;
+    assert_int_equal(mh_msglog_redis_new(&log_b, rs_b, &lim), 0);
+    assert_true(run_until(f, &f->ups, 2, 8000));
     for (int i = 0; i < 10; i++)
         append1(f, 1, "{\"type\":\"message\",\"body\":\"a\"}", NULL);
     ack(f, 1, 4); /* session A */
     for (int i = 0; i < 5; i++)
         append1(f, 1, "{\"type\":\"message\",\"body\":\"b\"}", NULL);
-    ack(f, 1, 7); /* session B */
-    ack(f, 1, 4); /* A's late ack again: changes nothing */
-    ack(f, 1, 2);
+    res_t b1 = {0}, a1 = {0}, b2 = {0};
+    mh_msglog_ack(&log_b, 1, 7, cb_status, &b1); /* B and A at once, A's late ack repeated */
+    mh_msglog_ack(&f->log, 1, 4, cb_status, &a1);
+    mh_msglog_ack(&log_b, 1, 2, cb_status, &b2);
+    wait_res(f, &b1);
+    wait_res(f, &a1);
+    wait_res(f, &b2);
+    assert_int_equal(b1.status + a1.status + b2.status, 0);
     uint64_t want[] = {8, 9, 10, 11, 12, 13, 14, 15};
     check_read(f, 1, 0, want, 8);
     check_read(f, 1, 9, want + 2, 6);
@@ -535,6 +547,8 @@ static void test_ack_by_seq(void **state)
     assert_int_equal(st.last_seq, 15);
     assert_int_equal(st.acked_seq, 7);
     assert_int_equal(st.recovered, 1);
+    mh_msglog_free(&log_b);
+    mh_redis_store_free(rs_b);
     ack(f, 1, 1000); /* above the last seq: counts as the last, nothing more */
     check_read(f, 1, 0, NULL, 0);
     assert_int_equal(open_id(f, 1, 0, 0).acked_seq, 15);
