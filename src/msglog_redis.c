@@ -27,6 +27,11 @@
  * always stays); an entry whose body is gone is skipped by read. Both
  * count as lost when unacknowledged.
  *
+ * Scripts name keys from the prefix rather than in KEYS: one Redis (or a
+ * primary with replicas), not Redis Cluster. After SCRIPT FLUSH on a live
+ * connection, calls in flight are retried with EVAL and may run in another
+ * order than issued (each still gets its seq in the order it ran).
+ *
  * Not here: what the hub does with seqs and routes, retries, metrics.
  * Ownership: the log is reference counted by its pending requests, so
  * mh_msglog_free() may come while calls are in flight.
@@ -42,7 +47,6 @@
 
 #include "msghub/redis_conn.h"
 
-#define SEQ_FIELD_LEN 7 /* strlen(",\"seq\":") */
 #define SHA_HEX_LEN 40
 #define APPEND_FIXED_ARGS 12 /* verb, script, numkeys, 2 keys, 7 ARGV before the ids */
 #define KEY_OP_ARGS 8        /* verb, script, numkeys, 2 keys, 3 ARGV */
@@ -167,6 +171,7 @@ static const char append_lua[] = LUA_COMMON
     "  return n, size\n"
     "end\n"
     "local now, ttl = ARGV[4], tonumber(ARGV[5])\n"
+    "local nowv = tonumber(now)\n"
     "local maxn, maxb = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
     "local last_id = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "local function known(i)\n"
@@ -182,6 +187,7 @@ static const char append_lua[] = LUA_COMMON
     "  redis.call('HSET', bk, 't', ARGV[2], 'a', ARGV[3], 'r', count)\n"
     "  if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
     "end\n"
+    /* 7 = #',"seq":', in the size of each entry */
     "local size0 = #ARGV[2] + 7\n"
     "for i = 8, #ARGV do\n"
     "  local seq = 0\n"
@@ -189,15 +195,16 @@ static const char append_lua[] = LUA_COMMON
     "    local mk, lk = pfx .. ':logm:' .. ARGV[i], pfx .. ':log:' .. ARGV[i]\n"
     "    seq = redis.call('HINCRBY', mk, 'last', 1)\n"
     "    local size = size0 + #tostring(seq)\n"
-    "    local n, bytes = push(mk, lk, seq .. ':' .. size .. ':' .. now .. ':' .. mid, seq, size)\n"
-    "    dropped = dropped + retain(mk, lk, n, bytes, tonumber(now), ttl, maxn, maxb)\n"
+    "    local e = seq .. ':' .. size .. ':' .. now .. ':' .. mid\n"
+    "    local n, bytes = push(mk, lk, e, seq, size)\n"
+    "    dropped = dropped + retain(mk, lk, n, bytes, nowv, ttl, maxn, maxb)\n"
     "    touch(mk, lk, ttl)\n"
     "    routes[#routes + 1] = pfx .. ':route:' .. ARGV[i]\n"
     "  end\n"
     "  out[#out + 1] = seq\n"
     "  out[#out + 1] = false\n"
     "end\n"
-    /* the routes of the known ids, by MGET in chunks (Lua's unpack has a stack limit) */
+    /* the known ids' routes, by MGET in chunks (unpack has a stack limit) */
     "local j = 0\n"
     "for c = 1, #routes, 1000 do\n"
     "  local got = redis.call('MGET', unpack(routes, c, math.min(c + 999, #routes)))\n"

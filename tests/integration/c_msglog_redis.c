@@ -36,6 +36,7 @@
 #define MAX_READ 64
 #define BIG_BODY (1024u * 1024u)
 #define FANOUT 255u
+#define MANY 1201u /* receivers past one MGET chunk (1000) */
 #define MIB (1024.0 * 1024.0)
 
 static const char *g_url;
@@ -56,8 +57,9 @@ typedef struct fx {
 /* Whatever one callback delivered (arrays copied). */
 typedef struct res {
     int calls, status;
-    uint64_t seqs[FANOUT + 1];
+    uint64_t seqs[MANY];
     char *inst[8];
+    char *inst_last; /* the last receiver's */
     size_t n;
     uint64_t dropped, last_seq;
     mh_msglog_state_t st;
@@ -115,7 +117,7 @@ static void cb_append(void *ud, int status, const mh_msglog_appended_t *a)
         assert_null(a);
         return;
     }
-    assert_true(a->n <= FANOUT + 1);
+    assert_true(a->n <= MANY);
     r->n = a->n;
     r->dropped = a->dropped;
     for (size_t i = 0; i < a->n; i++) {
@@ -123,6 +125,8 @@ static void cb_append(void *ud, int status, const mh_msglog_appended_t *a)
         if (i < 8)
             r->inst[i] = a->instances[i] ? strdup(a->instances[i]) : NULL;
     }
+    if (a->n && a->instances[a->n - 1])
+        r->inst_last = strdup(a->instances[a->n - 1]);
 }
 
 static void cb_read(void *ud, int status, const mh_msglog_entry_t *es, size_t n, uint64_t last)
@@ -166,6 +170,7 @@ static void res_clear(res_t *r)
         free(r->inst[i]);
     for (size_t i = 0; i < MAX_READ; i++)
         free(r->etext[i]);
+    free(r->inst_last);
     memset(r, 0, sizeof(*r));
 }
 
@@ -757,6 +762,32 @@ static void test_fanout_cost(void **state)
     print_message("append to %u receivers: %.2f ms per call (one round trip)\n", FANOUT, ms);
 }
 
+/* More receivers than one MGET chunk: every route lands on its receiver. */
+static void test_many_receivers(void **state)
+{
+    fx_t *f = *state;
+    open_log(f, 10000, 16u << 20, 60000, 1);
+    set_last_id(f, MANY - 1);
+    static uint64_t ids[MANY];
+    ids[0] = 5000; /* unknown */
+    for (size_t i = 1; i < MANY; i++)
+        ids[i] = i;
+    claim(f, 3, "inst-c");
+    claim(f, MANY - 1, "inst-z");
+    res_t r = {0};
+    append_r(f, ids, MANY, "{\"type\":\"message\",\"body\":\"many\"}", &r);
+    assert_int_equal(r.status, 0);
+    assert_int_equal(r.n, MANY);
+    assert_int_equal(r.seqs[0], 0);
+    for (size_t i = 1; i < MANY; i++)
+        assert_int_equal(r.seqs[i], 1);
+    assert_null(r.inst[0]);
+    assert_null(r.inst[2]);
+    assert_string_equal(r.inst[3], "inst-c");
+    assert_string_equal(r.inst_last, "inst-z");
+    res_clear(&r);
+}
+
 /* SCRIPT FLUSH while connected: NOSCRIPT is answered with EVAL, seqs go on. */
 static void test_script_flush(void **state)
 {
@@ -867,10 +898,19 @@ int main(void)
     snprintf(g_run, sizeof(g_run), "mhlogtest-%d-%llx", (int)getpid(),
              (unsigned long long)(uv_hrtime() ^ ((uint64_t)rand() << 20)));
     const struct CMUnitTest tests[] = {
-        T(test_append_seq_routes), T(test_read_after),      T(test_ack_by_seq),
-        T(test_open_since),        T(test_retention_count), T(test_retention_bytes),
-        T(test_retention_ttl),     T(test_body_once),       T(test_fanout_cost),
-        T(test_script_flush),      T(test_unreachable),     T(test_outage),
+        T(test_append_seq_routes),
+        T(test_read_after),
+        T(test_ack_by_seq),
+        T(test_open_since),
+        T(test_retention_count),
+        T(test_retention_bytes),
+        T(test_retention_ttl),
+        T(test_body_once),
+        T(test_fanout_cost),
+        T(test_many_receivers),
+        T(test_script_flush),
+        T(test_unreachable),
+        T(test_outage),
         T(test_free_pending),
     };
     return cmocka_run_group_tests_name("msglog_redis", tests, NULL, NULL);
