@@ -18,6 +18,7 @@
 
 #define READ_SLICE 64     /* log entries read at a time */
 #define EMPTY_READS_MAX 2 /* empty reads in a row before the cursor trusts the log */
+#define HOLD_WAIT_MS 50   /* how long a push above the cursor waits for the ones before it */
 
 /* ---- async context: the session's weak handle ---- */
 
@@ -53,6 +54,8 @@ static mh_session_t *lctx_end(lctx_t *c)
 /* ---- reading the log ---- */
 
 static void start_read(mh_server_t *srv, mh_session_t *s);
+static void release_held(mh_session_t *s);
+static void want_tick(mh_server_t *srv, mh_session_t *s);
 
 static int can_read(const mh_server_t *srv, const mh_session_t *s)
 {
@@ -129,6 +132,64 @@ void mh_session_log_room(mh_server_t *srv, mh_session_t *s)
     start_read(srv, s);
 }
 
+/* ---- pushes that overtook an earlier one ---- */
+
+static void release_held(mh_session_t *s)
+{
+    for (size_t i = 0; i < s->n_held; i++)
+        mh_frame_unref(s->held[i].f);
+    s->n_held = 0;
+}
+
+/* Keeps (f, seq) aside, in seq order; 0, or -1 when the buffer is full. */
+static int hold(mh_session_t *s, mh_frame_t *f, uint64_t seq)
+{
+    size_t i = s->n_held;
+    while (i > 0 && s->held[i - 1].seq > seq)
+        i--;
+    if (i > 0 && s->held[i - 1].seq == seq)
+        return 0; /* a duplicate push */
+    if (s->n_held == MH_SESSION_HOLD_MAX)
+        return -1;
+    memmove(&s->held[i + 1], &s->held[i], (s->n_held - i) * sizeof(s->held[0]));
+    s->held[i] = (mh_outq_entry_t){mh_frame_ref(f), seq, 0, 1};
+    s->n_held++;
+    return 0;
+}
+
+/* Queues the held pushes that continue the cursor, drops the ones below it. */
+static void drain_held(mh_server_t *srv, mh_session_t *s)
+{
+    size_t k = 0;
+    for (; k < s->n_held && s->held[k].seq <= s->next_seq && !s->closing; k++)
+        if (s->held[k].seq == s->next_seq)
+            mh_session_queue_message(srv, s, s->held[k].f, s->held[k].seq, 1);
+    for (size_t i = 0; i < k; i++)
+        mh_frame_unref(s->held[i].f);
+    memmove(&s->held[0], &s->held[k], (s->n_held - k) * sizeof(s->held[0]));
+    s->n_held -= k;
+}
+
+/*
+ * A push above next_seq: usually one that overtook an earlier one (a local
+ * relay is pushed at once, a remote one through RabbitMQ). It waits in a
+ * small buffer for up to HOLD_WAIT_MS; only a gap that pushes do not fill
+ * (a lost push) or a full buffer costs a read of the log.
+ */
+static void ahead(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq)
+{
+    int first = s->n_held == 0;
+    if (hold(s, f, seq) == 0) {
+        if (first)
+            s->held_since_ms = mh_now_ms();
+        want_tick(srv, s);
+        return;
+    }
+    release_held(s);
+    s->backlog = 1;
+    start_read(srv, s);
+}
+
 void mh_session_deliver(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq)
 {
     if (s->closing || !seq)
@@ -139,18 +200,24 @@ void mh_session_deliver(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64
         return; /* the open reads the log from the acknowledged seq on */
     if (seq < s->next_seq)
         return; /* a duplicate: already queued */
-    if (s->backlog || seq > s->next_seq) {
-        s->backlog = 1; /* a gap (a lost or late push): the log fills it, in order */
+    if (s->backlog) {
         start_read(srv, s);
         return;
     }
+    if (seq > s->next_seq) {
+        ahead(srv, s, f, seq);
+        return;
+    }
     mh_session_queue_message(srv, s, f, seq, 1);
+    if (s->n_held)
+        drain_held(srv, s);
 }
 
 void mh_session_check_log(mh_server_t *srv, mh_session_t *s)
 {
     if (!s->opened || s->closing)
         return;
+    release_held(s); /* the read covers them */
     s->backlog = 1;
     start_read(srv, s);
 }
@@ -287,18 +354,12 @@ static void flush_auto_ack(mh_server_t *srv, mh_session_t *s)
     mh_msglog_ack(&srv->log, s->id, s->written_seq, NULL, NULL);
 }
 
-void mh_session_log_written(mh_server_t *srv, mh_session_t *s, uint64_t seq)
+/* Puts s on the server's list for the next tick (auto acks, held pushes). */
+static void want_tick(mh_server_t *srv, mh_session_t *s)
 {
-    if (!s->opts.ack_auto)
+    if (s->tick_pending)
         return;
-    s->written_seq = seq;
-    if (++s->written_unacked >= MH_SESSION_ACK_BATCH) {
-        flush_auto_ack(srv, s);
-        return;
-    }
-    if (s->ack_pending)
-        return;
-    s->ack_pending = 1;
+    s->tick_pending = 1;
     if (srv->n_ack_pending == srv->cap_ack_pending) {
         srv->cap_ack_pending = srv->cap_ack_pending ? srv->cap_ack_pending * 2 : 64;
         srv->ack_pending =
@@ -307,17 +368,46 @@ void mh_session_log_written(mh_server_t *srv, mh_session_t *s, uint64_t seq)
     srv->ack_pending[srv->n_ack_pending++] = mh_handle_ref(s->handle);
 }
 
+void mh_session_log_written(mh_server_t *srv, mh_session_t *s, uint64_t seq)
+{
+    if (!s->opts.ack_auto)
+        return;
+    s->written_seq = seq;
+    if (++s->written_unacked >= MH_SESSION_ACK_BATCH)
+        flush_auto_ack(srv, s);
+    else
+        want_tick(srv, s);
+}
+
+/* A gap that pushes did not fill within HOLD_WAIT_MS: the log fills it. */
+static void tick_held(mh_server_t *srv, mh_session_t *s, uint64_t now_ms)
+{
+    if (!s->n_held)
+        return;
+    if (now_ms - s->held_since_ms < HOLD_WAIT_MS) {
+        want_tick(srv, s);
+        return;
+    }
+    release_held(s);
+    s->backlog = 1;
+    start_read(srv, s);
+}
+
 void mh_session_flush_auto_acks(mh_server_t *srv)
 {
     size_t n = srv->n_ack_pending;
     mh_handle_t **list = srv->ack_pending;
+    uint64_t now = mh_now_ms();
     srv->ack_pending = NULL;
     srv->n_ack_pending = srv->cap_ack_pending = 0;
     for (size_t i = 0; i < n; i++) {
         mh_session_t *s = mh_handle_get(list[i]);
         if (s) {
-            s->ack_pending = 0;
-            flush_auto_ack(srv, s);
+            s->tick_pending = 0;
+            if (s->opts.ack_auto)
+                flush_auto_ack(srv, s);
+            if (!s->closing)
+                tick_held(srv, s, now);
         }
         mh_handle_unref(list[i]);
     }
@@ -328,4 +418,5 @@ void mh_session_log_close(mh_server_t *srv, mh_session_t *s)
 {
     if (s->opts.ack_auto && s->opened)
         flush_auto_ack(srv, s);
+    release_held(s);
 }

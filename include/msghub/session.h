@@ -43,6 +43,8 @@ typedef struct mh_session_opts {
     int ack_auto;   /* ?ack=auto */
 } mh_session_opts_t;
 
+#define MH_SESSION_HOLD_MAX 16 /* pushes kept aside while an earlier one is late */
+
 struct mh_session {
     struct lws *wsi;
     mh_handle_t *handle;
@@ -69,7 +71,11 @@ struct mh_session {
     uint64_t owed_seq;    /* last seq at open: messages up to it are redeliveries */
     uint64_t written_seq; /* ?ack=auto: highest seq written to the socket */
     uint32_t written_unacked;
-    int ack_pending; /* in the server's list of auto acks to flush */
+    int tick_pending; /* in the server's list for the next tick (auto ack, held pushes) */
+    /* pushes above next_seq waiting for the ones before them (session_log.c) */
+    mh_outq_entry_t held[MH_SESSION_HOLD_MAX];
+    size_t n_held;
+    uint64_t held_since_ms;
     mh_outq_t outq;
     mh_rate_t rate;
     mh_buf_t rx;
@@ -102,7 +108,7 @@ void mh_session_check_log(mh_server_t *srv, mh_session_t *s);
 void mh_session_ack(mh_server_t *srv, mh_session_t *s, uint64_t seq, const char *ref,
                     size_t ref_len);
 
-/* Flushes the auto acks due (the server's timer, every MH_SESSION_ACK_FLUSH_MS). */
+/* The server's timer, every MH_SESSION_ACK_FLUSH_MS: auto acks due, gaps pushes did not fill. */
 void mh_session_flush_auto_acks(mh_server_t *srv);
 #define MH_SESSION_ACK_FLUSH_MS 100
 #define MH_SESSION_ACK_BATCH 100 /* auto: ack at the latest after this many writes */
