@@ -1,7 +1,8 @@
 /*
  * session_log: a session's cursor over its id's log (see session.h): open
  * and hello, live pushes in seq order, reads that fill gaps and redeliver
- * after a reconnect, client acks and ?ack=auto's batched acks.
+ * after a reconnect, client acks and ?ack=auto's batched acks. The
+ * decisions are cursor.c's (pure, unit tested); this file does the I/O.
  *
  * Works with logs that call back inside the call (memory) and later
  * (Redis): a read started from inside a read's callback is turned into one
@@ -16,9 +17,8 @@
 #include "msghub/session.h"
 #include "msghub/token.h"
 
-#define READ_SLICE 64     /* log entries read at a time */
-#define EMPTY_READS_MAX 2 /* empty reads in a row before the cursor trusts the log */
-#define HOLD_WAIT_MS 50   /* how long a push above the cursor waits for the ones before it */
+#define READ_SLICE 64   /* log entries read at a time */
+#define HOLD_WAIT_MS 50 /* how long a push above the cursor waits for the ones before it */
 
 /* ---- async context: the session's weak handle ---- */
 
@@ -54,28 +54,43 @@ static mh_session_t *lctx_end(lctx_t *c)
 /* ---- reading the log ---- */
 
 static void start_read(mh_server_t *srv, mh_session_t *s);
-static void release_held(mh_session_t *s);
 static void want_tick(mh_server_t *srv, mh_session_t *s);
 
 static int can_read(const mh_server_t *srv, const mh_session_t *s)
 {
-    return s->backlog && !s->reading && s->opened && !s->closing &&
+    return s->cur.backlog && !s->reading && s->opened && !s->closing &&
            s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2;
 }
 
-/* Queues the entries read that are still owed, while the queue is under half the limit. */
-static void queue_entries(mh_server_t *srv, mh_session_t *s, const mh_msglog_entry_t *e, size_t n)
+/* The cursor's queue callback: (f, seq) onto the outbound queue; nonzero once closing. */
+typedef struct sink {
+    mh_server_t *srv;
+    mh_session_t *s;
+} sink_t;
+
+static int sink_queue(void *ud, mh_frame_t *f, uint64_t seq, int live)
 {
-    uint64_t half = srv->cfg->outbound_buffer_bytes / 2;
-    for (size_t i = 0; i < n && !s->closing; i++) {
-        if (e[i].seq < s->next_seq)
-            continue;
-        if (s->outq.bytes >= half)
-            break; /* the rest is read again once the queue drains */
-        if (e[i].seq <= s->owed_seq)
-            srv->metrics.redeliveries_total++;
-        mh_session_queue_message(srv, s, e[i].frame, e[i].seq, 0);
-    }
+    sink_t *k = ud;
+    if (!live && seq <= k->s->owed_seq)
+        k->srv->metrics.redeliveries_total++;
+    mh_session_queue_message(k->srv, k->s, f, seq, live);
+    return k->s->closing;
+}
+
+/* Log entries are queued while the queue is under half the limit. */
+static int sink_room(void *ud)
+{
+    sink_t *k = ud;
+    return k->s->outq.bytes < k->srv->cfg->outbound_buffer_bytes / 2;
+}
+
+/* What the cursor asks for next: a read of the log, or a tick for held pushes. */
+static void follow(mh_server_t *srv, mh_session_t *s, mh_cursor_action_t a)
+{
+    if (a == MH_CURSOR_READ)
+        start_read(srv, s);
+    else if (a == MH_CURSOR_HELD)
+        want_tick(srv, s);
 }
 
 static void read_done(void *ud, int status, const mh_msglog_entry_t *e, size_t n, uint64_t last_seq)
@@ -90,23 +105,11 @@ static void read_done(void *ud, int status, const mh_msglog_entry_t *e, size_t n
         mh_warn("log_read_failed", "id=%llu status=%d", (unsigned long long)s->id, status);
         return;
     }
-    queue_entries(srv, s, e, n);
-    if (n == 0 && last_seq >= s->next_seq)
-        s->next_seq = last_seq + 1; /* acknowledged elsewhere or dropped by retention */
-    uint64_t want = last_seq > s->seen_seq ? last_seq : s->seen_seq;
-    /*
-     * Caught up: live pushes flow again. A push seen while the read was in
-     * flight may be newer than the read's snapshot: read once more (at most
-     * EMPTY_READS_MAX times, so a log that lost its seqs cannot loop us).
-     */
-    s->empty_reads = n ? 0 : s->empty_reads + 1;
-    if (s->next_seq > want || s->empty_reads > EMPTY_READS_MAX) {
-        s->backlog = 0;
-        s->empty_reads = 0;
-    }
-    if (s->outq.len)
+    sink_t k = {srv, s};
+    mh_cursor_action_t a = mh_cursor_read_done(&s->cur, e, n, last_seq, sink_room, sink_queue, &k);
+    if (s->outq.len && !s->closing)
         lws_callback_on_writable(s->wsi);
-    start_read(srv, s);
+    follow(srv, s, a);
 }
 
 static void start_read(mh_server_t *srv, mh_session_t *s)
@@ -121,7 +124,7 @@ static void start_read(mh_server_t *srv, mh_session_t *s)
         if (!can_read(srv, s))
             break;
         s->reading = 1;
-        mh_msglog_read(&srv->log, s->id, s->next_seq - 1, READ_SLICE, read_done,
+        mh_msglog_read(&srv->log, s->id, s->cur.next_seq - 1, READ_SLICE, read_done,
                        lctx_new(srv, s, NULL, 0));
     } while (s->read_again);
     s->in_read = 0;
@@ -132,93 +135,19 @@ void mh_session_log_room(mh_server_t *srv, mh_session_t *s)
     start_read(srv, s);
 }
 
-/* ---- pushes that overtook an earlier one ---- */
-
-static void release_held(mh_session_t *s)
-{
-    for (size_t i = 0; i < s->n_held; i++)
-        mh_frame_unref(s->held[i].f);
-    s->n_held = 0;
-}
-
-/* Keeps (f, seq) aside, in seq order; 0, or -1 when the buffer is full. */
-static int hold(mh_session_t *s, mh_frame_t *f, uint64_t seq)
-{
-    size_t i = s->n_held;
-    while (i > 0 && s->held[i - 1].seq > seq)
-        i--;
-    if (i > 0 && s->held[i - 1].seq == seq)
-        return 0; /* a duplicate push */
-    if (s->n_held == MH_SESSION_HOLD_MAX)
-        return -1;
-    memmove(&s->held[i + 1], &s->held[i], (s->n_held - i) * sizeof(s->held[0]));
-    s->held[i] = (mh_outq_entry_t){mh_frame_ref(f), seq, 0, 1};
-    s->n_held++;
-    return 0;
-}
-
-/* Queues the held pushes that continue the cursor, drops the ones below it. */
-static void drain_held(mh_server_t *srv, mh_session_t *s)
-{
-    size_t k = 0;
-    for (; k < s->n_held && s->held[k].seq <= s->next_seq && !s->closing; k++)
-        if (s->held[k].seq == s->next_seq)
-            mh_session_queue_message(srv, s, s->held[k].f, s->held[k].seq, 1);
-    for (size_t i = 0; i < k; i++)
-        mh_frame_unref(s->held[i].f);
-    memmove(&s->held[0], &s->held[k], (s->n_held - k) * sizeof(s->held[0]));
-    s->n_held -= k;
-}
-
-/*
- * A push above next_seq: usually one that overtook an earlier one (a local
- * relay is pushed at once, a remote one through RabbitMQ). It waits in a
- * small buffer for up to HOLD_WAIT_MS; only a gap that pushes do not fill
- * (a lost push) or a full buffer costs a read of the log.
- */
-static void ahead(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq)
-{
-    int first = s->n_held == 0;
-    if (hold(s, f, seq) == 0) {
-        if (first)
-            s->held_since_ms = mh_now_ms();
-        want_tick(srv, s);
-        return;
-    }
-    release_held(s);
-    s->backlog = 1;
-    start_read(srv, s);
-}
-
 void mh_session_deliver(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq)
 {
-    if (s->closing || !seq)
+    if (s->closing)
         return;
-    if (seq > s->seen_seq)
-        s->seen_seq = seq;
-    if (!s->opened)
-        return; /* the open reads the log from the acknowledged seq on */
-    if (seq < s->next_seq)
-        return; /* a duplicate: already queued */
-    if (s->backlog) {
-        start_read(srv, s);
-        return;
-    }
-    if (seq > s->next_seq) {
-        ahead(srv, s, f, seq);
-        return;
-    }
-    mh_session_queue_message(srv, s, f, seq, 1);
-    if (s->n_held)
-        drain_held(srv, s);
+    sink_t k = {srv, s};
+    follow(srv, s, mh_cursor_push(&s->cur, f, seq, mh_now_ms(), sink_queue, &k));
 }
 
 void mh_session_check_log(mh_server_t *srv, mh_session_t *s)
 {
     if (!s->opened || s->closing)
         return;
-    release_held(s); /* the read covers them */
-    s->backlog = 1;
+    mh_cursor_recheck(&s->cur);
     start_read(srv, s);
 }
 
@@ -266,12 +195,10 @@ static void opened(void *ud, int status, const mh_msglog_state_t *st)
         srv->metrics.acks_total++;
     s->opened = 1;
     s->acked_seq = st->acked_seq;
-    s->next_seq = st->acked_seq + 1;
     s->known_seq = s->owed_seq = st->last_seq;
     send_hello(srv, s, st);
     lws_rx_flow_control(s->wsi, 1);
-    if (st->last_seq >= s->next_seq || s->seen_seq >= s->next_seq)
-        mh_session_check_log(srv, s);
+    follow(srv, s, mh_cursor_open(&s->cur, st->acked_seq, st->last_seq));
 }
 
 void mh_session_log_open(mh_server_t *srv, mh_session_t *s)
@@ -382,15 +309,7 @@ void mh_session_log_written(mh_server_t *srv, mh_session_t *s, uint64_t seq)
 /* A gap that pushes did not fill within HOLD_WAIT_MS: the log fills it. */
 static void tick_held(mh_server_t *srv, mh_session_t *s, uint64_t now_ms)
 {
-    if (!s->n_held)
-        return;
-    if (now_ms - s->held_since_ms < HOLD_WAIT_MS) {
-        want_tick(srv, s);
-        return;
-    }
-    release_held(s);
-    s->backlog = 1;
-    start_read(srv, s);
+    follow(srv, s, mh_cursor_tick(&s->cur, now_ms, HOLD_WAIT_MS));
 }
 
 void mh_session_flush_auto_acks(mh_server_t *srv)
@@ -418,5 +337,5 @@ void mh_session_log_close(mh_server_t *srv, mh_session_t *s)
 {
     if (s->opts.ack_auto && s->opened)
         flush_auto_ack(srv, s);
-    release_held(s);
+    mh_cursor_release(&s->cur);
 }
