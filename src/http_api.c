@@ -63,7 +63,9 @@ struct mh_http {
     char errmsg[96];
     const char *allow; /* for 405 */
     int close_after;
-    int phase; /* 0 idle or reading, 1 headers due, 2 body due */
+    int handled;   /* the request was dispatched: lws may signal its body's end again */
+    int rx_paused; /* input stopped while an asynchronous answer is awaited */
+    int phase;     /* 0 idle or reading, 1 headers due, 2 body due */
     const char *ctype;
     mh_buf_t in;
     mh_buf_t out; /* LWS_PRE bytes of headroom, then the body */
@@ -81,6 +83,11 @@ static void respond(struct lws *wsi, struct mh_http *h, int status, const char *
     h->status = status;
     h->ctype = ctype;
     h->phase = 1;
+    if (h->rx_paused) {
+        /* with its input stopped lws 4.1.6 does not call WRITEABLE either */
+        h->rx_paused = 0;
+        lws_rx_flow_control(wsi, 1);
+    }
     lws_callback_on_writable(wsi);
 }
 
@@ -334,6 +341,7 @@ static void handle_sessions(mh_server_t *srv, struct lws *wsi, struct mh_http *h
 
 static void handle_complete(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 {
+    h->handled = 1;
     if (h->has_error)
         respond_error(srv, wsi, h, h->err, h->errmsg);
     else if (h->route == R_RELAY)
@@ -378,9 +386,27 @@ static void http_reset(struct mh_http *h)
     h->has_error = 0;
     h->allow = NULL;
     h->close_after = 0;
+    h->handled = 0;
     h->phase = 0;
     mh_buf_reset(&h->in);
     out_reset(h);
+}
+
+/*
+ * lws 4.1.6 signals BODY_COMPLETION again on every service pass while bytes
+ * that followed the body (a pipelined request, a stray CRLF, chunk framing)
+ * sit unread in its buffer. The request was handled once already: the
+ * connection closes once the answer is written (Connection: close), and
+ * while an asynchronous answer is awaited its input is stopped so lws does
+ * not spin on the repeats.
+ */
+static void after_body(struct lws *wsi, struct mh_http *h)
+{
+    h->close_after = 1;
+    if (h->phase == 0 && !h->rx_paused) {
+        h->rx_paused = 1;
+        lws_rx_flow_control(wsi, 0);
+    }
 }
 
 static int write_headers(struct lws *wsi, struct mh_http *h)
@@ -474,7 +500,11 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        handle_complete(srv, wsi, http_of(conn));
+        h = http_of(conn);
+        if (h->handled)
+            after_body(wsi, h);
+        else
+            handle_complete(srv, wsi, h);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return conn->http ? on_writeable(wsi, conn->http) : 0;

@@ -1,0 +1,118 @@
+"""Hardening against hostile clients (issue 7): each test sends what an
+attacker would, over raw sockets, and checks the exact answer and that the
+hub keeps serving everyone else afterwards."""
+
+import socket
+import time
+
+from conftest import HOST, assert_alive, raw_error
+from wsraw import RecvTimeout
+
+JSON_CT = b"Content-Type: application/json\r\n"
+
+
+def read_until_eof(port, data, timeout=3.0, limit=1 << 20):
+    """Sends data on a fresh connection and reads until EOF, the deadline,
+    or limit bytes. Returns (bytes read, whether the hub closed)."""
+    sock = socket.create_connection((HOST, port), timeout=timeout)
+    deadline = time.monotonic() + timeout
+    out = b""
+    closed = False
+    try:
+        sock.sendall(data)
+        while len(out) < limit:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            out += chunk
+    finally:
+        sock.close()
+    return out, closed
+
+
+def relay_request(receiver, extra_headers=b""):
+    body = b'{"receivers":[%d],"body":{"once":true}}' % receiver
+    head = (b"POST /relay HTTP/1.1\r\nHost: hub\r\n" + JSON_CT + extra_headers +
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    return head + body
+
+
+def count_deliveries(client, quiet=1.0):
+    n = 0
+    while True:
+        try:
+            client.recv_json(timeout=quiet)
+        except RecvTimeout:
+            return n
+        n += 1
+
+
+# ---- item 1: one request is handled exactly once -------------------------------
+
+TRAILERS = {
+    "pipelined": b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n",
+    "stray_crlf": b"\r\n",
+    "one_byte": b"x",
+}
+
+
+def check_once(hub, data):
+    rx = hub.ws()
+    other_a, other_b = hub.ws(), hub.ws()
+    out, closed = read_until_eof(hub.port, data(rx.id))
+    assert out.count(b"HTTP/1.1 ") == 1, out[:600]
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:300]
+    head = out.split(b"\r\n\r\n", 1)[0].lower()
+    assert b"\r\nconnection: close" in head, head
+    assert closed, "the hub kept the connection open after answering"
+    assert count_deliveries(rx) == 1
+    assert_alive(other_a, other_b)
+    assert hub.get("/healthz").status_code == 200
+
+
+def test_relay_with_trailing_bytes_handled_once(hub):
+    for name, tail in TRAILERS.items():
+        check_once(hub, lambda rid, t=tail: relay_request(rid) + t)
+
+
+def test_cl_te_smuggling_form_handled_once(hub):
+    rx = hub.ws()
+    body = b'{"receivers":[%d],"body":1}' % rx.id
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    data = (b"POST /relay HTTP/1.1\r\nHost: hub\r\n" + JSON_CT +
+            b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" % (len(chunked) - 5) +
+            chunked)
+    out, closed = read_until_eof(hub.port, data)
+    assert out.count(b"HTTP/1.1 ") == 1, out[:600]
+    assert closed
+    assert count_deliveries(rx) <= 1
+    assert hub.get("/healthz").status_code == 200
+
+
+def test_keep_alive_sequential_requests_still_work(hub):
+    rx = hub.ws()
+    sock = socket.create_connection((HOST, hub.port), timeout=3)
+    try:
+        for _ in range(3):
+            sock.sendall(relay_request(rx.id))
+            out = b""
+            while b'"unknown":[]}' not in out:
+                chunk = sock.recv(65536)
+                assert chunk, out
+                out += chunk
+            assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out
+            assert b"connection: close" not in out.lower(), out
+    finally:
+        sock.close()
+    assert count_deliveries(rx) == 3
