@@ -158,6 +158,24 @@ static long long content_length(struct lws *wsi)
     return (*end || v < 0) ? -1 : v;
 }
 
+int mh_http_query_arg(struct lws *wsi, const char *name, char *out, size_t len)
+{
+    char arg[MH_HTTP_MAX_HEADER_BYTES + 1]; /* every fragment fits: no arg is skipped */
+    size_t nlen = strlen(name);
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, arg, (int)sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            return MH_QUERY_ABSENT;
+        if ((size_t)n <= nlen || strncmp(arg, name, nlen) != 0 || arg[nlen] != '=')
+            continue;
+        size_t vlen = (size_t)n - nlen - 1;
+        if (vlen >= len)
+            return MH_QUERY_TOO_LONG;
+        memcpy(out, arg + nlen + 1, vlen + 1);
+        return (int)vlen;
+    }
+}
+
 /* ---- handlers ---- */
 
 /* Appends dir/name to out; 0 on success. */
@@ -258,12 +276,12 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
         return;
     default: {
         /* a browser cannot see why an upgrade failed: it can ask here whether its token is bad */
-        char buf[300];
-        const char *tok = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof(buf));
+        char tok[MH_TOKEN_LEN + 1];
+        int tlen = mh_http_query_arg(wsi, "token", tok, sizeof(tok));
         uint64_t id;
-        if (tok && *tok &&
-            mh_token_verify(srv->secret, srv->secret_len, tok, strlen(tok), mh_now_ms() / 1000,
-                            srv->cfg->token_ttl_s, &id) != 0)
+        if (tlen == MH_QUERY_TOO_LONG ||
+            (tlen > 0 && mh_token_verify(srv->secret, srv->secret_len, tok, (size_t)tlen,
+                                         mh_now_ms() / 1000, srv->cfg->token_ttl_s, &id) != 0))
             respond_error(srv, wsi, h, MH_ERR_UNAUTHORIZED, "invalid or expired token");
         else
             respond_error(srv, wsi, h, MH_ERR_BAD_REQUEST, "/ws expects a WebSocket upgrade");

@@ -187,7 +187,7 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     info.user = srv;
     info.retry_and_idle_policy = retry;
     info.pcontext = &srv->lws; /* lws sets it to NULL once fully destroyed */
-    info.max_http_header_data = 4096;
+    info.max_http_header_data = MH_HTTP_MAX_HEADER_BYTES;
     /* one read per socket event fills this shared buffer (4 KiB by default) */
     info.pt_serv_buf_size = 256 * 1024;
     return lws_create_context(&info);

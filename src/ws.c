@@ -21,16 +21,17 @@
 
 /* ---- upgrade checks ---- */
 
-/* Copies the value of ?token= into out; returns its length, or -1 when absent or empty. */
+/*
+ * Copies the value of ?token= into out; returns its length, -1 when absent
+ * or empty, 0 when it cannot be a token (too long to fit: refused, never
+ * read as "no token").
+ */
 static int query_token(struct lws *wsi, char *out, size_t len)
 {
-    char buf[300];
-    const char *v = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof(buf));
-    if (!v || !*v || strlen(v) >= len)
-        return v && *v ? 0 : -1;
-    size_t n = strlen(v);
-    memcpy(out, v, n + 1);
-    return (int)n;
+    int n = mh_http_query_arg(wsi, "token", out, len);
+    if (n == MH_QUERY_TOO_LONG)
+        return 0;
+    return n > 0 ? n : -1;
 }
 
 int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, const char **msg)

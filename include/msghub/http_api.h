@@ -13,6 +13,20 @@
 
 struct lws;
 
+/* Bytes of request headers libwebsockets keeps per connection (URI included). */
+#define MH_HTTP_MAX_HEADER_BYTES 4096
+
+/* mh_http_query_arg() results besides a length. */
+#define MH_QUERY_ABSENT (-1)
+#define MH_QUERY_TOO_LONG (-2)
+
+/*
+ * Copies the decoded value of query parameter name (e.g. "token") into
+ * out[len], NUL-terminated. Returns its length, MH_QUERY_ABSENT, or
+ * MH_QUERY_TOO_LONG when it is there but does not fit (never "absent").
+ */
+int mh_http_query_arg(struct lws *wsi, const char *name, char *out, size_t len);
+
 /* Handles the HTTP callback reasons of the hub's lws protocol. */
 int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *conn, void *in,
                      size_t len);

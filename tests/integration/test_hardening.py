@@ -6,7 +6,7 @@ import socket
 import time
 
 from conftest import HOST, assert_alive, raw_error
-from wsraw import RecvTimeout
+from wsraw import HandshakeError, RecvTimeout
 
 JSON_CT = b"Content-Type: application/json\r\n"
 
@@ -116,3 +116,25 @@ def test_keep_alive_sequential_requests_still_work(hub):
     finally:
         sock.close()
     assert count_deliveries(rx) == 3
+
+
+# ---- item 4: a query parameter that does not fit is refused, never ignored ------
+
+def test_long_token_is_401_not_a_new_session(hub):
+    for n in (294, 300, 1000, 3000):
+        for path in ("/ws?token=" + "a" * n, "/ws?x=1&token=" + "A" * n + "&y=2"):
+            try:
+                c = hub.ws_raw(path=path)
+            except HandshakeError as e:
+                raw_error(e, 401, "unauthorized")
+                continue
+            c.abort()
+            raise AssertionError("a %d-character token was upgraded" % n)
+    a, b = hub.ws(), hub.ws()
+    assert_alive(a, b)
+
+
+def test_long_token_on_plain_get_ws_is_401(hub):
+    r = hub.get("/ws", params={"token": "b" * 500})
+    assert r.status_code == 401, (r.status_code, r.text)
+    assert r.json()["error"]["code"] == "unauthorized"
