@@ -231,11 +231,16 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
     if (s->rx_binary) {
         s->last_app_us = mh_mono_us();
         srv->metrics.frames_received_total++;
-        send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL, 0);
+        if (!mh_rate_take(&s->rate, s->last_app_us)) /* every frame counts */
+            send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
+        else
+            send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL, 0);
         s->rx.len = 0;
         return 0;
     }
-    if (!s->attached)
+    if (!s->attached && !mh_rate_take(&s->rate, mh_mono_us()))
+        send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
+    else if (!s->attached)
         send_error(srv, s, MH_ERR_UNAVAILABLE, "session not ready yet", NULL, 0);
     else
         handle_message(srv, s, s->rx.data ? s->rx.data : "", s->rx.len);

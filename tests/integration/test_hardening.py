@@ -6,7 +6,7 @@ import socket
 import time
 
 from conftest import HOST, assert_alive, raw_error
-from wsraw import HandshakeError, RecvTimeout
+from wsraw import OP_BINARY, HandshakeError, RecvTimeout, encode_frame
 
 JSON_CT = b"Content-Type: application/json\r\n"
 
@@ -138,3 +138,23 @@ def test_long_token_on_plain_get_ws_is_401(hub):
     r = hub.get("/ws", params={"token": "b" * 500})
     assert r.status_code == 401, (r.status_code, r.text)
     assert r.json()["error"]["code"] == "unauthorized"
+
+
+# ---- item 5: binary frames count against the rate limiter ----------------------
+
+def test_binary_frames_are_rate_limited(hub_factory):
+    h = hub_factory("--rate-limit", "5:5")
+    a, b = h.ws(), h.ws()
+    n = 30
+    a.send_raw(b"".join(encode_frame(OP_BINARY, b"\x00\x01") for _ in range(n)))
+    codes = [a.recv_json()["code"] for _ in range(n)]
+    assert codes[:5] == ["bad_request"] * 5, codes
+    assert codes.count("rate_limited") >= n - 6, codes
+    # the bucket is shared with text frames: a is refused right after
+    a.send_text('{"type":"ping","ref":1}')
+    r = a.recv_json()
+    assert r["type"] == "error" and r["code"] == "rate_limited", r
+    m = h.metrics()
+    assert m['msghub_errors_total{code="rate_limited"}'] >= n - 6, m
+    b.send_text('{"type":"ping"}')
+    assert b.recv_json() == {"type": "pong"}
