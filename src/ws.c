@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "msghub/http_api.h"
+#include "msghub/json.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
@@ -18,6 +19,10 @@
 #include "msghub/token.h"
 
 #define OVERSIZE_SLACK (64 * 1024)
+/* lws 4.1 keeps its close opcode private; its value is 4 in every 4.x release (see session.c). */
+#define MH_LWS_WRITE_CLOSE 4
+#define MH_CLOSE_PROTOCOL_ERROR 1002
+#define MH_CLOSE_MAX_PAYLOAD 125
 
 /* ---- upgrade checks ---- */
 
@@ -248,6 +253,48 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
     return 0;
 }
 
+/* ---- the peer's close frame (RFC 6455 5.5.1, 7.4) ---- */
+
+/* 1 when a close code may be sent by a peer: 1000-1003, 1007-1014 (IANA), 3000-4999. */
+static int close_code_valid(unsigned code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+static int close_payload_valid(const unsigned char *p, size_t len)
+{
+    if (len == 0)
+        return 1;
+    if (len == 1 || len > MH_CLOSE_MAX_PAYLOAD)
+        return 0;
+    return close_code_valid((unsigned)p[0] << 8 | p[1]) && mh_json_utf8_valid(p + 2, len - 2);
+}
+
+/*
+ * lws 4.1.6 echoes a close payload it does not understand (code 5000, one
+ * byte, a reason that is not UTF-8). Answer 1002 ourselves instead and drop
+ * the connection; returns the callback's result.
+ */
+static int on_peer_close(mh_server_t *srv, mh_session_t *s, const void *in, size_t len)
+{
+    if (s && s->close_sent)
+        return -1; /* the peer answers the close frame we wrote: lws must not send another */
+    if (close_payload_valid(in, len))
+        return 0;
+    static const char why[] = "protocol error";
+    unsigned char buf[LWS_PRE + 2 + sizeof(why)], *p = buf + LWS_PRE;
+    p[0] = MH_CLOSE_PROTOCOL_ERROR >> 8;
+    p[1] = MH_CLOSE_PROTOCOL_ERROR & 0xff;
+    memcpy(p + 2, why, sizeof(why) - 1);
+    if (s) {
+        mh_session_close(srv, s, MH_CLOSE_PROTOCOL_ERROR);
+        s->close_sent = 1;
+        lws_write(s->wsi, p, sizeof(why) + 1, (enum lws_write_protocol)MH_LWS_WRITE_CLOSE);
+    }
+    return -1;
+}
+
 /* ---- liveness ---- */
 
 static void arm_idle_timer(mh_server_t *srv, mh_session_t *s, uint64_t after_us)
@@ -297,8 +344,7 @@ int mh_ws_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *con
             on_timer(srv, conn->ws);
         return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* the peer answers the close frame we wrote ourselves: lws must not send another */
-        return conn->ws && conn->ws->close_sent ? -1 : 0;
+        return on_peer_close(srv, conn->ws, in, len);
     case LWS_CALLBACK_CLOSED:
         if (conn->ws)
             mh_session_closed(srv, conn->ws);

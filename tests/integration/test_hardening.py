@@ -3,10 +3,13 @@ attacker would, over raw sockets, and checks the exact answer and that the
 hub keeps serving everyone else afterwards."""
 
 import socket
+import struct
 import time
 
+import pytest
+
 from conftest import HOST, assert_alive, raw_error
-from wsraw import OP_BINARY, HandshakeError, RecvTimeout, encode_frame
+from wsraw import OP_BINARY, OP_CLOSE, HandshakeError, RecvTimeout, encode_frame
 
 JSON_CT = b"Content-Type: application/json\r\n"
 
@@ -158,3 +161,39 @@ def test_binary_frames_are_rate_limited(hub_factory):
     assert m['msghub_errors_total{code="rate_limited"}'] >= n - 6, m
     b.send_text('{"type":"ping"}')
     assert b.recv_json() == {"type": "pong"}
+
+
+# ---- item 6: invalid close frames are answered with 1002 ------------------------
+
+def close_reply(hub, payload):
+    c = hub.ws()
+    c.send_frame(OP_CLOSE, payload)
+    fr = c.recv_frame(timeout=3)
+    assert fr.opcode == OP_CLOSE, fr
+    c.abort()
+    return fr.payload
+
+
+@pytest.mark.parametrize("payload", [
+    struct.pack("!H", 5000),
+    struct.pack("!H", 65535) + b"x",
+    struct.pack("!H", 2999),
+    struct.pack("!H", 1005),
+    struct.pack("!H", 1015),
+    b"\x03",
+    struct.pack("!H", 1000) + b"\xff\xfe",
+    struct.pack("!H", 4000) + b"ok \xed\xa0\x80",
+], ids=["5000", "65535", "2999", "1005", "1015", "one_byte", "reason_not_utf8",
+        "reason_surrogate"])
+def test_invalid_close_frame_gets_1002(hub, payload):
+    reply = close_reply(hub, payload)
+    assert len(reply) >= 2 and struct.unpack("!H", reply[:2])[0] == 1002, reply
+    reply[2:].decode("utf-8")
+    a, b = hub.ws(), hub.ws()
+    assert_alive(a, b)
+
+
+@pytest.mark.parametrize("payload", [b"", struct.pack("!H", 1000) + "bye é".encode(),
+                                     struct.pack("!H", 4999), struct.pack("!H", 3000)])
+def test_valid_close_frame_is_echoed(hub, payload):
+    assert close_reply(hub, payload) == payload
