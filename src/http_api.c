@@ -25,6 +25,8 @@ extern const unsigned char mh_web_index[];
 extern const size_t mh_web_index_len;
 
 #define BODY_SLACK (64 * 1024)
+#define MH_HTTP_BAD_REQUEST 400
+#define MH_HTTP_LENGTH_REQUIRED 411
 
 typedef enum {
     R_INDEX,
@@ -62,6 +64,7 @@ struct mh_http {
     mh_err_code_t err;
     char errmsg[96];
     const char *allow; /* for 405 */
+    int err_status;    /* an HTTP status other than the error code's own (411), or 0 */
     int close_after;
     int handled;   /* the request was dispatched: lws may signal its body's end again */
     int rx_paused; /* input stopped while an asynchronous answer is awaited */
@@ -102,7 +105,7 @@ static void respond_error(mh_server_t *srv, struct lws *wsi, struct mh_http *h, 
     mh_metrics_error(&srv->metrics, code);
     out_reset(h);
     mh_codec_http_error(&h->out, code, message);
-    respond_json(wsi, h, mh_err_http_status(code));
+    respond_json(wsi, h, h->err_status ? h->err_status : mh_err_http_status(code));
 }
 
 static void set_error(struct mh_http *h, mh_err_code_t code, const char *message)
@@ -110,6 +113,14 @@ static void set_error(struct mh_http *h, mh_err_code_t code, const char *message
     h->has_error = 1;
     h->err = code;
     snprintf(h->errmsg, sizeof(h->errmsg), "%s", message);
+}
+
+/* An error that ends the connection: its body (if any) is not read. */
+static void set_fatal(struct mh_http *h, int status, mh_err_code_t code, const char *message)
+{
+    set_error(h, code, message);
+    h->err_status = status;
+    h->close_after = 1;
 }
 
 /* ---- header checks ---- */
@@ -370,9 +381,45 @@ static void handle_complete(mh_server_t *srv, struct lws *wsi, struct mh_http *h
         handle_get(srv, wsi, h);
 }
 
+int mh_http_headers_have_nul(struct lws *wsi)
+{
+    char v[MH_HTTP_MAX_HEADER_BYTES + 1];
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        int n = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+        if (n <= 0 || t == WSI_TOKEN_HTTP_URI_ARGS)
+            continue;
+        n = lws_hdr_copy(wsi, v, (int)sizeof(v), (enum lws_token_indexes)t);
+        if (n > 0 && memchr(v, '\0', (size_t)n))
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Framing that could make us and a proxy in front disagree on where a
+ * request ends: a NUL inside a header value, or Transfer-Encoding (lws
+ * 4.1.6 does not decode chunked request bodies). Returns 1 when refused.
+ */
+static int framing_refused(struct lws *wsi, struct mh_http *h)
+{
+    if (mh_http_headers_have_nul(wsi))
+        set_fatal(h, MH_HTTP_BAD_REQUEST, MH_ERR_BAD_REQUEST, "NUL byte in a header");
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0)
+        return 0;
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+        set_fatal(h, MH_HTTP_BAD_REQUEST, MH_ERR_BAD_REQUEST,
+                  "Content-Length and Transfer-Encoding together");
+    else
+        set_fatal(h, MH_HTTP_LENGTH_REQUIRED, MH_ERR_BAD_REQUEST,
+                  "chunked request bodies are not supported: send Content-Length");
+    return 1;
+}
+
 /* Checks route, method, auth and body headers; returns 1 when a body must be read first. */
 static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, const char *path)
 {
+    if (framing_refused(wsi, h))
+        return 0;
     size_t i, n = sizeof(routes) / sizeof(routes[0]);
     for (i = 0; i < n && strcmp(routes[i].path, path) != 0; i++)
         ;
@@ -402,6 +449,7 @@ static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, cons
 static void http_reset(struct mh_http *h)
 {
     h->has_error = 0;
+    h->err_status = 0;
     h->allow = NULL;
     h->close_after = 0;
     h->handled = 0;
@@ -556,4 +604,42 @@ int mh_http_refuse_now(mh_server_t *srv, struct lws *wsi, int status, mh_err_cod
         rc = 1;
     mh_buf_free(&body);
     return rc;
+}
+
+/* Writes a whole HTTP/1.1 400 in the error shape as raw bytes; 0 on success. */
+static int raw_refuse(mh_server_t *srv, struct lws *wsi)
+{
+    mh_buf_t b, body;
+    mh_buf_init(&b);
+    mh_buf_init(&body);
+    mh_codec_http_error(&body, MH_ERR_BAD_REQUEST, "not an HTTP request");
+    static const unsigned char pre[LWS_PRE];
+    mh_buf_append(&b, pre, LWS_PRE);
+    mh_buf_printf(&b,
+                  "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                  "content-length: %zu\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+                  body.len);
+    mh_buf_append(&b, body.data, body.len);
+    size_t len = b.len - LWS_PRE;
+    int rc = lws_write(wsi, (unsigned char *)b.data + LWS_PRE, len, LWS_WRITE_RAW) == (int)len;
+    mh_buf_free(&b);
+    mh_buf_free(&body);
+    mh_metrics_error(&srv->metrics, MH_ERR_BAD_REQUEST);
+    return rc ? 0 : -1;
+}
+
+int mh_http_raw_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
+{
+    mh_server_t *srv = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_RAW_ADOPT:
+    case LWS_CALLBACK_RAW_RX: /* what it sent is not read: it gets one answer */
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        raw_refuse(srv, wsi);
+        return -1;
+    default:
+        return 0;
+    }
 }

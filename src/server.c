@@ -83,6 +83,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
 }
 
+static int raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len)
+{
+    return mh_http_raw_callback(wsi, (int)reason, user, in, len);
+}
+
 static void lws_log_emit(int level, const char *line)
 {
     char msg[512];
@@ -182,7 +188,11 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     info.port = srv->cfg->listen_port;
     info.iface = strcmp(srv->cfg->listen_host, "0.0.0.0") ? srv->cfg->listen_host : NULL;
     info.protocols = protocols;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
+                   LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+    /* a first line that is not HTTP goes to the raw protocol, which answers 400 */
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = MH_HTTP_RAW_PROTOCOL;
     info.foreign_loops = loops;
     info.user = srv;
     info.retry_and_idle_policy = retry;
@@ -202,6 +212,7 @@ static int run_loop(mh_server_t *srv)
     };
     struct lws_protocols protocols[] = {
         {"msghub", callback, sizeof(mh_conn_t), 65536, 0, NULL, 0},
+        {MH_HTTP_RAW_PROTOCOL, raw_callback, 0, 0, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);

@@ -41,6 +41,11 @@ static int query_token(struct lws *wsi, char *out, size_t len)
 
 int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, const char **msg)
 {
+    if (mh_http_headers_have_nul(wsi)) {
+        *code = MH_ERR_BAD_REQUEST;
+        *msg = "NUL byte in a header";
+        return 400;
+    }
     char uri[64];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0) {
         *code = MH_ERR_NOT_FOUND;

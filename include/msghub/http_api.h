@@ -27,6 +27,9 @@ struct lws;
  */
 int mh_http_query_arg(struct lws *wsi, const char *name, char *out, size_t len);
 
+/* 1 when a request header's value holds a NUL byte (refused: 400), else 0. */
+int mh_http_headers_have_nul(struct lws *wsi);
+
 /* Handles the HTTP callback reasons of the hub's lws protocol. */
 int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *conn, void *in,
                      size_t len);
@@ -37,5 +40,12 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
  */
 int mh_http_refuse_now(mh_server_t *srv, struct lws *wsi, int status, mh_err_code_t code,
                        const char *message);
+
+/*
+ * The lws protocol for connections whose first line is not HTTP (junk, a
+ * TLS or HTTP/2 preface): answers one 400 in the error shape and closes.
+ */
+#define MH_HTTP_RAW_PROTOCOL "msghub-raw"
+int mh_http_raw_callback(struct lws *wsi, int reason, void *user, void *in, size_t len);
 
 #endif
