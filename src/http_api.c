@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "msghub/conntrack.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
@@ -500,7 +501,7 @@ static int write_headers(struct lws *wsi, struct mh_http *h)
     return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
 }
 
-static int on_writeable(struct lws *wsi, struct mh_http *h)
+static int on_writeable(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 {
     if (h->phase == 1) {
         if (write_headers(wsi, h))
@@ -518,6 +519,7 @@ static int on_writeable(struct lws *wsi, struct mh_http *h)
     h->phase = 0;
     if (h->close_after)
         return -1;
+    mh_conntrack_restart(srv->conntrack, wsi, mh_now_ms()); /* the next request's deadline */
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
@@ -573,7 +575,7 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
             handle_complete(srv, wsi, h);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return conn->http ? on_writeable(wsi, conn->http) : 0;
+        return conn->http ? on_writeable(srv, wsi, conn->http) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         http_free(conn);

@@ -18,6 +18,7 @@
 #include <uv.h>
 
 #include "msghub/cluster.h"
+#include "msghub/conntrack.h"
 #include "msghub/http_api.h"
 #include "msghub/log.h"
 #include "msghub/token.h"
@@ -25,11 +26,13 @@
 
 #define SWEEP_INTERVAL_MS 10000
 #define DRAIN_POLL_MS 50
+#define DEADLINE_SWEEP_MS 1000
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
-    uv_timer_t sweep; /* drops expired inbox messages */
-    uv_timer_t drain; /* polls for the last session to go during shutdown */
+    uv_timer_t sweep;     /* drops expired inbox messages */
+    uv_timer_t drain;     /* polls for the last session to go during shutdown */
+    uv_timer_t deadlines; /* closes HTTP requests past --request-timeout */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -47,12 +50,40 @@ void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
     snprintf(out, len, "%s-%llu", srv->msg_prefix, (unsigned long long)++srv->msg_seq);
 }
 
+/* At the socket limit a new socket is closed right after accept (no EMFILE, no busy loop). */
+static int accept_allowed(mh_server_t *srv)
+{
+    size_t limit = (size_t)srv->cfg->max_connections + MH_CONFIG_SOCKET_SLACK;
+    if (mh_conntrack_count(srv->conntrack) < limit)
+        return 1;
+    srv->metrics.sockets_refused_total++;
+    mh_warn("socket_refused", "reason=limit sockets=%zu", mh_conntrack_count(srv->conntrack));
+    return 0;
+}
+
+/* Socket lifecycle: counted from accept to destroy, whatever protocol it speaks. */
+static int track(mh_server_t *srv, struct lws *wsi, int reason)
+{
+    if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
+        return accept_allowed(srv) ? 0 : 1;
+    if (reason == LWS_CALLBACK_WSI_CREATE)
+        mh_conntrack_open(srv->conntrack, wsi, mh_now_ms());
+    else
+        mh_conntrack_close(srv->conntrack, wsi);
+    srv->metrics.sockets = mh_conntrack_count(srv->conntrack);
+    return 0;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
     mh_server_t *srv = lws_context_user(lws_get_context(wsi));
     mh_conn_t *conn = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    case LWS_CALLBACK_WSI_CREATE:
+    case LWS_CALLBACK_WSI_DESTROY:
+        return track(srv, wsi, (int)reason);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         mh_err_code_t code;
         const char *msg;
@@ -60,6 +91,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return status ? mh_http_refuse_now(srv, wsi, status, code, msg) : 0;
     }
     case LWS_CALLBACK_ESTABLISHED:
+        mh_conntrack_upgraded(srv->conntrack, wsi);
+        return conn ? mh_ws_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     case LWS_CALLBACK_RECEIVE:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_TIMER:
@@ -114,6 +147,8 @@ static void finish(mh_server_t *srv)
     mh_info("shutdown", "sessions_left=%llu", (unsigned long long)srv->metrics.connections);
     uv_timer_stop(&p->drain);
     uv_timer_stop(&p->sweep);
+    uv_timer_stop(&p->deadlines);
+    uv_close((uv_handle_t *)&p->deadlines, NULL);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     uv_close((uv_handle_t *)&p->drain, NULL);
@@ -152,6 +187,17 @@ static void on_sweep(uv_timer_t *t)
 {
     mh_server_t *srv = t->data;
     srv->metrics.inbox_dropped_total += mh_inbox_mem_expire(srv->inbox, mh_now_ms());
+}
+
+static void on_deadlines(uv_timer_t *t)
+{
+    mh_server_t *srv = t->data;
+    uint64_t timeout_ms = (uint64_t)srv->cfg->request_timeout_s * 1000u;
+    mh_log_flush();
+    size_t n = mh_conntrack_sweep(srv->conntrack, mh_now_ms(), timeout_ms);
+    srv->metrics.request_timeouts_total += n;
+    if (n)
+        mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
 }
 
 static void init_secret(mh_server_t *srv)
@@ -228,10 +274,12 @@ static int run_loop(mh_server_t *srv)
     uv_signal_init(srv->loop, &p->sigint);
     uv_timer_init(srv->loop, &p->sweep);
     uv_timer_init(srv->loop, &p->drain);
-    p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = srv;
+    uv_timer_init(srv->loop, &p->deadlines);
+    p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->deadlines.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_timer_start(&p->deadlines, on_deadlines, DEADLINE_SWEEP_MS, DEADLINE_SWEEP_MS);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u", cfg->listen_host,
             cfg->listen_port, srv->distributed ? "distributed" : "standalone", cfg->instance_id,
             cfg->max_connections);
@@ -252,6 +300,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.loop = &loop;
     srv.priv = &priv;
     srv.registry = mh_registry_new();
+    srv.conntrack = mh_conntrack_new();
     srv.inbox = mh_inbox_mem_new(cfg->inbox_max, cfg->inbox_ttl_s * 1000u);
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
@@ -274,6 +323,7 @@ int mh_server_run(const mh_config_t *cfg)
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
     mh_inbox_mem_free(srv.inbox);
     mh_registry_free(srv.registry);
+    mh_conntrack_free(srv.conntrack);
     if (!rc)
         mh_info("stopped", "%s", "");
     return rc;

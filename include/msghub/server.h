@@ -24,6 +24,7 @@ struct mh_broker;
 struct mh_pubbatch;
 struct mh_session;
 struct mh_http;
+struct mh_conntrack;
 
 typedef struct mh_server {
     const mh_config_t *cfg;
@@ -46,7 +47,8 @@ typedef struct mh_server {
     int redis_up, broker_up;
     void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;
-    struct mh_server_priv *priv; /* timers and signal handles (server.c) */
+    struct mh_conntrack *conntrack; /* every accepted socket, request deadlines */
+    struct mh_server_priv *priv;    /* timers and signal handles (server.c) */
 } mh_server_t;
 
 /* Per-connection user data of the lws protocol: HTTP state or a session. */

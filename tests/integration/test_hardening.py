@@ -278,3 +278,75 @@ def test_oversized_head_is_closed_promptly(hub, data):
     assert closed and time.monotonic() - t0 < 3, out[:300]
     assert b"200 OK" not in out
     assert hub.get("/healthz").status_code == 200
+
+
+# ---- item 2: request deadline, every socket counted, no log flood ---------------
+
+def drip(port, head, pace=0.2, limit=8.0):
+    """Sends head, then one byte every pace seconds; returns the seconds
+    until the hub closed the connection (or limit)."""
+    sock = socket.create_connection((HOST, port), timeout=2)
+    t0 = time.monotonic()
+    try:
+        sock.sendall(head)
+        while time.monotonic() - t0 < limit:
+            try:
+                sock.sendall(b"x")
+                sock.settimeout(pace)
+                if sock.recv(4096) == b"":
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+    finally:
+        sock.close()
+    return time.monotonic() - t0
+
+
+def test_slow_body_is_cut_at_the_request_deadline(hub_factory):
+    h = hub_factory("--request-timeout", "2")
+    a, b = h.ws(), h.ws()
+    head = (b"POST /relay HTTP/1.1\r\nHost: hub\r\n" + JSON_CT +
+            b"Content-Length: 1000000\r\n\r\n")
+    took = drip(h.port, head)
+    assert 1.5 <= took < 4.5, took
+    assert h.metrics()["msghub_request_timeouts_total"] == 1
+    assert_alive(a, b)
+
+
+def test_slow_headers_are_cut_at_the_request_deadline(hub_factory):
+    h = hub_factory("--request-timeout", "2")
+    took = drip(h.port, b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+    assert 1.5 <= took < 4.5, took
+    assert h.get("/healthz").status_code == 200
+
+
+def test_every_socket_counts_and_refusals_do_not_flood_the_log(hub_factory):
+    h = hub_factory("--max-connections", "2", "--request-timeout", "30")
+    ws = [h.ws(), h.ws()]
+    limit = 2 + 16  # --max-connections plus the HTTP slack (MH_CONFIG_SOCKET_SLACK)
+    idle = [socket.create_connection((HOST, h.port)) for _ in range(limit - len(ws))]
+    time.sleep(0.3)
+    refused = 0
+    for _ in range(200):
+        s = socket.create_connection((HOST, h.port), timeout=2)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+            if s.recv(4096) == b"":
+                refused += 1
+        except (ConnectionResetError, BrokenPipeError):
+            refused += 1
+        finally:
+            s.close()
+    assert refused == 200
+    for s in idle:
+        s.close()
+    time.sleep(1.5)  # the next flush writes the count of suppressed lines
+    m = h.metrics()
+    assert m["msghub_sockets_refused_total"] == 200, m
+    assert m["msghub_sockets"] == 3, m  # two sessions and this request
+    log = h.stderr_text()
+    assert log.count("event=socket_refused") <= 20, log.count("event=socket_refused")
+    assert "event=log_suppressed of=socket_refused" in log
+    assert_alive(ws[0], ws[1])

@@ -188,8 +188,8 @@ static void test_render_syntax(void **state)
         assert_true(end > sp + 1 && *end == '\0');
         samples++;
     }
-    /* 12 simple families + 13 error codes + 14 buckets + Inf + sum + count */
-    assert_int_equal(samples, 12 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
+    /* 18 simple families + 13 error codes + 14 buckets + Inf + sum + count */
+    assert_int_equal(samples, 18 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
     free(t);
 }
 
