@@ -28,6 +28,7 @@ extern const size_t mh_web_index_len;
 #define BODY_SLACK (64 * 1024)
 #define MH_HTTP_BAD_REQUEST 400
 #define MH_HTTP_LENGTH_REQUIRED 411
+#define MH_HTTP_UNAVAILABLE 503
 
 typedef enum {
     R_INDEX,
@@ -66,6 +67,7 @@ struct mh_http {
     char errmsg[96];
     const char *allow; /* for 405 */
     int err_status;    /* an HTTP status other than the error code's own (411), or 0 */
+    size_t reserved;   /* bytes of the memory budget held for this request's body */
     int close_after;
     int handled;   /* the request was dispatched: lws may signal its body's end again */
     int rx_paused; /* input stopped while an asynchronous answer is awaited */
@@ -416,6 +418,16 @@ static int framing_refused(struct lws *wsi, struct mh_http *h)
     return 1;
 }
 
+/* Holds the whole declared body against the memory budget before reading it; 0 when refused. */
+static int reserve_body(mh_server_t *srv, struct mh_http *h, size_t cl)
+{
+    if (!mh_mem_allows(srv, cl, cl))
+        return 0;
+    mh_mem_add(srv, cl);
+    h->reserved = cl;
+    return 1;
+}
+
 /* Checks route, method, auth and body headers; returns 1 when a body must be read first. */
 static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, const char *path)
 {
@@ -442,13 +454,24 @@ static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, cons
             h->close_after = 1; /* the body is not read */
         } else if (routes[i].post && (cl > 0 || h->route == R_RELAY) && !json_content_type(wsi)) {
             set_error(h, MH_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+        } else if (!reserve_body(srv, h, (size_t)cl)) {
+            set_fatal(h, MH_HTTP_UNAVAILABLE, MH_ERR_UNAVAILABLE,
+                      "hub memory budget exhausted, retry later");
         }
     }
     return cl > 0 && !h->close_after;
 }
 
-static void http_reset(struct mh_http *h)
+/* Gives the body's reservation back to the memory budget. */
+static void release_body(mh_server_t *srv, struct mh_http *h)
 {
+    mh_mem_sub(srv, h->reserved);
+    h->reserved = 0;
+}
+
+static void http_reset(mh_server_t *srv, struct mh_http *h)
+{
+    release_body(srv, h);
     h->has_error = 0;
     h->err_status = 0;
     h->allow = NULL;
@@ -523,10 +546,11 @@ static int on_writeable(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static void http_free(mh_conn_t *conn)
+static void http_free(mh_server_t *srv, mh_conn_t *conn)
 {
     if (!conn->http)
         return;
+    release_body(srv, conn->http);
     mh_handle_clear(conn->http->handle);
     mh_buf_free(&conn->http->in);
     mh_buf_free(&conn->http->out);
@@ -553,7 +577,7 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
     case LWS_CALLBACK_HTTP:
         h = http_of(conn);
         h->wsi = wsi;
-        http_reset(h);
+        http_reset(srv, h);
         srv->metrics.http_requests_total++;
         if (!on_request(srv, wsi, h, (const char *)in))
             handle_complete(srv, wsi, h);
@@ -578,7 +602,7 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
         return conn->http ? on_writeable(srv, wsi, conn->http) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        http_free(conn);
+        http_free(srv, conn);
         return 0;
     default:
         return 0;

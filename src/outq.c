@@ -7,6 +7,7 @@ void mh_outq_init(mh_outq_t *q)
 {
     q->ring = NULL;
     q->cap = q->head = q->len = q->bytes = 0;
+    q->account = NULL;
 }
 
 void mh_outq_free(mh_outq_t *q)
@@ -35,6 +36,8 @@ void mh_outq_push(mh_outq_t *q, mh_frame_t *f)
     q->ring[(q->head + q->len) & (q->cap - 1)] = mh_frame_ref(f);
     q->len++;
     q->bytes += f->len;
+    if (q->account)
+        *q->account += f->len;
 }
 
 mh_frame_t *mh_outq_peek(const mh_outq_t *q)
@@ -50,6 +53,8 @@ mh_frame_t *mh_outq_pop(mh_outq_t *q)
     q->head = (q->head + 1) & (q->cap - 1);
     q->len--;
     q->bytes -= f->len;
+    if (q->account)
+        *q->account -= f->len;
     return f;
 }
 

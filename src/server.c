@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "msghub/cluster.h"
@@ -43,6 +44,48 @@ int mh_server_ready(const mh_server_t *srv)
     if (srv->draining)
         return 0;
     return !srv->distributed || (srv->redis_up && srv->broker_up);
+}
+
+void mh_mem_add(mh_server_t *srv, size_t n)
+{
+    srv->metrics.memory_bytes += n;
+}
+
+void mh_mem_sub(mh_server_t *srv, size_t n)
+{
+    srv->metrics.memory_bytes -= n < srv->metrics.memory_bytes ? n : srv->metrics.memory_bytes;
+}
+
+int mh_mem_allows(mh_server_t *srv, size_t total, size_t more)
+{
+    if (total <= MH_MEM_SMALL ||
+        srv->metrics.memory_bytes + more <= srv->metrics.memory_limit_bytes)
+        return 1;
+    srv->metrics.memory_refusals_total++;
+    return 0;
+}
+
+/* Reads one unsigned number from path; 0 when absent or "max". */
+static uint64_t read_u64_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    unsigned long long v = 0;
+    if (f && fscanf(f, "%llu", &v) != 1)
+        v = 0;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* The default --memory-limit: half of the cgroup's limit, or of the machine's RAM. */
+static uint64_t default_memory_limit(void)
+{
+    uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t cg = read_u64_file("/sys/fs/cgroup/memory.max");
+    if (!cg)
+        cg = read_u64_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    uint64_t limit = cg && cg < ram ? cg : ram;
+    return limit / 2;
 }
 
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
@@ -280,9 +323,10 @@ static int run_loop(mh_server_t *srv)
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_timer_start(&p->deadlines, on_deadlines, DEADLINE_SWEEP_MS, DEADLINE_SWEEP_MS);
-    mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u", cfg->listen_host,
-            cfg->listen_port, srv->distributed ? "distributed" : "standalone", cfg->instance_id,
-            cfg->max_connections);
+    mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
+            cfg->listen_host, cfg->listen_port, srv->distributed ? "distributed" : "standalone",
+            cfg->instance_id, cfg->max_connections,
+            (unsigned long long)srv->metrics.memory_limit_bytes);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     return 0;
 }
@@ -306,6 +350,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.limits.max_body_bytes = cfg->max_body_bytes;
     srv.started_ms = mh_now_ms();
     mh_metrics_init(&srv.metrics);
+    srv.metrics.memory_limit_bytes = cfg->memory_limit ? cfg->memory_limit : default_memory_limit();
     init_secret(&srv);
     init_msg_prefix(&srv);
 

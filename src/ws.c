@@ -22,6 +22,8 @@
 /* lws 4.1 keeps its close opcode private; its value is 4 in every 4.x release (see session.c). */
 #define MH_LWS_WRITE_CLOSE 4
 #define MH_CLOSE_PROTOCOL_ERROR 1002
+#define MH_CLOSE_TOO_BIG 1009
+#define MH_CLOSE_TRY_AGAIN_LATER 1013
 #define MH_CLOSE_MAX_PAYLOAD 125
 
 /* ---- upgrade checks ---- */
@@ -218,34 +220,65 @@ static void handle_message(mh_server_t *srv, mh_session_t *s, const char *text, 
     mh_codec_request_free(&req);
 }
 
+/* Gives the reassembly buffer's bytes back to the memory budget and empties it. */
+static void rx_release(mh_server_t *srv, mh_session_t *s)
+{
+    if (!s->rx_binary)
+        mh_mem_sub(srv, s->rx.len);
+    mh_buf_reset(&s->rx);
+}
+
+/*
+ * Buffers one piece of a message; returns 0, or -1 when the session was
+ * closed instead: 1009 past the size cap, 1013 when a message larger than
+ * MH_MEM_SMALL no longer fits the memory budget.
+ */
+static int rx_append(mh_server_t *srv, mh_session_t *s, const void *in, size_t len)
+{
+    int code = 0;
+    if (s->rx.len + len > srv->cfg->max_body_bytes + OVERSIZE_SLACK)
+        code = MH_CLOSE_TOO_BIG;
+    else if (!s->rx_binary && !mh_mem_allows(srv, s->rx.len + len, len))
+        code = MH_CLOSE_TRY_AGAIN_LATER;
+    if (code) {
+        rx_release(srv, s);
+        mh_buf_free(&s->rx);
+        mh_session_close(srv, s, code);
+        return -1;
+    }
+    if (s->rx_binary) {
+        s->rx.len += len; /* count only: binary messages are refused whole */
+        return 0;
+    }
+    mh_buf_append(&s->rx, in, len);
+    mh_mem_add(srv, len);
+    return 0;
+}
+
+static void binary_done(mh_server_t *srv, mh_session_t *s)
+{
+    s->last_app_us = mh_mono_us();
+    srv->metrics.frames_received_total++;
+    if (!mh_rate_take(&s->rate, s->last_app_us)) /* every frame counts */
+        send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
+    else
+        send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL, 0);
+    s->rx.len = 0;
+}
+
 static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const void *in,
                       size_t len)
 {
     if (s->closing)
         return 0; /* input after we decided to close is ignored */
     if (lws_is_first_fragment(wsi)) {
-        mh_buf_reset(&s->rx);
+        rx_release(srv, s);
         s->rx_binary = lws_frame_is_binary(wsi);
     }
-    if (s->rx.len + len > srv->cfg->max_body_bytes + OVERSIZE_SLACK) {
-        mh_buf_free(&s->rx);
-        mh_session_close(srv, s, 1009);
-        return 0;
-    }
-    if (!s->rx_binary)
-        mh_buf_append(&s->rx, in, len);
-    else
-        s->rx.len += len; /* count only: binary messages are refused whole */
-    if (!lws_is_final_fragment(wsi))
+    if (rx_append(srv, s, in, len) || !lws_is_final_fragment(wsi))
         return 0;
     if (s->rx_binary) {
-        s->last_app_us = mh_mono_us();
-        srv->metrics.frames_received_total++;
-        if (!mh_rate_take(&s->rate, s->last_app_us)) /* every frame counts */
-            send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
-        else
-            send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL, 0);
-        s->rx.len = 0;
+        binary_done(srv, s);
         return 0;
     }
     if (!s->attached && !mh_rate_take(&s->rate, mh_mono_us()))
@@ -254,7 +287,7 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
         send_error(srv, s, MH_ERR_UNAVAILABLE, "session not ready yet", NULL, 0);
     else
         handle_message(srv, s, s->rx.data ? s->rx.data : "", s->rx.len);
-    mh_buf_reset(&s->rx);
+    rx_release(srv, s);
     return 0;
 }
 
@@ -351,8 +384,10 @@ int mh_ws_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *con
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return on_peer_close(srv, conn->ws, in, len);
     case LWS_CALLBACK_CLOSED:
-        if (conn->ws)
+        if (conn->ws) {
+            rx_release(srv, conn->ws); /* a partial message goes with its connection */
             mh_session_closed(srv, conn->ws);
+        }
         conn->ws = NULL;
         return 0;
     default:

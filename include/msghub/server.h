@@ -63,6 +63,18 @@ int mh_server_run(const mh_config_t *cfg);
 /* 1 when the hub accepts work: not draining and, if distributed, Redis and RabbitMQ are up. */
 int mh_server_ready(const mh_server_t *srv);
 
+/*
+ * Memory budget (--memory-limit): metrics.memory_bytes counts what is held
+ * in reassembly, outbound queues and HTTP bodies (in-memory logs: to be
+ * hooked through mh_mem_add / mh_mem_sub). A message or body of at most
+ * MH_MEM_SMALL bytes is never refused.
+ */
+#define MH_MEM_SMALL (64 * 1024)
+void mh_mem_add(mh_server_t *srv, size_t n);
+void mh_mem_sub(mh_server_t *srv, size_t n);
+/* 1 when a message of total bytes may take more bytes now; counts a refusal otherwise. */
+int mh_mem_allows(mh_server_t *srv, size_t total, size_t more);
+
 /* Next message id for a relay, written into out[len]. */
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len);
 

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from conftest import HOST, assert_alive, raw_error
-from wsraw import OP_BINARY, OP_CLOSE, HandshakeError, RecvTimeout, encode_frame
+from conftest import HOST, assert_alive, raw_error, wait_until
+from wsraw import (OP_BINARY, OP_CLOSE, OP_TEXT, ConnectionClosed, HandshakeError, RecvTimeout,
+                   encode_frame)
 
 JSON_CT = b"Content-Type: application/json\r\n"
 
@@ -350,3 +351,49 @@ def test_every_socket_counts_and_refusals_do_not_flood_the_log(hub_factory):
     assert log.count("event=socket_refused") <= 20, log.count("event=socket_refused")
     assert "event=log_suppressed of=socket_refused" in log
     assert_alive(ws[0], ws[1])
+
+
+# ---- item 8: --memory-limit ------------------------------------------------------
+
+MIB = 1 << 20
+
+
+def open_fragment(h, size):
+    """A client holding an unfinished text message of size bytes."""
+    c = h.ws()
+    c.send_raw(encode_frame(OP_TEXT, b'{"type":"ping","pad":"' + b"a" * size, fin=False))
+    return c
+
+
+def test_memory_limit_refuses_large_work_and_keeps_small(hub_factory):
+    h = hub_factory("--memory-limit", str(4 * MIB))
+    assert h.metrics()["msghub_memory_limit_bytes"] == 4 * MIB
+    holders = []
+    for _ in range(5):
+        holders.append(open_fragment(h, 900 * 1024))
+        time.sleep(0.2)
+    m = h.metrics()
+    assert 4 * 900 * 1024 <= m["msghub_memory_bytes"] <= 4 * MIB, m
+    closed = []
+    for c in holders:
+        try:
+            c.expect_silence(0.2)
+        except ConnectionClosed as e:
+            closed.append((holders.index(c), e.code))
+    assert closed == [(4, 1013)], closed  # the one that did not fit
+    # a large HTTP body does not fit either: 503 before it is read
+    rx = h.ws()
+    big = b'{"receivers":[%d],"body":"%s"}' % (rx.id, b"b" * (600 * 1024))
+    r = h.post("/relay", data=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+    # small messages are never refused
+    h.relay_http([rx.id], b'"small"')
+    assert rx.recv_json()["body"] == "small"
+    a, b = h.ws(), h.ws()
+    assert_alive(a, b)
+    assert h.metrics()["msghub_memory_refusals_total"] >= 2
+    for c in holders:
+        c.abort()
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
+    r = h.post("/relay", data=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
