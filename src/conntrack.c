@@ -82,13 +82,13 @@ size_t mh_conntrack_count(const mh_conntrack_t *ct)
     return mh_u64map_size(ct->map);
 }
 
-size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms)
+size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms, size_t max)
 {
     size_t cursor = 0, n = 0;
     uint64_t k;
     void *v;
     struct lws **expired = NULL;
-    while (mh_u64map_next(ct->map, &cursor, &k, &v)) {
+    while (n < max && mh_u64map_next(ct->map, &cursor, &k, &v)) {
         entry_t *e = v;
         if (e->since_ms == NO_DEADLINE || now_ms - e->since_ms <= timeout_ms)
             continue;

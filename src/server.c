@@ -27,13 +27,16 @@
 
 #define SWEEP_INTERVAL_MS 10000
 #define DRAIN_POLL_MS 50
-#define DEADLINE_SWEEP_MS 1000
+#define DEADLINE_SWEEP_MS 100
+#define DEADLINE_CLOSES_PER_SWEEP 100 /* each close costs lws a walk of its timer list */
+#define LOG_FLUSH_EVERY 10            /* sweeps: once a second */
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
     uv_timer_t sweep;     /* drops expired inbox messages */
     uv_timer_t drain;     /* polls for the last session to go during shutdown */
     uv_timer_t deadlines; /* closes HTTP requests past --request-timeout */
+    unsigned long sweeps;
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -236,8 +239,10 @@ static void on_deadlines(uv_timer_t *t)
 {
     mh_server_t *srv = t->data;
     uint64_t timeout_ms = (uint64_t)srv->cfg->request_timeout_s * 1000u;
-    mh_log_flush();
-    size_t n = mh_conntrack_sweep(srv->conntrack, mh_now_ms(), timeout_ms);
+    if (++srv->priv->sweeps % LOG_FLUSH_EVERY == 0)
+        mh_log_flush();
+    size_t n =
+        mh_conntrack_sweep(srv->conntrack, mh_now_ms(), timeout_ms, DEADLINE_CLOSES_PER_SWEEP);
     srv->metrics.request_timeouts_total += n;
     if (n)
         mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);

@@ -35,9 +35,10 @@ void mh_conntrack_upgraded(mh_conntrack_t *ct, struct lws *wsi);
 /* Sockets open now. */
 size_t mh_conntrack_count(const mh_conntrack_t *ct);
 /*
- * Closes (asynchronously, through lws) each HTTP connection whose current
- * request began more than timeout_ms before now_ms; returns how many.
+ * Closes at most max HTTP connections whose current request began more
+ * than timeout_ms before now_ms (the rest wait for the next sweep, so a
+ * crowd that expires together does not stall the loop); returns how many.
  */
-size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms);
+size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms, size_t max);
 
 #endif
