@@ -397,3 +397,13 @@ def test_memory_limit_refuses_large_work_and_keeps_small(hub_factory):
     assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
     r = h.post("/relay", data=big, headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text
+
+
+def test_header_line_without_colon_is_closed_at_the_deadline(hub_factory):
+    # lws 4.1.6 waits for more after "Host x": the request deadline ends it
+    h = hub_factory("--request-timeout", "2")
+    t0 = time.monotonic()
+    out, closed = read_until_eof(h.port, b"GET /healthz HTTP/1.1\r\nHost x\r\n\r\n", timeout=6)
+    assert closed and 1.5 <= time.monotonic() - t0 < 4.5, (out[:200], time.monotonic() - t0)
+    assert b"200 OK" not in out
+    assert h.get("/healthz").status_code == 200
