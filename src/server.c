@@ -23,6 +23,7 @@
 #include "msghub/http_api.h"
 #include "msghub/log.h"
 #include "msghub/token.h"
+#include "msghub/u64map.h"
 #include "msghub/ws.h"
 
 #define SWEEP_INTERVAL_MS 10000
@@ -350,6 +351,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.priv = &priv;
     srv.registry = mh_registry_new();
     srv.conntrack = mh_conntrack_new();
+    srv.partials = mh_u64map_new();
     srv.inbox = mh_inbox_mem_new(cfg->inbox_max, cfg->inbox_ttl_s * 1000u);
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
@@ -374,6 +376,7 @@ int mh_server_run(const mh_config_t *cfg)
     mh_inbox_mem_free(srv.inbox);
     mh_registry_free(srv.registry);
     mh_conntrack_free(srv.conntrack);
+    mh_u64map_free(srv.partials); /* empty: every session released its part at CLOSED */
     if (!rc)
         mh_info("stopped", "%s", "");
     return rc;

@@ -17,6 +17,7 @@
 #include "msghub/relay.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
+#include "msghub/u64map.h"
 
 #define OVERSIZE_SLACK (64 * 1024)
 /* lws 4.1 keeps its close opcode private; its value is 4 in every 4.x release (see session.c). */
@@ -220,12 +221,74 @@ static void handle_message(mh_server_t *srv, mh_session_t *s, const char *text, 
     mh_codec_request_free(&req);
 }
 
+/*
+ * Sessions holding part of a text message, with the time it began, so that
+ * past the memory budget the oldest partial message goes first.
+ */
+typedef struct partial {
+    mh_session_t *s;
+    uint64_t since_us;
+} partial_t;
+
+static uint64_t partial_key(const mh_session_t *s)
+{
+    return (uint64_t)(uintptr_t)s;
+}
+
+static void partial_begin(mh_server_t *srv, mh_session_t *s)
+{
+    if (mh_u64map_get(srv->partials, partial_key(s)))
+        return;
+    partial_t *p = mh_xmalloc(sizeof(*p));
+    p->s = s;
+    p->since_us = mh_mono_us();
+    mh_u64map_put(srv->partials, partial_key(s), p);
+}
+
+/* The session holding the oldest partial message other than self, or NULL. */
+static mh_session_t *partial_oldest(mh_server_t *srv, const mh_session_t *self)
+{
+    size_t cursor = 0;
+    uint64_t k;
+    void *v;
+    partial_t *best = NULL;
+    while (mh_u64map_next(srv->partials, &cursor, &k, &v)) {
+        partial_t *p = v;
+        if (p->s != self && (!best || p->since_us < best->since_us))
+            best = p;
+    }
+    return best ? best->s : NULL;
+}
+
 /* Gives the reassembly buffer's bytes back to the memory budget and empties it. */
 static void rx_release(mh_server_t *srv, mh_session_t *s)
 {
     if (!s->rx_binary)
         mh_mem_sub(srv, s->rx.len);
     mh_buf_reset(&s->rx);
+    free(mh_u64map_del(srv->partials, partial_key(s)));
+}
+
+/* Drops one partial message, the connection with it (1013). */
+static void partial_drop(mh_server_t *srv, mh_session_t *s)
+{
+    srv->metrics.memory_refusals_total++;
+    rx_release(srv, s);
+    mh_buf_free(&s->rx);
+    mh_session_close(srv, s, MH_CLOSE_TRY_AGAIN_LATER);
+}
+
+/*
+ * 1 when len more bytes of a text message of total bytes fit the budget,
+ * after dropping the oldest partial messages of other connections if need be.
+ */
+static int rx_fits(mh_server_t *srv, mh_session_t *s, size_t total, size_t len)
+{
+    mh_session_t *victim;
+    while (srv->metrics.memory_bytes + len > srv->metrics.memory_limit_bytes &&
+           total > MH_MEM_SMALL && (victim = partial_oldest(srv, s)))
+        partial_drop(srv, victim);
+    return mh_mem_allows(srv, total, len);
 }
 
 /*
@@ -238,7 +301,7 @@ static int rx_append(mh_server_t *srv, mh_session_t *s, const void *in, size_t l
     int code = 0;
     if (s->rx.len + len > srv->cfg->max_body_bytes + OVERSIZE_SLACK)
         code = MH_CLOSE_TOO_BIG;
-    else if (!s->rx_binary && !mh_mem_allows(srv, s->rx.len + len, len))
+    else if (!s->rx_binary && !rx_fits(srv, s, s->rx.len + len, len))
         code = MH_CLOSE_TRY_AGAIN_LATER;
     if (code) {
         rx_release(srv, s);
@@ -275,8 +338,13 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
         rx_release(srv, s);
         s->rx_binary = lws_frame_is_binary(wsi);
     }
-    if (rx_append(srv, s, in, len) || !lws_is_final_fragment(wsi))
+    if (rx_append(srv, s, in, len))
         return 0;
+    if (!lws_is_final_fragment(wsi)) {
+        if (!s->rx_binary)
+            partial_begin(srv, s);
+        return 0;
+    }
     if (s->rx_binary) {
         binary_done(srv, s);
         return 0;

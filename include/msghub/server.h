@@ -25,6 +25,7 @@ struct mh_pubbatch;
 struct mh_session;
 struct mh_http;
 struct mh_conntrack;
+struct mh_u64map;
 
 typedef struct mh_server {
     const mh_config_t *cfg;
@@ -48,6 +49,7 @@ typedef struct mh_server {
     void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;
     struct mh_conntrack *conntrack; /* every accepted socket, request deadlines */
+    struct mh_u64map *partials;     /* ws.c: sessions holding part of a message, by address */
     struct mh_server_priv *priv;    /* timers and signal handles (server.c) */
 } mh_server_t;
 
