@@ -540,6 +540,8 @@ static int on_writeable(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
         (int)len)
         return -1;
     h->phase = 0;
+    release_body(srv, h); /* answered: the body's memory goes back now, not at the next request */
+    mh_buf_free(&h->in);
     if (h->close_after)
         return -1;
     mh_conntrack_restart(srv->conntrack, wsi, mh_now_ms()); /* the next request's deadline */
