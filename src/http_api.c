@@ -28,6 +28,8 @@ extern const size_t mh_web_index_len;
 #define BODY_SLACK (64 * 1024)
 #define MH_HTTP_BAD_REQUEST 400
 #define MH_HTTP_LENGTH_REQUIRED 411
+#define MH_HTTP_URI_TOO_LONG 414
+#define MH_HTTP_HEADERS_TOO_LARGE 431
 #define MH_HTTP_UNAVAILABLE 503
 
 typedef enum {
@@ -398,14 +400,38 @@ int mh_http_headers_have_nul(struct lws *wsi)
     return 0;
 }
 
+static int is_uri_token(int t)
+{
+    return t == WSI_TOKEN_GET_URI || t == WSI_TOKEN_POST_URI || t == WSI_TOKEN_HTTP_URI_ARGS ||
+           t == WSI_TOKEN_OPTIONS_URI || t == WSI_TOKEN_HEAD_URI;
+}
+
+int mh_http_head_too_long(struct lws *wsi)
+{
+    int status = 0;
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        if (lws_hdr_total_length(wsi, (enum lws_token_indexes)t) < MH_HTTP_TOKEN_LIMIT)
+            continue;
+        if (is_uri_token(t))
+            return MH_HTTP_URI_TOO_LONG;
+        status = MH_HTTP_HEADERS_TOO_LARGE;
+    }
+    return status;
+}
+
 /*
  * Framing that could make us and a proxy in front disagree on where a
- * request ends: a NUL inside a header value, or Transfer-Encoding (lws
- * 4.1.6 does not decode chunked request bodies). Returns 1 when refused.
+ * request ends: a header lws had to cut (414 / 431), a NUL inside a header
+ * value, or Transfer-Encoding (lws 4.1.6 does not decode chunked request
+ * bodies). Returns 1 when refused.
  */
 static int framing_refused(struct lws *wsi, struct mh_http *h)
 {
-    if (mh_http_headers_have_nul(wsi))
+    int too_long = mh_http_head_too_long(wsi);
+    if (too_long)
+        set_fatal(h, too_long, MH_ERR_BAD_REQUEST,
+                  too_long == MH_HTTP_URI_TOO_LONG ? "URI too long" : "request header too large");
+    else if (mh_http_headers_have_nul(wsi))
         set_fatal(h, MH_HTTP_BAD_REQUEST, MH_ERR_BAD_REQUEST, "NUL byte in a header");
     else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0)
         return 0;

@@ -293,6 +293,10 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     info.retry_and_idle_policy = retry;
     info.pcontext = &srv->lws; /* lws sets it to NULL once fully destroyed */
     info.max_http_header_data = MH_HTTP_MAX_HEADER_BYTES;
+    static struct lws_token_limits limits; /* read by lws for the context's life */
+    for (int i = 0; i < WSI_TOKEN_COUNT; i++)
+        limits.token_limit[i] = MH_HTTP_TOKEN_LIMIT;
+    info.token_limits = &limits;
     /* one read per socket event fills this shared buffer (4 KiB by default) */
     info.pt_serv_buf_size = 256 * 1024;
     return lws_create_context(&info);

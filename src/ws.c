@@ -44,6 +44,12 @@ static int query_token(struct lws *wsi, char *out, size_t len)
 
 int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, const char **msg)
 {
+    int too_long = mh_http_head_too_long(wsi);
+    if (too_long) {
+        *code = MH_ERR_BAD_REQUEST;
+        *msg = too_long == 414 ? "URI too long" : "request header too large";
+        return too_long;
+    }
     if (mh_http_headers_have_nul(wsi)) {
         *code = MH_ERR_BAD_REQUEST;
         *msg = "NUL byte in a header";

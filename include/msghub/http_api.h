@@ -15,6 +15,13 @@ struct lws;
 
 /* Bytes of request headers libwebsockets keeps per connection (URI included). */
 #define MH_HTTP_MAX_HEADER_BYTES 4096
+/*
+ * Longest value lws keeps of one known header (the URI and the query count
+ * as headers). lws truncates a longer one and goes on parsing instead of
+ * dropping the connection, so the hub can answer 414 / 431: a value this
+ * long counts as too long. Below MH_HTTP_MAX_HEADER_BYTES.
+ */
+#define MH_HTTP_TOKEN_LIMIT 2048
 
 /* mh_http_query_arg() results besides a length. */
 #define MH_QUERY_ABSENT (-1)
@@ -29,6 +36,9 @@ int mh_http_query_arg(struct lws *wsi, const char *name, char *out, size_t len);
 
 /* 1 when a request header's value holds a NUL byte (refused: 400), else 0. */
 int mh_http_headers_have_nul(struct lws *wsi);
+
+/* 414 when the URI or query reached MH_HTTP_TOKEN_LIMIT, 431 for another header, else 0. */
+int mh_http_head_too_long(struct lws *wsi);
 
 /* Handles the HTTP callback reasons of the hub's lws protocol. */
 int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *conn, void *in,
