@@ -612,7 +612,9 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
         return 0;
     case LWS_CALLBACK_HTTP_BODY:
         h = http_of(conn);
-        if (!h->has_error) {
+        if (h->handled) /* bytes after a request without Content-Length: not a body of ours */
+            after_body(wsi, h);
+        else if (!h->has_error) {
             if (h->in.len + len > srv->cfg->max_body_bytes + BODY_SLACK)
                 set_error(h, MH_ERR_BODY_TOO_LARGE, "request body too large");
             else

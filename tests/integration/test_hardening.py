@@ -106,6 +106,16 @@ def test_cl_te_smuggling_form_handled_once(hub):
     assert hub.get("/healthz").status_code == 200
 
 
+def test_bytes_after_a_post_without_content_length_close_after_one_answer(hub):
+    data = (b"POST /sessions HTTP/1.1\r\nHost: hub\r\n\r\n"
+            b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+    t0 = time.monotonic()
+    out, closed = read_until_eof(hub.port, data, timeout=5)
+    assert out.count(b"HTTP/1.1 ") == 1, out[:600]
+    assert out.startswith(b"HTTP/1.1 201 \r\n"), out[:300]  # lws has no reason phrase for 201
+    assert closed and time.monotonic() - t0 < 3, (closed, time.monotonic() - t0)
+
+
 def test_keep_alive_sequential_requests_still_work(hub):
     rx = hub.ws()
     sock = socket.create_connection((HOST, hub.port), timeout=3)
