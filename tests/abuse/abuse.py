@@ -414,6 +414,36 @@ def attack_memory(hub, short, limit):
             "memory_bytes_at_peak": int(m["msghub_memory_bytes"]), "pass": None}
 
 
+def attack_memory_offline(hub, short):
+    """Item 8, second form: 1 MiB POST /relay bodies to one offline id (stored in its log)."""
+    gone = hub.ws()
+    gid = gone.id
+    gone.close()
+    n = 40 if short else 300
+    body = b'{"receivers":[%d],"body":"%s"}' % (gid, b"m" * (MIB - 64))
+    head = (b"POST /relay HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body))
+    codes = {}
+    s = socket.create_connection((HOST, hub.port), timeout=10)
+    for _ in range(n):
+        s.sendall(head + body)
+        out = b""
+        while b"\r\n\r\n" not in out or not out.rstrip().endswith(b"}"):
+            d = s.recv(65536)
+            if not d:
+                break
+            out += d
+        code = int(out.split(b" ")[1]) if out.startswith(b"HTTP/1.") else 0
+        codes[code] = codes.get(code, 0) + 1
+        if not d:
+            s.close()
+            s = socket.create_connection((HOST, hub.port), timeout=10)
+    s.close()
+    m = hub.metrics()
+    return {"posts": n, "answers": codes, "memory_bytes": int(m["msghub_memory_bytes"]),
+            "pass": None}
+
+
 # name -> (function, hub flags, criterion text)
 ATTACKS = {
     "amplification": (attack_amplification, [],
@@ -427,6 +457,7 @@ ATTACKS = {
     "bad_http": (attack_bad_http, [],
                  "400 / 411 / 414 / 431 JSON answers; unknown headers past 4 KiB closed"),
     "memory": (None, [], "RSS growth < memory limit + 64 MiB; refusals are close 1013"),
+    "memory_offline": (attack_memory_offline, [], "RSS growth < memory limit + 64 MiB"),
 }
 SHORT = ["amplification", "exhaustion", "accept_storm", "long_token", "binary_flood",
          "ws_protocol", "bad_http", "memory"]
@@ -439,7 +470,7 @@ RSS_MARGIN = 64 * MIB
 
 def run_one(binary, name, short, valgrind=False):
     fn, flags, criterion = ATTACKS[name]
-    if name == "memory":
+    if name in ("memory", "memory_offline"):
         flags = ["--memory-limit", str(MEMORY_LIMIT)]
     hub = Hub(binary, flags, nofile=EXHAUSTION_NOFILE if name == "exhaustion" else None,
               wrap=VALGRIND if valgrind else ())
@@ -469,6 +500,8 @@ def run_one(binary, name, short, valgrind=False):
         during = res["canary_during"]
         if name == "accept_storm" and not valgrind:  # a timing criterion only
             res["pass"] = (during["p99_ms"] or 0) < 100 and (during["max_ms"] or 0) < 300
+        elif name == "memory_offline":
+            res["pass"] = not CHECK_RSS or peak.peak - rss_before < MEMORY_LIMIT + RSS_MARGIN
         elif name == "memory":
             grown = peak.peak - rss_before  # relative: sanitizer builds start larger
             rss_ok = not CHECK_RSS or grown < MEMORY_LIMIT + RSS_MARGIN
