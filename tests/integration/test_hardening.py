@@ -323,6 +323,124 @@ def test_unknown_headers_beyond_the_head_space_are_closed_promptly(hub):
     assert hub.get("/healthz").status_code == 200
 
 
+# ---- item 2: request deadline, every socket counted, no log flood ---------------
+
+def drip(port, head, pace=0.2, limit=8.0):
+    """Sends head, then one byte every pace seconds; returns the seconds
+    until the hub closed the connection (or limit)."""
+    sock = socket.create_connection((HOST, port), timeout=2)
+    t0 = time.monotonic()
+    try:
+        sock.sendall(head)
+        while time.monotonic() - t0 < limit:
+            try:
+                sock.sendall(b"x")
+                sock.settimeout(pace)
+                if sock.recv(4096) == b"":
+                    break
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+    finally:
+        sock.close()
+    return time.monotonic() - t0
+
+
+def test_slow_body_is_cut_at_the_request_deadline(hub_factory):
+    h = hub_factory("--request-timeout", "2")
+    a, b = h.ws(), h.ws()
+    head = (b"POST /relay HTTP/1.1\r\nHost: hub\r\n" + JSON_CT +
+            b"Content-Length: 1000000\r\n\r\n")
+    took = drip(h.port, head)
+    assert 1.5 <= took < 4.5, took
+    assert h.metrics()["msghub_request_timeouts_total"] == 1
+    assert_alive(a, b)
+
+
+def test_slow_headers_are_cut_at_the_request_deadline(hub_factory):
+    h = hub_factory("--request-timeout", "2")
+    took = drip(h.port, b"GET /healthz HTTP/1.1\r\nX-Slow: ")
+    assert 1.5 <= took < 4.5, took
+    assert h.get("/healthz").status_code == 200
+
+
+def test_every_socket_counts_and_refusals_do_not_flood_the_log(hub_factory):
+    h = hub_factory("--max-connections", "2", "--request-timeout", "30")
+    ws = [h.ws(), h.ws()]
+    limit = 2 + 16  # --max-connections plus the HTTP slack (MH_CONFIG_SOCKET_SLACK)
+    idle = [socket.create_connection((HOST, h.port)) for _ in range(limit - len(ws))]
+    time.sleep(0.3)
+    refused = 0
+    for _ in range(200):
+        s = socket.create_connection((HOST, h.port), timeout=2)
+        try:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\n\r\n")
+            if s.recv(4096) == b"":
+                refused += 1
+        except (ConnectionResetError, BrokenPipeError):
+            refused += 1
+        finally:
+            s.close()
+    assert refused == 200
+    for s in idle:
+        s.close()
+    time.sleep(1.5)  # the next flush writes the count of suppressed lines
+    m = h.metrics()
+    assert m["msghub_sockets_refused_total"] == 200, m
+    assert m["msghub_sockets"] == 3, m  # two sessions and this request
+    log = h.stderr_text()
+    assert log.count("event=socket_refused") <= 20, log.count("event=socket_refused")
+    assert "event=log_suppressed of=socket_refused" in log
+    assert_alive(ws[0], ws[1])
+
+
+# ---- item 8: --memory-limit ------------------------------------------------------
+
+MIB = 1 << 20
+
+
+def open_fragment(h, size):
+    """A client holding an unfinished text message of size bytes."""
+    c = h.ws()
+    c.send_raw(encode_frame(OP_TEXT, b'{"type":"ping","pad":"' + b"a" * size, fin=False))
+    return c
+
+
+def test_memory_limit_refuses_large_work_and_keeps_small(hub_factory):
+    h = hub_factory("--memory-limit", str(4 * MIB))
+    assert h.metrics()["msghub_memory_limit_bytes"] == 4 * MIB
+    holders = []
+    for _ in range(5):
+        holders.append(open_fragment(h, 900 * 1024))
+        time.sleep(0.2)
+    m = h.metrics()
+    assert 4 * 900 * 1024 <= m["msghub_memory_bytes"] <= 4 * MIB, m
+    closed = []
+    for c in holders:
+        try:
+            c.expect_silence(0.2)
+        except ConnectionClosed as e:
+            closed.append((holders.index(c), e.code))
+    assert closed == [(0, 1013)], closed  # the oldest partial message went first
+    # a large HTTP body does not fit either: 503 before it is read
+    rx = h.ws()
+    big = b'{"receivers":[%d],"body":"%s"}' % (rx.id, b"b" * (600 * 1024))
+    r = h.post("/relay", data=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 503 and r.json()["error"]["code"] == "unavailable", r.text
+    # small messages are never refused
+    h.relay_http([rx.id], b'"small"')
+    assert rx.recv_json()["body"] == "small"
+    a, b = h.ws(), h.ws()
+    assert_alive(a, b)
+    assert h.metrics()["msghub_memory_refusals_total"] >= 2
+    for c in holders:
+        c.abort()
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
+    r = h.post("/relay", data=big, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+
+
 def test_header_line_without_colon_is_closed_at_the_deadline(hub_factory):
     # lws 4.1.6 waits for more after "Host x": the request deadline ends it
     h = hub_factory("--request-timeout", "2")
@@ -331,3 +449,4 @@ def test_header_line_without_colon_is_closed_at_the_deadline(hub_factory):
     assert closed and 1.5 <= time.monotonic() - t0 < 4.5, (out[:200], time.monotonic() - t0)
     assert b"200 OK" not in out
     assert h.get("/healthz").status_code == 200
+
