@@ -13,12 +13,14 @@ typedef struct entry {
 typedef struct box {
     entry_t *ring;
     size_t cap, head, len;
+    uint64_t *account; /* the inbox's budget counter, or NULL */
 } box_t;
 
 struct mh_inbox_mem {
     mh_u64map_t *boxes;
     uint32_t max;
     uint64_t ttl_ms;
+    uint64_t *account; /* mh_inbox_mem_set_account() */
 };
 
 mh_inbox_mem_t *mh_inbox_mem_new(uint32_t max_per_id, uint64_t ttl_ms)
@@ -27,7 +29,13 @@ mh_inbox_mem_t *mh_inbox_mem_new(uint32_t max_per_id, uint64_t ttl_ms)
     ib->boxes = mh_u64map_new();
     ib->max = max_per_id ? max_per_id : 1;
     ib->ttl_ms = ttl_ms;
+    ib->account = NULL;
     return ib;
+}
+
+void mh_inbox_mem_set_account(mh_inbox_mem_t *ib, uint64_t *account)
+{
+    ib->account = account;
 }
 
 static entry_t box_shift(box_t *b)
@@ -35,6 +43,8 @@ static entry_t box_shift(box_t *b)
     entry_t e = b->ring[b->head];
     b->head = (b->head + 1) % b->cap;
     b->len--;
+    if (b->account)
+        *b->account -= e.frame->len;
     return e;
 }
 
@@ -59,6 +69,26 @@ void mh_inbox_mem_free(mh_inbox_mem_t *ib)
     free(ib);
 }
 
+static box_t *box_of(mh_inbox_mem_t *ib, uint64_t id)
+{
+    box_t *b = mh_u64map_get(ib->boxes, id);
+    if (!b) {
+        b = mh_xcalloc(1, sizeof(*b));
+        b->account = ib->account;
+        mh_u64map_put(ib->boxes, id, b);
+    }
+    return b;
+}
+
+/* Stores a new reference to f at slot i of b. */
+static void box_store(box_t *b, size_t i, mh_frame_t *f, uint64_t now_ms)
+{
+    b->ring[i] = (entry_t){mh_frame_ref(f), now_ms};
+    b->len++;
+    if (b->account)
+        *b->account += f->len;
+}
+
 static void box_grow(box_t *b)
 {
     size_t cap = b->cap ? b->cap * 2 : 4;
@@ -73,11 +103,7 @@ static void box_grow(box_t *b)
 
 size_t mh_inbox_mem_push(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uint64_t now_ms)
 {
-    box_t *b = mh_u64map_get(ib->boxes, id);
-    if (!b) {
-        b = mh_xcalloc(1, sizeof(*b));
-        mh_u64map_put(ib->boxes, id, b);
-    }
+    box_t *b = box_of(ib, id);
     size_t dropped = 0;
     while (b->len >= ib->max) {
         mh_frame_unref(box_shift(b).frame);
@@ -85,18 +111,13 @@ size_t mh_inbox_mem_push(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uint64_
     }
     if (b->len == b->cap)
         box_grow(b);
-    b->ring[(b->head + b->len) % b->cap] = (entry_t){mh_frame_ref(f), now_ms};
-    b->len++;
+    box_store(b, (b->head + b->len) % b->cap, f, now_ms);
     return dropped;
 }
 
 void mh_inbox_mem_push_front(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uint64_t now_ms)
 {
-    box_t *b = mh_u64map_get(ib->boxes, id);
-    if (!b) {
-        b = mh_xcalloc(1, sizeof(*b));
-        mh_u64map_put(ib->boxes, id, b);
-    }
+    box_t *b = box_of(ib, id);
     /*
      * The frame was stored before everything behind it, so it gets no later a
      * store time than the current head: times stay ascending from head to tail
@@ -107,8 +128,7 @@ void mh_inbox_mem_push_front(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uin
     if (b->len == b->cap)
         box_grow(b);
     b->head = (b->head + b->cap - 1) % b->cap;
-    b->ring[b->head] = (entry_t){mh_frame_ref(f), now_ms};
-    b->len++;
+    box_store(b, b->head, f, now_ms);
 }
 
 static int expired(const mh_inbox_mem_t *ib, const entry_t *e, uint64_t now_ms)

@@ -362,6 +362,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.started_ms = mh_now_ms();
     mh_metrics_init(&srv.metrics);
     srv.metrics.memory_limit_bytes = cfg->memory_limit ? cfg->memory_limit : default_memory_limit();
+    mh_inbox_mem_set_account(srv.inbox, &srv.metrics.memory_bytes);
     init_secret(&srv);
     init_msg_prefix(&srv);
 

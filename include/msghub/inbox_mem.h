@@ -18,6 +18,8 @@ typedef struct mh_inbox_mem mh_inbox_mem_t;
 
 mh_inbox_mem_t *mh_inbox_mem_new(uint32_t max_per_id, uint64_t ttl_ms);
 void mh_inbox_mem_free(mh_inbox_mem_t *ib);
+/* A budget counter that follows the bytes of the frames stored (--memory-limit), or NULL. */
+void mh_inbox_mem_set_account(mh_inbox_mem_t *ib, uint64_t *account);
 
 /* Stores a new reference to f for id; returns how many old messages were dropped for room. */
 size_t mh_inbox_mem_push(mh_inbox_mem_t *ib, uint64_t id, mh_frame_t *f, uint64_t now_ms);

@@ -422,23 +422,18 @@ def attack_memory_offline(hub, short):
     n = 40 if short else 300
     body = b'{"receivers":[%d],"body":"%s"}' % (gid, b"m" * (MIB - 64))
     head = (b"POST /relay HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n" % len(body))
+            b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body))
     codes = {}
-    s = socket.create_connection((HOST, hub.port), timeout=10)
-    for _ in range(n):
-        s.sendall(head + body)
-        out = b""
-        while b"\r\n\r\n" not in out or not out.rstrip().endswith(b"}"):
-            d = s.recv(65536)
-            if not d:
-                break
-            out += d
+    for _ in range(n):  # a fresh connection each: a refusal closes it
+        s = socket.create_connection((HOST, hub.port), timeout=10)
+        try:
+            s.sendall(head + body)
+        except OSError:
+            pass  # refused before the whole body was read
+        out = drain(s, time.monotonic() + 10)
+        s.close()
         code = int(out.split(b" ")[1]) if out.startswith(b"HTTP/1.") else 0
         codes[code] = codes.get(code, 0) + 1
-        if not d:
-            s.close()
-            s = socket.create_connection((HOST, hub.port), timeout=10)
-    s.close()
     m = hub.metrics()
     return {"posts": n, "answers": codes, "memory_bytes": int(m["msghub_memory_bytes"]),
             "pass": None}
@@ -457,10 +452,11 @@ ATTACKS = {
     "bad_http": (attack_bad_http, [],
                  "400 / 411 / 414 / 431 JSON answers; unknown headers past 4 KiB closed"),
     "memory": (None, [], "RSS growth < memory limit + 64 MiB; refusals are close 1013"),
-    "memory_offline": (attack_memory_offline, [], "RSS growth < memory limit + 64 MiB"),
+    "memory_offline": (attack_memory_offline, [],
+                       "RSS growth < memory limit + 64 MiB; past it 503, never a 200 that is lost"),
 }
 SHORT = ["amplification", "exhaustion", "accept_storm", "long_token", "binary_flood",
-         "ws_protocol", "bad_http", "memory"]
+         "ws_protocol", "bad_http", "memory", "memory_offline"]
 MEMORY_LIMIT = 32 * MIB
 EXHAUSTION_NOFILE = 512
 MIN_DURING_S = 1.0

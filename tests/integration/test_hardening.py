@@ -450,3 +450,19 @@ def test_header_line_without_colon_is_closed_at_the_deadline(hub_factory):
     assert b"200 OK" not in out
     assert h.get("/healthz").status_code == 200
 
+
+def test_memory_limit_counts_the_offline_log(hub_factory):
+    h = hub_factory("--memory-limit", str(4 * MIB))
+    rx = h.ws()
+    rid, token = rx.id, rx.token
+    rx.close()
+    big = b'{"receivers":[%d],"body":"%s"}' % (rid, b"m" * (900 * 1024))
+    ct = {"Content-Type": "application/json"}
+    statuses = [h.post("/relay", data=big, headers=ct).status_code for _ in range(6)]
+    assert statuses[:4] == [200] * 4 and statuses[4:] == [503, 503], statuses
+    assert h.metrics()["msghub_memory_bytes"] >= 4 * 900 * 1024
+    back = h.ws(token=token)  # the stored messages are delivered and leave the log
+    for _ in range(4):
+        assert back.recv_json()["type"] == "message"
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
+    assert h.post("/relay", data=big, headers=ct).status_code == 200

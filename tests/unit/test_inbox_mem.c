@@ -322,6 +322,33 @@ static void test_sweep_after_push_front(void **state)
     mh_frame_unref(b);
 }
 
+/* The budget counter (--memory-limit) follows the stored bytes through every way out. */
+static void test_account_follows_bytes(void **state)
+{
+    (void)state;
+    uint64_t account = 0;
+    mh_inbox_mem_t *ib = mh_inbox_mem_new(2, TTL);
+    mh_inbox_mem_set_account(ib, &account);
+    mh_frame_t *a = text_frame("aaaa"), *b = text_frame("bb"), *c = text_frame("c");
+    mh_inbox_mem_push(ib, 1, a, 0);
+    mh_inbox_mem_push(ib, 1, b, 0);
+    assert_int_equal(account, 6);
+    assert_int_equal(mh_inbox_mem_push(ib, 1, c, 0), 1); /* the cap drops "aaaa" */
+    assert_int_equal(account, 3);
+    expect_pop(ib, 1, 0, "bb", 0);
+    assert_int_equal(account, 1);
+    mh_inbox_mem_push_front(ib, 2, a, 0);
+    assert_int_equal(account, 5);
+    assert_int_equal(mh_inbox_mem_expire(ib, TTL), 2);
+    assert_int_equal(account, 0);
+    mh_inbox_mem_push(ib, 3, b, TTL);
+    mh_inbox_mem_free(ib); /* what is left goes too */
+    assert_int_equal(account, 0);
+    mh_frame_unref(a);
+    mh_frame_unref(b);
+    mh_frame_unref(c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +359,7 @@ int main(void)
         cmocka_unit_test(test_ttl_sweep),
         cmocka_unit_test(test_push_front),
         cmocka_unit_test(test_sweep_after_push_front),
+        cmocka_unit_test(test_account_follows_bytes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
