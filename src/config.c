@@ -122,6 +122,11 @@ static const opt_t opts[] = {
      "One of debug, info, warn, error."},
     {"web-root", "MSGHUB_WEB_ROOT", "DIR", K_STR, OFF(web_root), 0, 0, NULL, "built-in page",
      "Serve DIR/index.html at / instead of the built-in chat page."},
+    {"request-timeout", "MSGHUB_REQUEST_TIMEOUT", "SECONDS", K_U32, OFF(request_timeout_s), 1, 3600,
+     "10", NULL, "Time allowed for a whole HTTP request, head and body."},
+    {"memory-limit", "MSGHUB_MEMORY_LIMIT", "BYTES", K_U64, OFF(memory_limit), 1048576, UINT64_MAX,
+     NULL, "half the cgroup limit or of RAM",
+     "Budget: reassembly, queues, HTTP bodies, logs (503 / 1013 past it)."},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "msghub/conntrack.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
@@ -25,6 +26,11 @@ extern const unsigned char mh_web_index[];
 extern const size_t mh_web_index_len;
 
 #define BODY_SLACK (64 * 1024)
+#define MH_HTTP_BAD_REQUEST 400
+#define MH_HTTP_LENGTH_REQUIRED 411
+#define MH_HTTP_URI_TOO_LONG 414
+#define MH_HTTP_HEADERS_TOO_LARGE 431
+#define MH_HTTP_UNAVAILABLE 503
 
 typedef enum {
     R_INDEX,
@@ -62,8 +68,12 @@ struct mh_http {
     mh_err_code_t err;
     char errmsg[96];
     const char *allow; /* for 405 */
+    int err_status;    /* an HTTP status other than the error code's own (411), or 0 */
+    size_t reserved;   /* bytes of the memory budget held for this request's body */
     int close_after;
-    int phase; /* 0 idle or reading, 1 headers due, 2 body due */
+    int handled;   /* the request was dispatched: lws may signal its body's end again */
+    int rx_paused; /* input stopped while an asynchronous answer is awaited */
+    int phase;     /* 0 idle or reading, 1 headers due, 2 body due */
     const char *ctype;
     mh_buf_t in;
     mh_buf_t out; /* LWS_PRE bytes of headroom, then the body */
@@ -81,6 +91,11 @@ static void respond(struct lws *wsi, struct mh_http *h, int status, const char *
     h->status = status;
     h->ctype = ctype;
     h->phase = 1;
+    if (h->rx_paused) {
+        /* with its input stopped lws 4.1.6 does not call WRITEABLE either */
+        h->rx_paused = 0;
+        lws_rx_flow_control(wsi, 1);
+    }
     lws_callback_on_writable(wsi);
 }
 
@@ -95,7 +110,7 @@ static void respond_error(mh_server_t *srv, struct lws *wsi, struct mh_http *h, 
     mh_metrics_error(&srv->metrics, code);
     out_reset(h);
     mh_codec_http_error(&h->out, code, message);
-    respond_json(wsi, h, mh_err_http_status(code));
+    respond_json(wsi, h, h->err_status ? h->err_status : mh_err_http_status(code));
 }
 
 static void set_error(struct mh_http *h, mh_err_code_t code, const char *message)
@@ -103,6 +118,14 @@ static void set_error(struct mh_http *h, mh_err_code_t code, const char *message
     h->has_error = 1;
     h->err = code;
     snprintf(h->errmsg, sizeof(h->errmsg), "%s", message);
+}
+
+/* An error that ends the connection: its body (if any) is not read. */
+static void set_fatal(struct mh_http *h, int status, mh_err_code_t code, const char *message)
+{
+    set_error(h, code, message);
+    h->err_status = status;
+    h->close_after = 1;
 }
 
 /* ---- header checks ---- */
@@ -149,6 +172,28 @@ static long long content_length(struct lws *wsi)
     char *end;
     long long v = strtoll(cl, &end, 10);
     return (*end || v < 0) ? -1 : v;
+}
+
+int mh_http_query_arg(struct lws *wsi, const char *name, char *out, size_t len)
+{
+    char arg[MH_HTTP_MAX_HEADER_BYTES + 1]; /* every fragment fits: no arg is skipped */
+    size_t nlen = strlen(name);
+    for (int i = 0;; i++) {
+        int n = lws_hdr_copy_fragment(wsi, arg, (int)sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0)
+            return MH_QUERY_ABSENT;
+        if ((size_t)n == nlen && strncmp(arg, name, nlen) == 0) { /* a bare "name": empty */
+            out[0] = '\0';
+            return 0;
+        }
+        if ((size_t)n <= nlen || strncmp(arg, name, nlen) != 0 || arg[nlen] != '=')
+            continue;
+        size_t vlen = (size_t)n - nlen - 1;
+        if (vlen >= len)
+            return MH_QUERY_TOO_LONG;
+        memcpy(out, arg + nlen + 1, vlen + 1);
+        return (int)vlen;
+    }
 }
 
 /* ---- handlers ---- */
@@ -251,12 +296,12 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
         return;
     default: {
         /* a browser cannot see why an upgrade failed: it can ask here whether its token is bad */
-        char buf[300];
-        const char *tok = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof(buf));
+        char tok[MH_TOKEN_LEN + 1];
+        int tlen = mh_http_query_arg(wsi, "token", tok, sizeof(tok));
         uint64_t id;
-        if (tok && *tok &&
-            mh_token_verify(srv->secret, srv->secret_len, tok, strlen(tok), mh_now_ms() / 1000,
-                            srv->cfg->token_ttl_s, &id) != 0)
+        if (tlen == MH_QUERY_TOO_LONG ||
+            (tlen > 0 && mh_token_verify(srv->secret, srv->secret_len, tok, (size_t)tlen,
+                                         mh_now_ms() / 1000, srv->cfg->token_ttl_s, &id) != 0))
             respond_error(srv, wsi, h, MH_ERR_UNAUTHORIZED, "invalid or expired token");
         else
             respond_error(srv, wsi, h, MH_ERR_BAD_REQUEST, "/ws expects a WebSocket upgrade");
@@ -334,6 +379,7 @@ static void handle_sessions(mh_server_t *srv, struct lws *wsi, struct mh_http *h
 
 static void handle_complete(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 {
+    h->handled = 1;
     if (h->has_error)
         respond_error(srv, wsi, h, h->err, h->errmsg);
     else if (h->route == R_RELAY)
@@ -344,9 +390,79 @@ static void handle_complete(mh_server_t *srv, struct lws *wsi, struct mh_http *h
         handle_get(srv, wsi, h);
 }
 
+int mh_http_headers_have_nul(struct lws *wsi)
+{
+    char v[MH_HTTP_MAX_HEADER_BYTES + 1];
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        int n = lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+        if (n <= 0 || t == WSI_TOKEN_HTTP_URI_ARGS)
+            continue;
+        n = lws_hdr_copy(wsi, v, (int)sizeof(v), (enum lws_token_indexes)t);
+        if (n > 0 && memchr(v, '\0', (size_t)n))
+            return 1;
+    }
+    return 0;
+}
+
+static int is_uri_token(int t)
+{
+    return t == WSI_TOKEN_GET_URI || t == WSI_TOKEN_POST_URI || t == WSI_TOKEN_HTTP_URI_ARGS ||
+           t == WSI_TOKEN_OPTIONS_URI || t == WSI_TOKEN_HEAD_URI;
+}
+
+int mh_http_head_too_long(struct lws *wsi)
+{
+    int status = 0;
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++) {
+        if (lws_hdr_total_length(wsi, (enum lws_token_indexes)t) < MH_HTTP_TOKEN_LIMIT)
+            continue;
+        if (is_uri_token(t))
+            return MH_HTTP_URI_TOO_LONG;
+        status = MH_HTTP_HEADERS_TOO_LARGE;
+    }
+    return status;
+}
+
+/*
+ * Framing that could make us and a proxy in front disagree on where a
+ * request ends: a header lws had to cut (414 / 431), a NUL inside a header
+ * value, or Transfer-Encoding (lws 4.1.6 does not decode chunked request
+ * bodies). Returns 1 when refused.
+ */
+static int framing_refused(struct lws *wsi, struct mh_http *h)
+{
+    int too_long = mh_http_head_too_long(wsi);
+    if (too_long)
+        set_fatal(h, too_long, MH_ERR_BAD_REQUEST,
+                  too_long == MH_HTTP_URI_TOO_LONG ? "URI too long" : "request header too large");
+    else if (mh_http_headers_have_nul(wsi))
+        set_fatal(h, MH_HTTP_BAD_REQUEST, MH_ERR_BAD_REQUEST, "NUL byte in a header");
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) <= 0)
+        return 0;
+    else if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+        set_fatal(h, MH_HTTP_BAD_REQUEST, MH_ERR_BAD_REQUEST,
+                  "Content-Length and Transfer-Encoding together");
+    else
+        set_fatal(h, MH_HTTP_LENGTH_REQUIRED, MH_ERR_BAD_REQUEST,
+                  "chunked request bodies are not supported: send Content-Length");
+    return 1;
+}
+
+/* Holds the whole declared body against the memory budget before reading it; 0 when refused. */
+static int reserve_body(mh_server_t *srv, struct mh_http *h, size_t cl)
+{
+    if (!mh_mem_allows(srv, cl, cl))
+        return 0;
+    mh_mem_add(srv, cl);
+    h->reserved = cl;
+    return 1;
+}
+
 /* Checks route, method, auth and body headers; returns 1 when a body must be read first. */
 static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, const char *path)
 {
+    if (framing_refused(wsi, h))
+        return 0;
     size_t i, n = sizeof(routes) / sizeof(routes[0]);
     for (i = 0; i < n && strcmp(routes[i].path, path) != 0; i++)
         ;
@@ -368,19 +484,49 @@ static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, cons
             h->close_after = 1; /* the body is not read */
         } else if (routes[i].post && (cl > 0 || h->route == R_RELAY) && !json_content_type(wsi)) {
             set_error(h, MH_ERR_UNSUPPORTED_MEDIA_TYPE, "Content-Type must be application/json");
+        } else if (!reserve_body(srv, h, (size_t)cl)) {
+            set_fatal(h, MH_HTTP_UNAVAILABLE, MH_ERR_UNAVAILABLE,
+                      "hub memory budget exhausted, retry later");
         }
     }
     return cl > 0 && !h->close_after;
 }
 
-static void http_reset(struct mh_http *h)
+/* Gives the body's reservation back to the memory budget. */
+static void release_body(mh_server_t *srv, struct mh_http *h)
 {
+    mh_mem_sub(srv, h->reserved);
+    h->reserved = 0;
+}
+
+static void http_reset(mh_server_t *srv, struct mh_http *h)
+{
+    release_body(srv, h);
     h->has_error = 0;
+    h->err_status = 0;
     h->allow = NULL;
     h->close_after = 0;
+    h->handled = 0;
     h->phase = 0;
     mh_buf_reset(&h->in);
     out_reset(h);
+}
+
+/*
+ * lws 4.1.6 signals BODY_COMPLETION again on every service pass while bytes
+ * that followed the body (a pipelined request, a stray CRLF, chunk framing)
+ * sit unread in its buffer. The request was handled once already: the
+ * connection closes once the answer is written (Connection: close), and
+ * while an asynchronous answer is awaited its input is stopped so lws does
+ * not spin on the repeats.
+ */
+static void after_body(struct lws *wsi, struct mh_http *h)
+{
+    h->close_after = 1;
+    if (h->phase == 0 && !h->rx_paused) {
+        h->rx_paused = 1;
+        lws_rx_flow_control(wsi, 0);
+    }
 }
 
 static int write_headers(struct lws *wsi, struct mh_http *h)
@@ -408,7 +554,7 @@ static int write_headers(struct lws *wsi, struct mh_http *h)
     return lws_finalize_write_http_header(wsi, start, &p, end) ? -1 : 0;
 }
 
-static int on_writeable(struct lws *wsi, struct mh_http *h)
+static int on_writeable(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 {
     if (h->phase == 1) {
         if (write_headers(wsi, h))
@@ -424,15 +570,19 @@ static int on_writeable(struct lws *wsi, struct mh_http *h)
         (int)len)
         return -1;
     h->phase = 0;
+    release_body(srv, h); /* answered: the body's memory goes back now, not at the next request */
+    mh_buf_free(&h->in);
     if (h->close_after)
         return -1;
+    mh_conntrack_restart(srv->conntrack, wsi, mh_now_ms()); /* the next request's deadline */
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 
-static void http_free(mh_conn_t *conn)
+static void http_free(mh_server_t *srv, mh_conn_t *conn)
 {
     if (!conn->http)
         return;
+    release_body(srv, conn->http);
     mh_handle_clear(conn->http->handle);
     mh_buf_free(&conn->http->in);
     mh_buf_free(&conn->http->out);
@@ -459,14 +609,16 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
     case LWS_CALLBACK_HTTP:
         h = http_of(conn);
         h->wsi = wsi;
-        http_reset(h);
+        http_reset(srv, h);
         srv->metrics.http_requests_total++;
         if (!on_request(srv, wsi, h, (const char *)in))
             handle_complete(srv, wsi, h);
         return 0;
     case LWS_CALLBACK_HTTP_BODY:
         h = http_of(conn);
-        if (!h->has_error) {
+        if (h->handled) /* bytes after a request without Content-Length: not a body of ours */
+            after_body(wsi, h);
+        else if (!h->has_error) {
             if (h->in.len + len > srv->cfg->max_body_bytes + BODY_SLACK)
                 set_error(h, MH_ERR_BODY_TOO_LARGE, "request body too large");
             else
@@ -474,14 +626,56 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
         }
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        handle_complete(srv, wsi, http_of(conn));
+        h = http_of(conn);
+        if (h->handled)
+            after_body(wsi, h);
+        else
+            handle_complete(srv, wsi, h);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
-        return conn->http ? on_writeable(wsi, conn->http) : 0;
+        return conn->http ? on_writeable(srv, wsi, conn->http) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        http_free(conn);
+        http_free(srv, conn);
         return 0;
+    default:
+        return 0;
+    }
+}
+
+/* Writes a whole HTTP/1.1 400 in the error shape as raw bytes; 0 on success. */
+static int raw_refuse(mh_server_t *srv, struct lws *wsi)
+{
+    mh_buf_t b, body;
+    mh_buf_init(&b);
+    mh_buf_init(&body);
+    mh_codec_http_error(&body, MH_ERR_BAD_REQUEST, "not an HTTP request");
+    static const unsigned char pre[LWS_PRE];
+    mh_buf_append(&b, pre, LWS_PRE);
+    mh_buf_printf(&b,
+                  "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
+                  "content-length: %zu\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
+                  body.len);
+    mh_buf_append(&b, body.data, body.len);
+    size_t len = b.len - LWS_PRE;
+    int rc = lws_write(wsi, (unsigned char *)b.data + LWS_PRE, len, LWS_WRITE_RAW) == (int)len;
+    mh_buf_free(&b);
+    mh_buf_free(&body);
+    mh_metrics_error(&srv->metrics, MH_ERR_BAD_REQUEST);
+    return rc ? 0 : -1;
+}
+
+int mh_http_raw_callback(struct lws *wsi, int reason, void *user, void *in, size_t len)
+{
+    mh_server_t *srv = lws_context_user(lws_get_context(wsi));
+    switch (reason) {
+    case LWS_CALLBACK_RAW_ADOPT:
+    case LWS_CALLBACK_RAW_RX: /* what it sent is not read: it gets one answer */
+        lws_callback_on_writable(wsi);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE:
+        raw_refuse(srv, wsi);
+        return -1;
     default:
         return 0;
     }

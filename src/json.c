@@ -60,6 +60,18 @@ static size_t utf8_len(const unsigned char *s, size_t n, size_t i)
     return len;
 }
 
+int mh_json_utf8_valid(const void *text, size_t n)
+{
+    const unsigned char *s = text;
+    for (size_t i = 0; i < n;) {
+        size_t len = utf8_len(s, n, i);
+        if (!len)
+            return 0;
+        i += len;
+    }
+    return 1;
+}
+
 static int scan_string(scan_t *c)
 {
     c->i++; /* opening quote */

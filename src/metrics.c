@@ -121,6 +121,12 @@ static void render_counters(const mh_metrics_t *m, mh_buf_t *out)
         {"msghub_slow_consumer_closes_total",
          "Connections closed because their outbound buffer was full.",
          offsetof(mh_metrics_t, slow_consumer_closes_total)},
+        {"msghub_sockets_refused_total", "Sockets closed right after accept: at the socket limit.",
+         offsetof(mh_metrics_t, sockets_refused_total)},
+        {"msghub_request_timeouts_total", "HTTP connections closed: request not complete in time.",
+         offsetof(mh_metrics_t, request_timeouts_total)},
+        {"msghub_memory_refusals_total", "Requests refused or closed because of --memory-limit.",
+         offsetof(mh_metrics_t, memory_refusals_total)},
     };
     for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
         const uint64_t *v = (const uint64_t *)((const char *)m + counters[i].off);
@@ -163,6 +169,13 @@ static void render_latency(const mh_metrics_t *m, mh_buf_t *out)
 void mh_metrics_render(const mh_metrics_t *m, mh_buf_t *out)
 {
     render_one(out, "msghub_connections", "gauge", "Open WebSocket sessions.", m->connections);
+    render_one(out, "msghub_sockets", "gauge", "Accepted sockets open (HTTP and WebSocket).",
+               m->sockets);
+    render_one(out, "msghub_memory_bytes", "gauge",
+               "Bytes held in reassembly, outbound queues, HTTP bodies and in-memory logs.",
+               m->memory_bytes);
+    render_one(out, "msghub_memory_limit_bytes", "gauge", "The --memory-limit budget.",
+               m->memory_limit_bytes);
     render_counters(m, out);
     render_errors(m, out);
     render_latency(m, out);

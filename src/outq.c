@@ -9,6 +9,7 @@ void mh_outq_init(mh_outq_t *q)
 {
     q->ring = NULL;
     q->cap = q->head = q->len = q->bytes = 0;
+    q->account = NULL;
 }
 
 void mh_outq_free(mh_outq_t *q)
@@ -37,6 +38,8 @@ static void push(mh_outq_t *q, mh_outq_entry_t e)
     q->ring[(q->head + q->len) & (q->cap - 1)] = e;
     q->len++;
     q->bytes += e.size;
+    if (q->account)
+        *q->account += e.size;
 }
 
 void mh_outq_push(mh_outq_t *q, mh_frame_t *f)
@@ -64,6 +67,8 @@ int mh_outq_pop_entry(mh_outq_t *q, mh_outq_entry_t *e)
     q->head = (q->head + 1) & (q->cap - 1);
     q->len--;
     q->bytes -= e->size;
+    if (q->account)
+        *q->account -= e->size;
     return 1;
 }
 

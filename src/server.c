@@ -1,7 +1,7 @@
 /*
  * server: composition root. Creates the libuv loop, the libwebsockets
  * context on it (foreign loop, LWS_SERVER_OPTION_LIBUV: epoll, not lws'
- * own poll loop), the registry, the inbox and the timers, routes lws
+ * own poll loop), the registry, the per-user log and the timers, routes lws
  * callbacks to the HTTP and WebSocket adapters, and runs the graceful
  * shutdown on SIGTERM / SIGINT.
  *
@@ -15,25 +15,33 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 #include "msghub/broker_amqp.h"
 #include "msghub/cluster.h"
+#include "msghub/conntrack.h"
 #include "msghub/http_api.h"
 #include "msghub/log.h"
 #include "msghub/msglog_mem.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
+#include "msghub/u64map.h"
 #include "msghub/ws.h"
 
 #define SWEEP_INTERVAL_MS 10000
 #define DRAIN_POLL_MS 50
+#define DEADLINE_SWEEP_MS 100
+#define DEADLINE_CLOSES_PER_SWEEP 100 /* each close costs lws a walk of its timer list */
+#define LOG_FLUSH_EVERY 10            /* sweeps: once a second */
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
-    uv_timer_t sweep; /* retention sweep of a memory log */
-    uv_timer_t acks;  /* flushes ?ack=auto acks */
-    uv_timer_t drain; /* polls for the last session to go during shutdown */
+    uv_timer_t sweep;     /* retention sweep of a memory log */
+    uv_timer_t acks;      /* flushes ?ack=auto acks */
+    uv_timer_t drain;     /* polls for the last session to go during shutdown */
+    uv_timer_t deadlines; /* closes HTTP requests past --request-timeout */
+    unsigned long sweeps;
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -57,9 +65,75 @@ unsigned char *mh_server_scratch(mh_server_t *srv, size_t n)
     return srv->scratch + MH_FRAME_HEADROOM;
 }
 
+void mh_mem_add(mh_server_t *srv, size_t n)
+{
+    srv->metrics.memory_bytes += n;
+}
+
+void mh_mem_sub(mh_server_t *srv, size_t n)
+{
+    srv->metrics.memory_bytes -= n < srv->metrics.memory_bytes ? n : srv->metrics.memory_bytes;
+}
+
+int mh_mem_allows(mh_server_t *srv, size_t total, size_t more)
+{
+    if (total <= MH_MEM_SMALL ||
+        srv->metrics.memory_bytes + more <= srv->metrics.memory_limit_bytes)
+        return 1;
+    srv->metrics.memory_refusals_total++;
+    return 0;
+}
+
+/* Reads one unsigned number from path; 0 when absent or "max". */
+static uint64_t read_u64_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    unsigned long long v = 0;
+    if (f && fscanf(f, "%llu", &v) != 1)
+        v = 0;
+    if (f)
+        fclose(f);
+    return v;
+}
+
+/* The default --memory-limit: half of the cgroup's limit, or of the machine's RAM. */
+static uint64_t default_memory_limit(void)
+{
+    uint64_t ram = (uint64_t)sysconf(_SC_PHYS_PAGES) * (uint64_t)sysconf(_SC_PAGESIZE);
+    uint64_t cg = read_u64_file("/sys/fs/cgroup/memory.max");
+    if (!cg)
+        cg = read_u64_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
+    uint64_t limit = cg && cg < ram ? cg : ram;
+    return limit / 2;
+}
+
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
 {
     snprintf(out, len, "%s-%llu", srv->msg_prefix, (unsigned long long)++srv->msg_seq);
+}
+
+/* At the socket limit a new socket is closed right after accept (no EMFILE, no busy loop). */
+static int accept_allowed(mh_server_t *srv)
+{
+    size_t limit = (size_t)srv->cfg->max_connections + MH_CONFIG_SOCKET_SLACK;
+    if (mh_conntrack_count(srv->conntrack) < limit)
+        return 1;
+    srv->metrics.sockets_refused_total++;
+    mh_warn("socket_refused", "reason=limit sockets=%zu", mh_conntrack_count(srv->conntrack));
+    return 0;
+}
+
+/* Socket lifecycle: counted from accept to destroy, whatever protocol it speaks. */
+static int track(mh_server_t *srv, struct lws *wsi, int reason)
+{
+    if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
+        return accept_allowed(srv) ? 0 : 1;
+    if (reason == LWS_CALLBACK_WSI_CREATE)
+        mh_conntrack_open(srv->conntrack, wsi, mh_now_ms());
+    else
+        mh_conntrack_close(srv->conntrack, wsi);
+    srv->metrics.sockets = mh_conntrack_count(srv->conntrack);
+    return 0;
 }
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
@@ -68,6 +142,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     mh_server_t *srv = lws_context_user(lws_get_context(wsi));
     mh_conn_t *conn = user;
     switch (reason) {
+    case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+    case LWS_CALLBACK_WSI_CREATE:
+    case LWS_CALLBACK_WSI_DESTROY:
+        return track(srv, wsi, (int)reason);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         mh_err_code_t code;
         const char *msg;
@@ -75,6 +153,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return status ? mh_ws_refuse(srv, wsi, status, code, msg) : 0;
     }
     case LWS_CALLBACK_ESTABLISHED:
+        mh_conntrack_upgraded(srv->conntrack, wsi);
+        return conn ? mh_ws_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     case LWS_CALLBACK_RECEIVE:
     case LWS_CALLBACK_SERVER_WRITEABLE:
     case LWS_CALLBACK_TIMER:
@@ -96,6 +176,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     default:
         return 0;
     }
+}
+
+static int raw_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
+                        size_t len)
+{
+    return mh_http_raw_callback(wsi, (int)reason, user, in, len);
 }
 
 static void lws_log_emit(int level, const char *line)
@@ -125,6 +211,8 @@ static void finish(mh_server_t *srv)
     uv_timer_stop(&p->sweep);
     uv_timer_stop(&p->acks);
     mh_session_flush_auto_acks(srv);
+    uv_timer_stop(&p->deadlines);
+    uv_close((uv_handle_t *)&p->deadlines, NULL);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     uv_close((uv_handle_t *)&p->drain, NULL);
@@ -172,6 +260,19 @@ static void on_acks(uv_timer_t *t)
     mh_session_flush_auto_acks(t->data);
 }
 
+static void on_deadlines(uv_timer_t *t)
+{
+    mh_server_t *srv = t->data;
+    uint64_t timeout_ms = (uint64_t)srv->cfg->request_timeout_s * 1000u;
+    if (++srv->priv->sweeps % LOG_FLUSH_EVERY == 0)
+        mh_log_flush();
+    size_t n =
+        mh_conntrack_sweep(srv->conntrack, mh_now_ms(), timeout_ms, DEADLINE_CLOSES_PER_SWEEP);
+    srv->metrics.request_timeouts_total += n;
+    if (n)
+        mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
+}
+
 static void init_secret(mh_server_t *srv)
 {
     if (srv->cfg->token_secret && *srv->cfg->token_secret) {
@@ -206,7 +307,8 @@ static uint64_t last_id_of(void *ud)
 /* Standalone: the per-user logs live in memory, swept for the TTL. */
 static void start_memory_log(mh_server_t *srv)
 {
-    mh_msglog_mem_options_t o = {srv->log_limits, last_id_of, NULL, srv->registry};
+    mh_msglog_mem_options_t o = {srv->log_limits, last_id_of, NULL, srv->registry,
+                                 &srv->metrics.memory_bytes};
     mh_msglog_mem_new(&srv->log, &o);
     srv->log_sweep = mh_msglog_mem_expire;
 }
@@ -228,12 +330,20 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     info.port = srv->cfg->listen_port;
     info.iface = strcmp(srv->cfg->listen_host, "0.0.0.0") ? srv->cfg->listen_host : NULL;
     info.protocols = protocols;
-    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6;
+    info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
+                   LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+    /* a first line that is not HTTP goes to the raw protocol, which answers 400 */
+    info.listen_accept_role = "raw-skt";
+    info.listen_accept_protocol = MH_HTTP_RAW_PROTOCOL;
     info.foreign_loops = loops;
     info.user = srv;
     info.retry_and_idle_policy = retry;
     info.pcontext = &srv->lws; /* lws sets it to NULL once fully destroyed */
-    info.max_http_header_data = 4096;
+    info.max_http_header_data = MH_HTTP_MAX_HEADER_BYTES;
+    static struct lws_token_limits limits; /* read by lws for the context's life */
+    for (int i = 0; i < WSI_TOKEN_COUNT; i++)
+        limits.token_limit[i] = MH_HTTP_TOKEN_LIMIT;
+    info.token_limits = &limits;
     /* one read per socket event fills this shared buffer (4 KiB by default) */
     info.pt_serv_buf_size = 256 * 1024;
     return lws_create_context(&info);
@@ -248,6 +358,7 @@ static int run_loop(mh_server_t *srv)
     };
     struct lws_protocols protocols[] = {
         {"msghub", callback, sizeof(mh_conn_t), 65536, 0, NULL, 0},
+        {MH_HTTP_RAW_PROTOCOL, raw_callback, 0, 0, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
@@ -264,14 +375,18 @@ static int run_loop(mh_server_t *srv)
     uv_timer_init(srv->loop, &p->sweep);
     uv_timer_init(srv->loop, &p->drain);
     uv_timer_init(srv->loop, &p->acks);
+    uv_timer_init(srv->loop, &p->deadlines);
     p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->acks.data = srv;
+    p->deadlines.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_timer_start(&p->acks, on_acks, MH_SESSION_ACK_FLUSH_MS, MH_SESSION_ACK_FLUSH_MS);
-    mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u", cfg->listen_host,
-            cfg->listen_port, srv->distributed ? "distributed" : "standalone", cfg->instance_id,
-            cfg->max_connections);
+    uv_timer_start(&p->deadlines, on_deadlines, DEADLINE_SWEEP_MS, DEADLINE_SWEEP_MS);
+    mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
+            cfg->listen_host, cfg->listen_port, srv->distributed ? "distributed" : "standalone",
+            cfg->instance_id, cfg->max_connections,
+            (unsigned long long)srv->metrics.memory_limit_bytes);
     uv_run(srv->loop, UV_RUN_DEFAULT);
     return 0;
 }
@@ -290,10 +405,13 @@ int mh_server_run(const mh_config_t *cfg)
     srv.priv = &priv;
     srv.registry = mh_registry_new();
     init_limits(&srv);
+    srv.conntrack = mh_conntrack_new();
+    srv.partials = mh_u64map_new();
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
     srv.started_ms = mh_now_ms();
     mh_metrics_init(&srv.metrics);
+    srv.metrics.memory_limit_bytes = cfg->memory_limit ? cfg->memory_limit : default_memory_limit();
     init_secret(&srv);
     init_msg_prefix(&srv);
 
@@ -321,6 +439,8 @@ int mh_server_run(const mh_config_t *cfg)
     for (size_t i = 0; i < srv.n_ack_pending; i++)
         mh_handle_unref(srv.ack_pending[i]);
     free(srv.ack_pending);
+    mh_conntrack_free(srv.conntrack);
+    mh_u64map_free(srv.partials); /* empty: every session released its part at CLOSED */
     if (!rc)
         mh_info("stopped", "%s", "");
     return rc;

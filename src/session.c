@@ -140,6 +140,8 @@ static const char *close_reason(int code)
         return "idle timeout";
     case 1009:
         return "message too big";
+    case 1013:
+        return "try again later";
     case 1011:
         return "backplane unavailable";
     case 1008:
@@ -296,6 +298,7 @@ mh_session_t *mh_session_open(mh_server_t *srv, struct lws *wsi, uint64_t resume
     s->opts = *opts;
     s->handle = mh_handle_new(s);
     mh_outq_init(&s->outq);
+    s->outq.account = &srv->metrics.memory_bytes; /* --memory-limit */
     mh_buf_init(&s->rx);
     s->last_app_us = mh_mono_us();
     mh_rate_init(&s->rate, srv->cfg->rate_per_s, srv->cfg->rate_burst, s->last_app_us);

@@ -203,6 +203,7 @@ mh_frame_t *mh_frame_new(const void *p, size_t n)
     f->t0_us = 0;
     f->is_message = 0;
     f->seq_at = 0;
+    f->log_refs = 0;
     f->len = n;
     if (n)
         memcpy(f->mem + MH_FRAME_HEADROOM, p, n);

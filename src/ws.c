@@ -11,51 +11,36 @@
 #include <string.h>
 
 #include "msghub/http_api.h"
+#include "msghub/json.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
+#include "msghub/u64map.h"
 
 #define OVERSIZE_SLACK (64 * 1024)
-#define QUERY_ARG_MAX 4100 /* every URI argument fits: lws keeps at most 4096 header bytes */
 #define SINCE_DIGITS_MAX 20
+/* lws 4.1 keeps its close opcode private; its value is 4 in every 4.x release (see session.c). */
+#define MH_LWS_WRITE_CLOSE 4
+#define MH_CLOSE_PROTOCOL_ERROR 1002
+#define MH_CLOSE_TOO_BIG 1009
+#define MH_CLOSE_TRY_AGAIN_LATER 1013
+#define MH_CLOSE_MAX_PAYLOAD 125
 
 /* ---- upgrade checks ---- */
 
-/* Copies the value of ?token= into out; returns its length, or -1 when absent or empty. */
+/*
+ * Copies the value of ?token= into out; returns its length, -1 when absent
+ * or empty, 0 when it cannot be a token (too long to fit: refused, never
+ * read as "no token").
+ */
 static int query_token(struct lws *wsi, char *out, size_t len)
 {
-    char buf[300];
-    const char *v = lws_get_urlarg_by_name(wsi, "token=", buf, (int)sizeof(buf));
-    if (!v || !*v || strlen(v) >= len)
-        return v && *v ? 0 : -1;
-    size_t n = strlen(v);
-    memcpy(out, v, n + 1);
-    return (int)n;
-}
-
-/*
- * Finds the query argument `name` (as "name=value" or a bare "name") and
- * copies its decoded value into out; returns its length, or -1 when absent.
- */
-static int query_arg(struct lws *wsi, const char *name, char *out, size_t len)
-{
-    char buf[QUERY_ARG_MAX];
-    size_t nlen = strlen(name);
-    for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
-        int n = lws_hdr_copy_fragment(wsi, buf, (int)sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (n < 0 || strncmp(buf, name, nlen) != 0 || (buf[nlen] != '=' && buf[nlen] != '\0'))
-            continue;
-        const char *v = buf[nlen] == '=' ? buf + nlen + 1 : buf + nlen;
-        size_t vlen = strlen(v);
-        if (vlen >= len)
-            vlen = len - 1; /* too long for any valid value: still invalid when cut */
-        memcpy(out, v, vlen);
-        out[vlen] = '\0';
-        return (int)vlen;
-    }
-    return -1;
+    int n = mh_http_query_arg(wsi, "token", out, len);
+    if (n == MH_QUERY_TOO_LONG)
+        return 0;
+    return n > 0 ? n : -1;
 }
 
 /* ?since: decimal digits, at most 2^64-1; -1 when malformed. */
@@ -82,15 +67,16 @@ static const char *parse_opts(struct lws *wsi, int has_token, mh_session_opts_t 
 {
     char v[32];
     memset(o, 0, sizeof(*o));
-    int n = query_arg(wsi, "ack", v, sizeof(v));
-    if (n >= 0 && strcmp(v, "client") != 0 && strcmp(v, "auto") != 0)
+    int n = mh_http_query_arg(wsi, "ack", v, sizeof(v));
+    if (n == MH_QUERY_TOO_LONG || (n >= 0 && strcmp(v, "client") != 0 && strcmp(v, "auto") != 0))
         return "ack must be client or auto";
     o->ack_auto = n >= 0 && strcmp(v, "auto") == 0;
-    if (query_arg(wsi, "since", v, sizeof(v)) < 0)
+    n = mh_http_query_arg(wsi, "since", v, sizeof(v));
+    if (n == MH_QUERY_ABSENT)
         return NULL;
     if (!has_token)
         return "since needs a token";
-    if (parse_since(v, &o->since))
+    if (n == MH_QUERY_TOO_LONG || parse_since(v, &o->since))
         return "since must be a decimal seq from 0 to the id's highest seq";
     return NULL;
 }
@@ -112,6 +98,17 @@ static int check_opts(mh_server_t *srv, struct lws *wsi, int tlen, uint64_t id, 
 
 int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, const char **msg)
 {
+    int too_long = mh_http_head_too_long(wsi);
+    if (too_long) {
+        *code = MH_ERR_BAD_REQUEST;
+        *msg = too_long == 414 ? "URI too long" : "request header too large";
+        return too_long;
+    }
+    if (mh_http_headers_have_nul(wsi)) {
+        *code = MH_ERR_BAD_REQUEST;
+        *msg = "NUL byte in a header";
+        return 400;
+    }
     char uri[64];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0) {
         *code = MH_ERR_NOT_FOUND;
@@ -349,39 +346,184 @@ static void handle_message(mh_server_t *srv, mh_session_t *s, const char *text, 
     mh_codec_request_free(&req);
 }
 
+/*
+ * Sessions holding part of a text message, with the time it began, so that
+ * past the memory budget the oldest partial message goes first.
+ */
+typedef struct partial {
+    mh_session_t *s;
+    uint64_t since_us;
+} partial_t;
+
+static uint64_t partial_key(const mh_session_t *s)
+{
+    return (uint64_t)(uintptr_t)s;
+}
+
+static void partial_begin(mh_server_t *srv, mh_session_t *s)
+{
+    if (mh_u64map_get(srv->partials, partial_key(s)))
+        return;
+    partial_t *p = mh_xmalloc(sizeof(*p));
+    p->s = s;
+    p->since_us = mh_mono_us();
+    mh_u64map_put(srv->partials, partial_key(s), p);
+}
+
+/* The session holding the oldest partial message other than self, or NULL. */
+static mh_session_t *partial_oldest(mh_server_t *srv, const mh_session_t *self)
+{
+    size_t cursor = 0;
+    uint64_t k;
+    void *v;
+    partial_t *best = NULL;
+    while (mh_u64map_next(srv->partials, &cursor, &k, &v)) {
+        partial_t *p = v;
+        if (p->s != self && (!best || p->since_us < best->since_us))
+            best = p;
+    }
+    return best ? best->s : NULL;
+}
+
+/* Gives the reassembly buffer's bytes back to the memory budget and empties it. */
+static void rx_release(mh_server_t *srv, mh_session_t *s)
+{
+    if (!s->rx_binary)
+        mh_mem_sub(srv, s->rx.len);
+    mh_buf_reset(&s->rx);
+    free(mh_u64map_del(srv->partials, partial_key(s)));
+}
+
+/* Drops one partial message, the connection with it (1013). */
+static void partial_drop(mh_server_t *srv, mh_session_t *s)
+{
+    srv->metrics.memory_refusals_total++;
+    rx_release(srv, s);
+    mh_buf_free(&s->rx);
+    mh_session_close(srv, s, MH_CLOSE_TRY_AGAIN_LATER);
+}
+
+/*
+ * 1 when len more bytes of a text message of total bytes fit the budget,
+ * after dropping the oldest partial messages of other connections if need be.
+ */
+static int rx_fits(mh_server_t *srv, mh_session_t *s, size_t total, size_t len)
+{
+    mh_session_t *victim;
+    while (srv->metrics.memory_bytes + len > srv->metrics.memory_limit_bytes &&
+           total > MH_MEM_SMALL && (victim = partial_oldest(srv, s)))
+        partial_drop(srv, victim);
+    return mh_mem_allows(srv, total, len);
+}
+
+/*
+ * Buffers one piece of a message; returns 0, or -1 when the session was
+ * closed instead: 1009 past the size cap, 1013 when a message larger than
+ * MH_MEM_SMALL no longer fits the memory budget.
+ */
+static int rx_append(mh_server_t *srv, mh_session_t *s, const void *in, size_t len)
+{
+    int code = 0;
+    if (s->rx.len + len > srv->cfg->max_body_bytes + OVERSIZE_SLACK)
+        code = MH_CLOSE_TOO_BIG;
+    else if (!s->rx_binary && !rx_fits(srv, s, s->rx.len + len, len))
+        code = MH_CLOSE_TRY_AGAIN_LATER;
+    if (code) {
+        rx_release(srv, s);
+        mh_buf_free(&s->rx);
+        mh_session_close(srv, s, code);
+        return -1;
+    }
+    if (s->rx_binary) {
+        s->rx.len += len; /* count only: binary messages are refused whole */
+        return 0;
+    }
+    mh_buf_append(&s->rx, in, len);
+    mh_mem_add(srv, len);
+    return 0;
+}
+
+static void binary_done(mh_server_t *srv, mh_session_t *s)
+{
+    s->last_app_us = mh_mono_us();
+    srv->metrics.frames_received_total++;
+    if (!mh_rate_take(&s->rate, s->last_app_us)) /* every frame counts */
+        send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
+    else
+        send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL, 0);
+    s->rx.len = 0;
+}
+
 static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const void *in,
                       size_t len)
 {
     if (s->closing)
         return 0; /* input after we decided to close is ignored */
     if (lws_is_first_fragment(wsi)) {
-        mh_buf_reset(&s->rx);
+        rx_release(srv, s);
         s->rx_binary = lws_frame_is_binary(wsi);
     }
-    if (s->rx.len + len > srv->cfg->max_body_bytes + OVERSIZE_SLACK) {
-        mh_buf_free(&s->rx);
-        mh_session_close(srv, s, 1009);
+    if (rx_append(srv, s, in, len))
+        return 0;
+    if (!lws_is_final_fragment(wsi)) {
+        if (!s->rx_binary)
+            partial_begin(srv, s);
         return 0;
     }
-    if (!s->rx_binary)
-        mh_buf_append(&s->rx, in, len);
-    else
-        s->rx.len += len; /* count only: binary messages are refused whole */
-    if (!lws_is_final_fragment(wsi))
-        return 0;
     if (s->rx_binary) {
-        s->last_app_us = mh_mono_us();
-        srv->metrics.frames_received_total++;
-        send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL, 0);
-        s->rx.len = 0;
+        binary_done(srv, s);
         return 0;
     }
-    if (!s->opened)
+    if (!s->opened && !mh_rate_take(&s->rate, mh_mono_us()))
+        send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
+    else if (!s->opened)
         send_error(srv, s, MH_ERR_UNAVAILABLE, "session not ready yet", NULL, 0);
     else
         handle_message(srv, s, s->rx.data ? s->rx.data : "", s->rx.len);
-    mh_buf_reset(&s->rx);
+    rx_release(srv, s);
     return 0;
+}
+
+/* ---- the peer's close frame (RFC 6455 5.5.1, 7.4) ---- */
+
+/* 1 when a close code may be sent by a peer: 1000-1003, 1007-1014 (IANA), 3000-4999. */
+static int close_code_valid(unsigned code)
+{
+    return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
+           (code >= 3000 && code <= 4999);
+}
+
+static int close_payload_valid(const unsigned char *p, size_t len)
+{
+    if (len == 0)
+        return 1;
+    if (len == 1 || len > MH_CLOSE_MAX_PAYLOAD)
+        return 0;
+    return close_code_valid((unsigned)p[0] << 8 | p[1]) && mh_json_utf8_valid(p + 2, len - 2);
+}
+
+/*
+ * lws 4.1.6 echoes a close payload it does not understand (code 5000, one
+ * byte, a reason that is not UTF-8). Answer 1002 ourselves instead and drop
+ * the connection; returns the callback's result.
+ */
+static int on_peer_close(mh_server_t *srv, mh_session_t *s, const void *in, size_t len)
+{
+    if (s && s->close_sent)
+        return -1; /* the peer answers the close frame we wrote: lws must not send another */
+    if (close_payload_valid(in, len))
+        return 0;
+    static const char why[] = "protocol error";
+    unsigned char buf[LWS_PRE + 2 + sizeof(why)], *p = buf + LWS_PRE;
+    p[0] = MH_CLOSE_PROTOCOL_ERROR >> 8;
+    p[1] = MH_CLOSE_PROTOCOL_ERROR & 0xff;
+    memcpy(p + 2, why, sizeof(why) - 1);
+    if (s) {
+        mh_session_close(srv, s, MH_CLOSE_PROTOCOL_ERROR);
+        s->close_sent = 1;
+        lws_write(s->wsi, p, sizeof(why) + 1, (enum lws_write_protocol)MH_LWS_WRITE_CLOSE);
+    }
+    return -1;
 }
 
 /* ---- liveness ---- */
@@ -436,11 +578,12 @@ int mh_ws_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *con
             on_timer(srv, conn->ws);
         return 0;
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        /* the peer answers the close frame we wrote ourselves: lws must not send another */
-        return conn->ws && conn->ws->close_sent ? -1 : 0;
+        return on_peer_close(srv, conn->ws, in, len);
     case LWS_CALLBACK_CLOSED:
-        if (conn->ws)
+        if (conn->ws) {
+            rx_release(srv, conn->ws); /* a partial message goes with its connection */
             mh_session_closed(srv, conn->ws);
+        }
         conn->ws = NULL;
         return 0;
     default:

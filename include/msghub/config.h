@@ -41,10 +41,12 @@ typedef struct mh_config {
     uint64_t inbox_ttl_s;           /* 86400 */
     uint32_t shutdown_timeout_s;    /* 10 */
     int log_level;                  /* MH_LOG_INFO */
-    uint32_t presence_ttl_s;  /* 15: a dead instance's clients vanish from lists within this */
-    uint32_t queue_msg_ttl_s; /* 10: a message waits this long in a dead instance's queue */
-    uint32_t queue_expiry_s;  /* 60: an instance queue without consumer is deleted after */
-    char *web_root;           /* NULL: serve the built-in chat page; else a dir with index.html */
+    uint32_t presence_ttl_s;    /* 15: a dead instance's clients vanish from lists within this */
+    uint32_t queue_msg_ttl_s;   /* 10: a message waits this long in a dead instance's queue */
+    uint32_t queue_expiry_s;    /* 60: an instance queue without consumer is deleted after */
+    char *web_root;             /* NULL: serve the built-in chat page; else a dir with index.html */
+    uint32_t request_timeout_s; /* 10: whole HTTP request (head and body) */
+    uint64_t memory_limit;      /* bytes; 0 before startup: then sized from the machine */
 } mh_config_t;
 
 /* Returns the value of an environment variable or NULL (getenv-like). */
@@ -68,6 +70,11 @@ void mh_config_usage(FILE *out, uint64_t nofile_limit);
 
 /* Descriptors the hub reserves for itself (logs, listen socket, backplane). */
 #define MH_CONFIG_FD_RESERVE 64
+/*
+ * Sockets accepted beyond max_connections (out of the reserve above), so
+ * that an upgrade at the limit still gets its 503 and HTTP keeps working.
+ */
+#define MH_CONFIG_SOCKET_SLACK 16
 
 /* True if origin (exact, case-sensitive scheme://host[:port]) is allowed. */
 int mh_config_origin_allowed(const mh_config_t *cfg, const char *origin);

@@ -69,4 +69,7 @@ int mh_json_parse_id(const mh_json_span_t *num, uint64_t *out);
  */
 int mh_json_find_shallow(const char *s, size_t n, const char *key, mh_json_span_t *value);
 
+/* 1 when text[0..n) is valid UTF-8 (RFC 3629: no overlongs, no surrogates), else 0. */
+int mh_json_utf8_valid(const void *text, size_t n);
+
 #endif

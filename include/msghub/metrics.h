@@ -51,6 +51,12 @@ typedef struct mh_metrics {
     uint64_t redeliveries_total;
     uint64_t http_requests_total;
     uint64_t slow_consumer_closes_total;
+    uint64_t sockets;               /* gauge: accepted sockets open (HTTP and WebSocket) */
+    uint64_t sockets_refused_total; /* accepted and closed at once: at the socket limit */
+    uint64_t request_timeouts_total;
+    uint64_t memory_bytes;       /* gauge: bytes counted against --memory-limit */
+    uint64_t memory_limit_bytes; /* gauge: --memory-limit */
+    uint64_t memory_refusals_total;
     uint64_t errors_total[MH_ERR__COUNT];
     /* relay latency, receipt to last local write, seconds */
     uint64_t latency_buckets[MH_METRICS_LATENCY_BUCKETS]; /* non-cumulative counts */

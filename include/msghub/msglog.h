@@ -61,8 +61,8 @@ typedef struct mh_msglog_state {
 } mh_msglog_state_t;
 
 typedef void (*mh_msglog_append_cb)(void *ud, int status, const mh_msglog_appended_t *res);
-typedef void (*mh_msglog_read_cb)(void *ud, int status, const mh_msglog_entry_t *entries,
-                                  size_t n, uint64_t last_seq);
+typedef void (*mh_msglog_read_cb)(void *ud, int status, const mh_msglog_entry_t *entries, size_t n,
+                                  uint64_t last_seq);
 typedef void (*mh_msglog_state_cb)(void *ud, int status, const mh_msglog_state_t *st);
 typedef void (*mh_msglog_status_cb)(void *ud, int status);
 
@@ -118,8 +118,8 @@ static inline void mh_msglog_open(mh_msglog_t *l, uint64_t id, uint64_t since,
 {
     l->ops->open(l->impl, id, since, cb, ud);
 }
-static inline void mh_msglog_ack(mh_msglog_t *l, uint64_t id, uint64_t seq,
-                                 mh_msglog_status_cb cb, void *ud)
+static inline void mh_msglog_ack(mh_msglog_t *l, uint64_t id, uint64_t seq, mh_msglog_status_cb cb,
+                                 void *ud)
 {
     l->ops->ack(l->impl, id, seq, cb, ud);
 }

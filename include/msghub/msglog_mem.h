@@ -30,6 +30,9 @@ typedef struct mh_msglog_mem_options {
     /* clock for the TTL on reads and opens; NULL = mh_now_ms() */
     uint64_t (*now_ms)(void *ud);
     void *ud;
+    /* a budget counter (--memory-limit) that follows the bytes of the frames held, each
+     * frame counted once however many logs hold it; NULL = none */
+    uint64_t *account;
 } mh_msglog_mem_options_t;
 
 /* Fills *out with a new memory log; 0 (cannot fail: allocation aborts). */

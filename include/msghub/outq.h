@@ -16,6 +16,7 @@
 #define MSGHUB_OUTQ_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <stdint.h>
 
@@ -33,7 +34,8 @@ typedef struct mh_outq {
     size_t cap; /* power of two, or 0 */
     size_t head;
     size_t len;
-    size_t bytes; /* sum of payload lengths queued */
+    size_t bytes;      /* sum of payload lengths queued */
+    uint64_t *account; /* optional: a budget counter that follows bytes (memory limit) */
 } mh_outq_t;
 
 void mh_outq_init(mh_outq_t *q);

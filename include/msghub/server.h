@@ -24,6 +24,8 @@ struct mh_broker;
 struct mh_pubbatch;
 struct mh_session;
 struct mh_http;
+struct mh_conntrack;
+struct mh_u64map;
 
 typedef struct mh_server {
     const mh_config_t *cfg;
@@ -54,7 +56,9 @@ typedef struct mh_server {
     int redis_up, broker_up;
     void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;
-    struct mh_server_priv *priv; /* timers and signal handles (server.c) */
+    struct mh_conntrack *conntrack; /* every accepted socket, request deadlines */
+    struct mh_u64map *partials;     /* ws.c: sessions holding part of a message, by address */
+    struct mh_server_priv *priv;    /* timers and signal handles (server.c) */
 } mh_server_t;
 
 /* Per-connection user data of the lws protocol: HTTP state or a session. */
@@ -78,6 +82,18 @@ int mh_server_ready(const mh_server_t *srv);
  * call (one write at a time: the loop is single-threaded).
  */
 unsigned char *mh_server_scratch(mh_server_t *srv, size_t n);
+
+/*
+ * Memory budget (--memory-limit): metrics.memory_bytes counts what is held
+ * in reassembly, outbound queues and HTTP bodies (in-memory logs: to be
+ * hooked through mh_mem_add / mh_mem_sub). A message or body of at most
+ * MH_MEM_SMALL bytes is never refused.
+ */
+#define MH_MEM_SMALL (64 * 1024)
+void mh_mem_add(mh_server_t *srv, size_t n);
+void mh_mem_sub(mh_server_t *srv, size_t n);
+/* 1 when a message of total bytes may take more bytes now; counts a refusal otherwise. */
+int mh_mem_allows(mh_server_t *srv, size_t total, size_t more);
 
 /* Next message id for a relay, written into out[len]. */
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len);

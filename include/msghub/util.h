@@ -82,6 +82,7 @@ typedef struct mh_frame {
     /* message frames (contract v2): offset in the text where `,"seq":N` is
      * inserted for each receiver (see msglog.h); 0 for frames without seq */
     uint32_t seq_at;
+    uint32_t log_refs;   /* entries of the memory log holding it (its bytes count once) */
     unsigned char mem[]; /* MH_FRAME_HEADROOM + len + 1 (NUL) bytes */
 } mh_frame_t;
 

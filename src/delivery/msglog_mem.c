@@ -44,9 +44,11 @@ static entry_t *at(idlog_t *g, size_t i)
     return &g->ring[(g->head + i) % g->cap];
 }
 
-static entry_t shift(idlog_t *g)
+static entry_t shift(memlog_t *m, idlog_t *g)
 {
     entry_t e = g->ring[g->head];
+    if (--e.frame->log_refs == 0 && m->o.account)
+        *m->o.account -= e.frame->len;
     g->head = (g->head + 1) % g->cap;
     g->len--;
     g->bytes -= e.size;
@@ -59,8 +61,10 @@ static entry_t shift(idlog_t *g)
     return e;
 }
 
-static void push(idlog_t *g, entry_t e)
+static void push(memlog_t *m, idlog_t *g, entry_t e)
 {
+    if (e.frame->log_refs++ == 0 && m->o.account) /* a shared body counts once */
+        *m->o.account += e.frame->len;
     if (g->len == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : FIRST_RING_CAP;
         entry_t *ring = mh_xmalloc(cap * sizeof(*ring));
@@ -81,7 +85,7 @@ static uint64_t expire_log(memlog_t *m, idlog_t *g, uint64_t now_ms)
 {
     uint64_t n = 0, ttl = m->o.limits.ttl_ms;
     while (ttl && g->len && now_ms >= at(g, 0)->stored_ms + ttl) {
-        g->lost_seq = shift(g).seq;
+        g->lost_seq = shift(m, g).seq;
         n++;
     }
     return n;
@@ -106,10 +110,10 @@ static uint64_t append_one(memlog_t *m, idlog_t *g, mh_frame_t *f, uint64_t now_
     uint32_t max_msgs = m->o.limits.max_msgs ? m->o.limits.max_msgs : 1;
     *dropped += expire_log(m, g, now_ms);
     while (g->len && (g->len >= max_msgs || g->bytes + size > m->o.limits.max_bytes)) {
-        g->lost_seq = shift(g).seq;
+        g->lost_seq = shift(m, g).seq;
         (*dropped)++;
     }
-    push(g, (entry_t){seq, mh_frame_ref(f), now_ms, size});
+    push(m, g, (entry_t){seq, mh_frame_ref(f), now_ms, size});
     return seq;
 }
 
@@ -151,13 +155,13 @@ static void mem_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msg
 }
 
 /* Acknowledges everything <= seq (seq <= last_seq). */
-static void ack_log(idlog_t *g, uint64_t seq)
+static void ack_log(memlog_t *m, idlog_t *g, uint64_t seq)
 {
     if (seq <= g->acked_seq)
         return;
     g->acked_seq = seq;
     while (g->len && at(g, 0)->seq <= seq)
-        shift(g);
+        shift(m, g);
 }
 
 static void mem_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_cb cb, void *ud)
@@ -171,7 +175,7 @@ static void mem_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_cb
     }
     if (g) {
         m->expired += expire_log(m, g, now_of(m));
-        ack_log(g, since);
+        ack_log(m, g, since);
         st = (mh_msglog_state_t){g->last_seq, g->acked_seq, g->lost_seq <= g->acked_seq};
     }
     cb(ud, 0, &st);
@@ -183,7 +187,7 @@ static void mem_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_cb c
     idlog_t *g = get_log(m, id, 0);
     int rc = seq > (g ? g->last_seq : 0) ? MH_EINVAL : 0;
     if (!rc && g)
-        ack_log(g, seq);
+        ack_log(m, g, seq);
     if (cb)
         cb(ud, rc);
 }
@@ -204,7 +208,7 @@ static void mem_free(void *impl)
     while (mh_u64map_next(m->logs, &cursor, &id, &v)) {
         idlog_t *g = v;
         while (g->len)
-            shift(g);
+            shift(m, g);
         free(g);
     }
     mh_u64map_free(m->logs);

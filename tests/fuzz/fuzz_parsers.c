@@ -5,8 +5,11 @@
  * each other. It checks invariants as it goes (spans inside the input, ids
  * in range, a parsed relay's body within the limit) and aborts on a breach.
  *
- * Built with clang -fsanitize=fuzzer when MSGHUB_FUZZ is on; otherwise
- * driver.c replays the seed corpus plus deterministic mutations in ctest.
+ * Built with clang -fsanitize=fuzzer when MSGHUB_FUZZ is on, once with
+ * every parser (fuzz_parsers) and once per parser (fuzz_json, fuzz_requests,
+ * fuzz_envelopes, fuzz_token, fuzz_utf8: MH_FUZZ_ONLY picks it), which
+ * scripts/fuzz runs; otherwise driver.c replays the seed corpus plus
+ * deterministic mutations in ctest.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -16,6 +19,13 @@
 #include "msghub/codec.h"
 #include "msghub/json.h"
 #include "msghub/token.h"
+
+/* 0: every parser; 1..5: only one (the per-parser binaries of scripts/fuzz) */
+#ifdef MH_FUZZ_ONLY
+#define ONLY MH_FUZZ_ONLY
+#else
+#define ONLY 0
+#endif
 
 #define CHECK(c)                                                                                   \
     do {                                                                                           \
@@ -89,6 +99,31 @@ static void parse_envelopes(const char *s, size_t n)
         CHECK(inside(s, n, sub, len) && pos <= n);
 }
 
+static void verify_token(const char *s, size_t n)
+{
+    uint64_t id;
+    static const char secret[] = "fuzz";
+    if (mh_token_verify(secret, 4, s, n, 1764288000, 86400, &id) == 0)
+        CHECK(id > 0);
+}
+
+/* The UTF-8 check close reasons go through (ws.c): agrees with the JSON scanner on strings. */
+static void check_utf8(const char *s, size_t n)
+{
+    int ok = mh_json_utf8_valid(s, n);
+    if (memchr(s, '"', n) || memchr(s, '\\', n) || memchr(s, 0, n))
+        return; /* not a plain JSON string body */
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)s[i] < 0x20)
+            return;
+    char *q = malloc(n + 2);
+    q[0] = '"';
+    memcpy(q + 1, s, n);
+    q[n + 1] = '"';
+    CHECK((mh_json_validate(q, n + 2, MH_JSON_MAX_DEPTH) == MH_JSON_OK) == ok);
+    free(q);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -97,13 +132,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char *s = malloc(size ? size : 1);
     if (size)
         memcpy(s, data, size);
-    walk_json(s, size);
-    parse_requests(s, size);
-    parse_envelopes(s, size);
-    uint64_t id;
-    static const char secret[] = "fuzz";
-    if (mh_token_verify(secret, 4, s, size, 1764288000, 86400, &id) == 0)
-        CHECK(id > 0);
+    if (!ONLY || ONLY == 1)
+        walk_json(s, size);
+    if (!ONLY || ONLY == 2)
+        parse_requests(s, size);
+    if (!ONLY || ONLY == 3)
+        parse_envelopes(s, size);
+    if (!ONLY || ONLY == 4)
+        verify_token(s, size);
+    if (!ONLY || ONLY == 5)
+        check_utf8(s, size);
     free(s);
     return 0;
 }

@@ -102,7 +102,7 @@ static mh_cursor_action_t read_into(mh_msglog_t *log, mh_cursor_t *cur, size_t m
 static mh_msglog_t new_log(uint32_t max_msgs)
 {
     mh_msglog_t log;
-    mh_msglog_mem_options_t o = {{max_msgs, 1u << 30, 0}, NULL, NULL, NULL};
+    mh_msglog_mem_options_t o = {{max_msgs, 1u << 30, 0}, NULL, NULL, NULL, NULL};
     mh_msglog_mem_new(&log, &o);
     return log;
 }

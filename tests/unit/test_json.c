@@ -561,6 +561,18 @@ static void test_find_shallow(void **state)
     }
 }
 
+static void test_utf8_valid_api(void **state)
+{
+    (void)state;
+    assert_true(mh_json_utf8_valid("", 0));
+    assert_true(mh_json_utf8_valid("bye \xc3\xa9 \xf0\x9f\x98\x80", 11));
+    assert_false(mh_json_utf8_valid("\xff\xfe", 2));
+    assert_false(mh_json_utf8_valid("\xc3", 1));             /* truncated */
+    assert_false(mh_json_utf8_valid("\xc0\xaf", 2));         /* overlong */
+    assert_false(mh_json_utf8_valid("\xed\xa0\x80", 3));     /* surrogate */
+    assert_false(mh_json_utf8_valid("\xf4\x90\x80\x80", 4)); /* above U+10FFFF */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -570,7 +582,7 @@ int main(void)
         cmocka_unit_test(test_literal_rejects),
         cmocka_unit_test(test_string_rejects),
         cmocka_unit_test(test_structure_rejects),
-        cmocka_unit_test(test_utf8_valid),
+        cmocka_unit_test(test_utf8_valid_api),
         cmocka_unit_test(test_utf8_invalid),
         cmocka_unit_test(test_depth),
         cmocka_unit_test(test_root),
@@ -579,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_array_iteration),
         cmocka_unit_test(test_parse_id),
         cmocka_unit_test(test_find_shallow),
+        cmocka_unit_test(test_utf8_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

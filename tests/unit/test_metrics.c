@@ -190,8 +190,8 @@ static void test_render_syntax(void **state)
         assert_true(end > sp + 1 && *end == '\0');
         samples++;
     }
-    /* 14 simple families + 13 error codes + 14 buckets + Inf + sum + count */
-    assert_int_equal(samples, 14 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
+    /* 20 simple families + 13 error codes + 14 buckets + Inf + sum + count */
+    assert_int_equal(samples, 20 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
     free(t);
 }
 

@@ -20,6 +20,7 @@
 typedef struct fx {
     mh_msglog_t log;
     uint64_t now, last_id;
+    uint64_t account; /* the --memory-limit counter the log keeps */
     /* last results */
     int status;
     uint64_t seqs[16];
@@ -48,7 +49,7 @@ static fx_t *fx_new(uint32_t max_msgs, uint64_t max_bytes, uint64_t ttl_ms)
     fx_t *x = calloc(1, sizeof(*x));
     x->now = 1000;
     x->last_id = 100;
-    mh_msglog_mem_options_t o = {{max_msgs, max_bytes, ttl_ms}, fx_last_id, fx_now, x};
+    mh_msglog_mem_options_t o = {{max_msgs, max_bytes, ttl_ms}, fx_last_id, fx_now, x, &x->account};
     assert_int_equal(mh_msglog_mem_new(&x->log, &o), 0);
     return x;
 }
@@ -358,13 +359,45 @@ static void test_caps_zero(void **state)
     fx_free(x);
 }
 
+/* The memory budget counts a shared frame once, and follows it out through acks, caps and TTL. */
+static void test_account_counts_frames_once(void **state)
+{
+    fx_t *x = fx_new(2, 1u << 20, 100);
+    mh_frame_t *big = msg(1000), *small = msg(10);
+    uint64_t ids[] = {1, 2, 3};
+    append(x, ids, 3, big); /* three entries, one frame */
+    assert_true(x->account == big->len);
+    append(x, ids, 1, small);
+    assert_true(x->account == big->len + small->len);
+    uint64_t one[] = {1};
+    append(x, one, 1, small); /* id 1's cap (2) drops its copy of big: ids 2, 3 still hold it */
+    assert_true(x->account == big->len + small->len);
+    mh_msglog_ack(&x->log, 2, 1, on_status, x);
+    mh_msglog_ack(&x->log, 3, 1, on_status, x);
+    assert_true(x->account == small->len); /* the last entry holding big went */
+    x->now += 100;
+    assert_int_equal(mh_msglog_mem_expire(&x->log, x->now), 2);
+    assert_true(x->account == 0);
+    append(x, ids, 2, big);
+    mh_frame_unref(big);
+    mh_frame_unref(small);
+    mh_msglog_free(&x->log); /* what is left goes too */
+    assert_true(x->account == 0);
+    free(x);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_seq_per_id_and_unknown), cmocka_unit_test(test_read_after),
-        cmocka_unit_test(test_cumulative_ack),         cmocka_unit_test(test_open_since),
-        cmocka_unit_test(test_retention_count),        cmocka_unit_test(test_retention_bytes),
-        cmocka_unit_test(test_retention_ttl),          cmocka_unit_test(test_caps_zero),
+        cmocka_unit_test(test_seq_per_id_and_unknown),
+        cmocka_unit_test(test_read_after),
+        cmocka_unit_test(test_account_counts_frames_once),
+        cmocka_unit_test(test_cumulative_ack),
+        cmocka_unit_test(test_open_since),
+        cmocka_unit_test(test_retention_count),
+        cmocka_unit_test(test_retention_bytes),
+        cmocka_unit_test(test_retention_ttl),
+        cmocka_unit_test(test_caps_zero),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
