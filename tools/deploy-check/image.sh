@@ -74,7 +74,7 @@ echo "$((SECONDS - t0))" >"$work/build-seconds"
 port=$(free_port)
 c=msghub-imagecheck-$run_id
 containers+=("$c")
-pm run -d --name "$c" --network host "${PODMAN_ULIMITS[@]}" -e MSGHUB_LISTEN="127.0.0.1:$port" "$image" >/dev/null ||
+pm run -d --name "$c" --network host "${PODMAN_ULIMITS[@]}" -e MSGHUB_LISTEN="127.0.0.1:$port" "$image" >/dev/null 2>>"$work/podman.log" ||
     fail run "podman run"
 python3 "$here/hubprobe.py" wait-ready "127.0.0.1:$port" 20 2>"$work/wait.err" ||
     { pm logs "$c" >"$work/standalone.log" 2>&1; fail standalone "/readyz never 200" "$work/standalone.log"; }
@@ -103,7 +103,7 @@ dc=$!
 for _ in $(seq 50); do grep -q connected "$state" 2>/dev/null && break; sleep 0.1; done
 grep -q connected "$state" 2>/dev/null || fail drain "the drain client did not connect"
 t0=$SECONDS
-pm stop -t 30 "$c" >/dev/null || fail drain "podman stop"
+pm stop -t 30 "$c" >/dev/null 2>>"$work/podman.log" || fail drain "podman stop"
 wait $dc || true
 exit_code=$(pm inspect -f '{{.State.ExitCode}}' "$c")
 closed=$(sed -n 's/^closed //p' "$state")
@@ -129,7 +129,7 @@ for n in a b; do
     pm run -d --name "$cn" --network host "${PODMAN_ULIMITS[@]}" \
         -e MSGHUB_LISTEN="127.0.0.1:$p" -e MSGHUB_INSTANCE_ID="$cn" -e MSGHUB_PREFIX="$prefix" \
         -e MSGHUB_REDIS_URL="$MSGHUB_TEST_REDIS_URL" -e MSGHUB_AMQP_URL="$MSGHUB_TEST_AMQP_URL" \
-        -e MSGHUB_API_KEY="$api_key" -e MSGHUB_TOKEN_SECRET="$secret" "$image" >/dev/null ||
+        -e MSGHUB_API_KEY="$api_key" -e MSGHUB_TOKEN_SECRET="$secret" "$image" >/dev/null 2>>"$work/podman.log" ||
         fail distributed "podman run $cn"
     addrs+=("127.0.0.1:$p")
 done
@@ -145,7 +145,7 @@ else
     fail distributed "smoke between the two containers"
 fi
 for cn in "${containers[@]:1}"; do
-    pm stop -t 30 "$cn" >/dev/null
+    pm stop -t 30 "$cn" >/dev/null 2>>"$work/podman.log"
     e=$(pm inspect -f '{{.State.ExitCode}}' "$cn")
     [[ $e == 0 ]] || { pm logs "$cn" >"$work/dist.log" 2>&1; fail distributed "$cn exited $e on SIGTERM" "$work/dist.log"; }
 done
