@@ -182,7 +182,7 @@ smoke() { # label, addresses...
     local label=$1 out; shift
     if out=$(python3 "$here/hubprobe.py" smoke --api-key "$api_key" "$@" 2>&1); then
         echo "$out" >"$work/smoke-$(echo "$label" | tr -c 'a-z0-9\n' '-').log"
-        line "smoke: ok $label: $(echo "$out" | grep -c '^  ok') checks passed (POST /sessions and the API key, a minted token resumes its id, list, relay both ways, POST /relay to an online and an offline id, /clients, /metrics)"
+        line "smoke: ok $label: $(echo "$out" | grep -o 'contract v[12] hello[^;]*' | head -1); $(echo "$out" | grep -c '^  ok') checks passed (POST /sessions and the API key, a minted token resumes its id, list, relay both ways, POST /relay to an online and an offline id, /clients, /metrics)"
     else
         echo "$out" | sed 's/^/       /'
         stepfail smoke "$label"
@@ -384,6 +384,12 @@ else
     stepfail redis-restart "$detail"
 fi
 cp "$work/redis-restart.json" "$work/last-redis-restart.json" 2>/dev/null || true
+
+# ---- events: what Kubernetes complained about during the run (information)
+kubectl get events -n "$ns" --field-selector type=Warning \
+    -o custom-columns=OBJ:.involvedObject.name,REASON:.reason,COUNT:.count,MSG:.message --no-headers >"$work/warnings.txt" 2>&1 || true
+summary=$(awk '{ r[$2 " " ($1 ~ /rabbitmq/ ? "rabbitmq" : $1 ~ /redis/ ? "redis" : "hub")] += $3 } END { for (k in r) printf "%s x%d, ", k, r[k] }' "$work/warnings.txt" | sed 's/, $//')
+line "events: ok Warning events of the run: ${summary:-none} ($work/warnings.txt)"
 
 # ---- uninstall
 t0=$SECONDS

@@ -125,7 +125,9 @@ def cmd_smoke(args):
 
     c1 = connect(b, token=sess["token"])
     assert c1.hello["id"] == sess["id"] and c1.hello.get("resumed") is True, c1.hello
-    ok("/ws with the minted token at %s: same id, resumed" % b)
+    v = "contract v2 hello (seq %s, ack %s)" % (c1.hello["seq"], c1.hello.get("ack")) \
+        if "seq" in c1.hello else "contract v1 hello (no seq)"
+    ok("/ws with the minted token at %s: same id, resumed; %s" % (b, v))
 
     c2 = connect(a)
     id1, id2 = c1.hello["id"], c2.hello["id"]
