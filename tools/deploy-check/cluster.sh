@@ -386,9 +386,10 @@ fi
 cp "$work/redis-restart.json" "$work/last-redis-restart.json" 2>/dev/null || true
 
 # ---- events: what Kubernetes complained about during the run (information)
-kubectl get events -n "$ns" --field-selector type=Warning \
-    -o custom-columns=OBJ:.involvedObject.name,REASON:.reason,COUNT:.count,MSG:.message --no-headers >"$work/warnings.txt" 2>&1 || true
-summary=$(awk '{ r[$2 " " ($1 ~ /rabbitmq/ ? "rabbitmq" : $1 ~ /redis/ ? "redis" : "hub")] += $3 } END { for (k in r) printf "%s x%d, ", k, r[k] }' "$work/warnings.txt" | sed 's/, $//')
+kubectl get events -n "$ns" --field-selector type=Warning >"$work/warnings.txt" 2>&1 || true
+summary=$(kubectl get events -n "$ns" --field-selector type=Warning --no-headers \
+    -o custom-columns=OBJ:.involvedObject.name,REASON:.reason,COUNT:.count 2>/dev/null |
+    awk '{ r[$2 " " ($1 ~ /rabbitmq/ ? "rabbitmq" : $1 ~ /redis/ ? "redis" : "hub")] += $3 } END { for (k in r) printf "%s x%d, ", k, r[k] }' | sed 's/, $//' || true)
 line "events: ok Warning events of the run: ${summary:-none} ($work/warnings.txt)"
 
 # ---- uninstall
