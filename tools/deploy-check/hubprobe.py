@@ -60,9 +60,11 @@ def http(addr, method, path, body=None, api_key=None, timeout=5.0):
         return e.code, e.read()
 
 
-def connect(addr, token=None, timeout=5.0):
+def connect(addr, token=None, timeout=5.0, since=None):
     host, port = split(addr)
     path = "/ws" if token is None else "/ws?token=" + token
+    if token is not None and since is not None:
+        path += "&since=%d" % since
     c = wsraw.WSClient.connect(host, port, path=path, timeout=timeout)
     hello = c.recv_json(timeout=timeout)
     if hello.get("type") != "hello":
@@ -208,26 +210,53 @@ class Receiver:
         self.errors = []
         self.gone_since = None
         self.outage = 0.0
+        # Contract v2 (hello has seq): acknowledge in batches, as the chat
+        # page and msghub-cli do (every ACK_EVERY messages or ACK_MS), so a
+        # kill finds messages pushed but not yet acknowledged; resume with
+        # since = the highest seq received.
+        self.v2 = "seq" in client.hello
+        self.max_seq = None
+        self.acked = 0
+        self.unacked_since = None
+
+    ACK_EVERY = 50
+    ACK_S = 0.2
+
+    def maybe_ack(self, force=False):
+        if not self.v2 or self.max_seq is None or self.max_seq <= self.acked:
+            return
+        now = time.monotonic()
+        if force or self.max_seq - self.acked >= self.ACK_EVERY or now - self.unacked_since >= self.ACK_S:
+            self.c.send_json({"type": "ack", "seq": self.max_seq})
+            self.acked = self.max_seq
+            self.unacked_since = None
 
     def run(self):
         f = self.flow
         while not f.stop_receivers.is_set():
             try:
-                m = self.c.recv_json(timeout=0.5)
-            except wsraw.RecvTimeout:
-                continue
+                try:
+                    m = self.c.recv_json(timeout=0.1)
+                except wsraw.RecvTimeout:
+                    self.maybe_ack()
+                    continue
+                if m.get("type") == "message":
+                    body = m.get("body")
+                    mid = body.get("k") if isinstance(body, dict) else None
+                    if mid in self.seen:
+                        self.dups += 1
+                    else:
+                        self.seen.add(mid)
+                    if self.v2 and isinstance(m.get("seq"), int):
+                        if self.max_seq is None or m["seq"] > self.max_seq:
+                            self.max_seq = m["seq"]
+                        if self.unacked_since is None:
+                            self.unacked_since = time.monotonic()
+                        self.maybe_ack()
             except (wsraw.ConnectionClosed, OSError, wsraw.ProtocolViolation) as e:
                 self.gone_since = time.monotonic()
                 self.reconnect(e)
                 continue
-            if m.get("type") == "message":
-                body = m.get("body")
-                mid = body.get("k") if isinstance(body, dict) else None
-                if mid in self.seen:
-                    self.dups += 1
-                else:
-                    self.seen.add(mid)
-                ack_if_v2(self.c, m)
         try:
             self.c.close()
         except Exception:  # noqa: BLE001
@@ -241,7 +270,11 @@ class Receiver:
             pass
         while not f.stop_receivers.is_set():
             try:
-                self.c = connect(f.args.reconnect_at, token=self.token, timeout=3)
+                since = self.max_seq if self.v2 else None
+                self.c = connect(f.args.reconnect_at, token=self.token, timeout=3, since=since)
+                if since is not None:
+                    self.acked = since          # since acknowledges up to it
+                self.unacked_since = None
                 self.reconnects += 1
                 self.outage += time.monotonic() - self.gone_since
                 return
