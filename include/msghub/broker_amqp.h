@@ -34,7 +34,7 @@
  * +-20 %), redeclaring the topology and restarting the consumers;
  * on_state reports each change (not on mh_broker_free). Connection setup
  * uses short socket timeouts (it runs on the loop; docs/DISTRIBUTED.md and
- * src/broker_amqp.c say what that costs and why it is acceptable); reading
+ * src/backplane/broker_amqp.c say what that costs and why it is acceptable); reading
  * never blocks on the network; publishes and acks that would not fit in the
  * kernel's socket buffer are not sent (rabbitmq-c would poll() without a
  * deadline): a publish fails with MH_EIO, an ack is folded into the next one. Heartbeats every 10

@@ -3,7 +3,7 @@
  * libwebsockets context, the registry, the inbox, the metrics and the
  * timers; every adapter gets it passed explicitly (no globals).
  *
- * Layer 6: may include every other module.
+ * Layer 4 (src/app): may include every other module.
  */
 #ifndef MSGHUB_SERVER_H
 #define MSGHUB_SERVER_H

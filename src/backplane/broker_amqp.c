@@ -45,7 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "msghub/amqp_conn.h"
+#include "amqp_conn.h"
 #include "msghub/log.h"
 #include "msghub/util.h"
 

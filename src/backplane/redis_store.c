@@ -24,7 +24,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "msghub/redis_conn.h"
+#include "redis_conn.h"
 
 #define REFRESH_CHUNK 512 /* ids per EVAL: keeps each script run short */
 

@@ -45,7 +45,7 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
-#include "msghub/redis_conn.h"
+#include "redis_conn.h"
 
 #define SHA_HEX_LEN 40
 #define APPEND_FIXED_ARGS 12 /* verb, script, numkeys, 2 keys, 7 ARGV before the ids */

@@ -41,7 +41,7 @@
  * Errors met while the owner sends are handled on the next loop turn
  * (mh_amqp_conn_broken()), never inside the owner's call.
  */
-#include "msghub/amqp_conn.h"
+#include "amqp_conn.h"
 
 #include <amqp_tcp_socket.h>
 #include <inttypes.h>

@@ -18,7 +18,7 @@
  * or at once while the connection is being freed. What the store does with
  * the answers, and any retrying of failed commands, is not here.
  */
-#include "msghub/redis_conn.h"
+#include "redis_conn.h"
 
 #include <stdarg.h>
 #include <stdio.h>
