@@ -9,7 +9,7 @@
 #ifndef MSGHUB_CLUSTER_H
 #define MSGHUB_CLUSTER_H
 
-#include "msghub/server.h"
+#include "msghub/hub.h"
 
 /* Connects to Redis and RabbitMQ (asynchronously); 0, or -1 on a bad URL (logged). */
 int mh_cluster_start(mh_server_t *srv);

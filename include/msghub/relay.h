@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 #include "msghub/codec.h"
-#include "msghub/server.h"
+#include "msghub/hub.h"
 
 typedef struct mh_relay_result {
     char msg_id[48];
@@ -33,8 +33,5 @@ typedef void (*mh_relay_done_fn)(void *ud, int status, const mh_relay_result_t *
 /* Executes req (type relay) from `from` (0 = a service), received at t0_us (mh_mono_us). */
 void mh_relay_start(mh_server_t *srv, uint64_t from, mh_request_t *req, uint64_t t0_us,
                     mh_relay_done_fn done, void *ud);
-
-/* One local receiver wrote f: observes the relay latency when it was the last. */
-void mh_relay_local_done(mh_server_t *srv, mh_frame_t *f);
 
 #endif

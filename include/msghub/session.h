@@ -34,7 +34,7 @@
 #include "msghub/cursor.h"
 #include "msghub/outq.h"
 #include "msghub/ratelimit.h"
-#include "msghub/server.h"
+#include "msghub/hub.h"
 
 struct lws;
 

@@ -7,7 +7,8 @@
 
 #include <stddef.h>
 
-#include "msghub/server.h"
+#include "msghub/conn.h"
+#include "msghub/hub.h"
 
 struct lws;
 

@@ -214,6 +214,12 @@ static void on_delivery(void *ud, uint64_t tag, const void *body, size_t len)
 
 /* ---- lifecycle ---- */
 
+/* The hub's readiness hook (hub.h): both connections up, RabbitMQ not stalled. */
+static int backplane_ready(const mh_server_t *srv)
+{
+    return srv->redis_up && srv->broker_up && !mh_broker_stalled(srv->broker);
+}
+
 static cluster_t *cluster_of(mh_server_t *srv)
 {
     return (cluster_t *)srv->cluster;
@@ -262,6 +268,7 @@ int mh_cluster_start(mh_server_t *srv)
     uint64_t every = (uint64_t)cfg->presence_ttl_s * 1000u / 3;
     uv_timer_start(&c->presence, on_presence_timer, every, every);
     srv->distributed = 1;
+    srv->backplane_ready = backplane_ready;
     return 0;
 }
 

@@ -20,7 +20,9 @@
 
 #include "msghub/broker_amqp.h"
 #include "msghub/cluster.h"
+#include "msghub/conn.h"
 #include "msghub/conntrack.h"
+#include "msghub/hub.h"
 #include "msghub/http_api.h"
 #include "msghub/log.h"
 #include "msghub/msglog_mem.h"
@@ -47,43 +49,6 @@ typedef struct mh_server_priv {
     int exit_code;
 } mh_server_priv_t;
 
-int mh_server_ready(const mh_server_t *srv)
-{
-    if (srv->draining || !srv->secret)
-        return 0;
-    return !srv->distributed ||
-           (srv->redis_up && srv->broker_up && !mh_broker_stalled(srv->broker));
-}
-
-unsigned char *mh_server_scratch(mh_server_t *srv, size_t n)
-{
-    if (n > srv->scratch_cap) {
-        free(srv->scratch);
-        srv->scratch_cap = n > 2 * srv->scratch_cap ? n : 2 * srv->scratch_cap;
-        srv->scratch = mh_xmalloc(MH_FRAME_HEADROOM + srv->scratch_cap);
-    }
-    return srv->scratch + MH_FRAME_HEADROOM;
-}
-
-void mh_mem_add(mh_server_t *srv, size_t n)
-{
-    srv->metrics.memory_bytes += n;
-}
-
-void mh_mem_sub(mh_server_t *srv, size_t n)
-{
-    srv->metrics.memory_bytes -= n < srv->metrics.memory_bytes ? n : srv->metrics.memory_bytes;
-}
-
-int mh_mem_allows(mh_server_t *srv, size_t total, size_t more)
-{
-    if (total <= MH_MEM_SMALL ||
-        srv->metrics.memory_bytes + more <= srv->metrics.memory_limit_bytes)
-        return 1;
-    srv->metrics.memory_refusals_total++;
-    return 0;
-}
-
 /* Reads one unsigned number from path; 0 when absent or "max". */
 static uint64_t read_u64_file(const char *path)
 {
@@ -105,11 +70,6 @@ static uint64_t default_memory_limit(void)
         cg = read_u64_file("/sys/fs/cgroup/memory/memory.limit_in_bytes");
     uint64_t limit = cg && cg < ram ? cg : ram;
     return limit / 2;
-}
-
-void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
-{
-    snprintf(out, len, "%s-%llu", srv->msg_prefix, (unsigned long long)++srv->msg_seq);
 }
 
 /* At the socket limit a new socket is closed right after accept (no EMFILE, no busy loop). */

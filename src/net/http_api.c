@@ -20,7 +20,6 @@
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/token.h"
-#include "msghub/ws.h"
 
 extern const unsigned char mh_web_index[];
 extern const size_t mh_web_index_len;

@@ -29,14 +29,6 @@ typedef struct relay_job {
     mh_relay_result_t res;
 } relay_job_t;
 
-void mh_relay_local_done(mh_server_t *srv, mh_frame_t *f)
-{
-    if (!f->local_left || --f->local_left)
-        return;
-    if (f->t0_us)
-        mh_metrics_observe_latency(&srv->metrics, mh_mono_us() - f->t0_us);
-}
-
 /* ---- pushes to other instances ---- */
 
 static void published(void *ud, int status)

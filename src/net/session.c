@@ -11,7 +11,6 @@
 #include "msghub/broker_amqp.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
-#include "msghub/relay.h"
 #include "msghub/codec.h"
 #include "msghub/token.h"
 
@@ -178,7 +177,7 @@ static void note_written(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_
         return;
     srv->metrics.deliveries_total++;
     if (e->live)
-        mh_relay_local_done(srv, e->f);
+        mh_server_local_done(srv, e->f);
     mh_session_log_written(srv, s, e->seq);
 }
 

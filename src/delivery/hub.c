@@ -1,0 +1,57 @@
+/*
+ * hub: the helpers over the hub's shared state (see hub.h): readiness, the
+ * loop's write buffer, the memory budget, message ids, relay latency.
+ */
+#include "msghub/hub.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+int mh_server_ready(const mh_server_t *srv)
+{
+    if (srv->draining || !srv->secret)
+        return 0;
+    return !srv->backplane_ready || srv->backplane_ready(srv);
+}
+
+unsigned char *mh_server_scratch(mh_server_t *srv, size_t n)
+{
+    if (n > srv->scratch_cap) {
+        free(srv->scratch);
+        srv->scratch_cap = n > 2 * srv->scratch_cap ? n : 2 * srv->scratch_cap;
+        srv->scratch = mh_xmalloc(MH_FRAME_HEADROOM + srv->scratch_cap);
+    }
+    return srv->scratch + MH_FRAME_HEADROOM;
+}
+
+void mh_mem_add(mh_server_t *srv, size_t n)
+{
+    srv->metrics.memory_bytes += n;
+}
+
+void mh_mem_sub(mh_server_t *srv, size_t n)
+{
+    srv->metrics.memory_bytes -= n < srv->metrics.memory_bytes ? n : srv->metrics.memory_bytes;
+}
+
+int mh_mem_allows(mh_server_t *srv, size_t total, size_t more)
+{
+    if (total <= MH_MEM_SMALL ||
+        srv->metrics.memory_bytes + more <= srv->metrics.memory_limit_bytes)
+        return 1;
+    srv->metrics.memory_refusals_total++;
+    return 0;
+}
+
+void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
+{
+    snprintf(out, len, "%s-%llu", srv->msg_prefix, (unsigned long long)++srv->msg_seq);
+}
+
+void mh_server_local_done(mh_server_t *srv, mh_frame_t *f)
+{
+    if (!f->local_left || --f->local_left)
+        return;
+    if (f->t0_us)
+        mh_metrics_observe_latency(&srv->metrics, mh_mono_us() - f->t0_us);
+}
