@@ -19,7 +19,12 @@ import sys
 
 LAYERS = {"base": 0, "core": 1, "delivery": 2, "net": 3, "backplane": 3, "app": 4}
 # Public headers without a .c of the same name: the folder they belong to.
-HEADER_ONLY = {"msglog": "delivery", "conn": "net"}
+HEADER_ONLY = {
+    "msglog": "delivery",
+    "presence": "delivery",
+    "transport": "delivery",
+    "conn": "net",
+}
 # System headers each folder must not include.
 ALL_IO = ("libwebsockets", "uv", "hiredis", "amqp", "rabbitmq-c")
 FORBIDDEN = {

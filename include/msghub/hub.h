@@ -18,14 +18,15 @@
 #include "msghub/config.h"
 #include "msghub/metrics.h"
 #include "msghub/msglog.h"
+#include "msghub/presence.h"
 #include "msghub/registry.h"
+#include "msghub/transport.h"
 #include "msghub/util.h"
 
 struct lws_context;
 struct uv_loop_s;
 struct mh_redis_store;
 struct mh_broker;
-struct mh_pubbatch;
 struct mh_conntrack;
 struct mh_u64map;
 
@@ -36,6 +37,8 @@ typedef struct mh_server {
     mh_registry_t *registry;
     mh_msglog_t log;               /* per-user logs: memory (standalone) or Redis (distributed) */
     mh_msglog_limits_t log_limits; /* --inbox-max, --inbox-max-bytes, --inbox-ttl */
+    mh_presence_t presence;        /* ids and routes: registry (standalone) or Redis */
+    mh_transport_t transport;      /* to other instances: none (standalone) or AMQP */
     /* retention sweep of a log that needs one (memory); NULL when the store expires itself */
     uint64_t (*log_sweep)(mh_msglog_t *log, uint64_t now_ms);
     unsigned char *scratch; /* per-loop write buffer, MH_FRAME_HEADROOM in front */
@@ -56,7 +59,6 @@ typedef struct mh_server {
     int (*backplane_ready)(const struct mh_server *srv);
     struct mh_redis_store *redis; /* distributed mode only */
     struct mh_broker *broker;     /* distributed mode only */
-    struct mh_pubbatch *pubbatch; /* per-instance publish batching over broker */
     int redis_up, broker_up;
     void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;

@@ -19,16 +19,19 @@
 #include "msghub/log.h"
 #include "msghub/msglog_closed.h"
 #include "msghub/msglog_redis.h"
+#include "msghub/presence_redis.h"
 #include "msghub/pubbatch.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
+#include "msghub/transport_amqp.h"
 
 #define SECRET_BYTES 32 /* random bytes of a generated token secret, stored as hex */
 
 typedef struct mh_cluster_priv {
     uv_timer_t presence;
+    mh_pubbatch_t *pubbatch;              /* relay pushes, one message per instance and turn */
     int secret_pending;                   /* a mh_redis_token_secret() is under way */
     char candidate[2 * SECRET_BYTES + 1]; /* what this instance offers when none is set */
 } cluster_t;
@@ -240,6 +243,8 @@ int mh_cluster_start(mh_server_t *srv)
         return -1;
     }
     mh_msglog_redis_new(&srv->log, srv->redis, &srv->log_limits);
+    mh_presence_redis_init(&srv->presence, srv->redis, cfg->instance_id,
+                           (uint64_t)cfg->presence_ttl_s * 1000u);
     mh_broker_options_t opts = {
         .url = cfg->amqp_url,
         .prefix = cfg->prefix,
@@ -256,8 +261,10 @@ int mh_cluster_start(mh_server_t *srv)
         mh_error("bad_amqp_url", "msg=\"%s\"", err);
         return -1;
     }
-    srv->pubbatch = mh_pubbatch_new(srv->loop, srv->broker, 256 * 1024);
+    mh_pubbatch_t *pb = mh_pubbatch_new(srv->loop, srv->broker, 256 * 1024);
+    mh_transport_amqp_init(&srv->transport, srv->broker, pb);
     cluster_t *c = mh_xcalloc(1, sizeof(*c));
+    c->pubbatch = pb;
     if (make_candidate(c)) {
         mh_error("random_failed", "what=token_secret");
         abort();
@@ -280,18 +287,19 @@ static void free_on_close(uv_handle_t *h)
 void mh_cluster_stop(mh_server_t *srv)
 {
     cluster_t *c = cluster_of(srv);
+    mh_transport_close(&srv->transport); /* relays push to no one from now on */
     if (c) {
         uv_timer_stop(&c->presence);
         c->presence.data = c;
         uv_close((uv_handle_t *)&c->presence, free_on_close);
         srv->cluster = NULL;
+        mh_pubbatch_free(c->pubbatch);
     }
-    mh_pubbatch_free(srv->pubbatch);
-    srv->pubbatch = NULL;
     mh_broker_free(srv->broker);
     srv->broker = NULL;
     mh_msglog_free(&srv->log);   /* before the store: calls pending on it fail when it goes */
     mh_msglog_closed(&srv->log); /* sessions closing later meet a log that fails, not a freed one */
+    mh_presence_close(&srv->presence); /* before the store: later calls fail, none reach it */
     mh_redis_store_free(srv->redis);
     srv->redis = NULL;
     srv->redis_up = srv->broker_up = 0;

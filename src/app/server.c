@@ -18,7 +18,6 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "msghub/broker_amqp.h"
 #include "msghub/cluster.h"
 #include "msghub/conn.h"
 #include "msghub/conntrack.h"
@@ -26,6 +25,7 @@
 #include "msghub/http_api.h"
 #include "msghub/log.h"
 #include "msghub/msglog_mem.h"
+#include "msghub/presence_mem.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
 #include "msghub/u64map.h"
@@ -264,9 +264,10 @@ static uint64_t last_id_of(void *ud)
     return mh_registry_last_id(ud);
 }
 
-/* Standalone: the per-user logs live in memory, swept for the TTL. */
+/* Standalone: the per-user logs live in memory, swept for the TTL; presence is the registry. */
 static void start_memory_log(mh_server_t *srv)
 {
+    mh_presence_mem_init(&srv->presence, srv->registry);
     mh_msglog_mem_options_t o = {srv->log_limits, last_id_of, NULL, srv->registry,
                                  &srv->metrics.memory_bytes};
     mh_msglog_mem_new(&srv->log, &o);

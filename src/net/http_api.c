@@ -17,7 +17,6 @@
 
 #include "msghub/conntrack.h"
 #include "msghub/log.h"
-#include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/token.h"
 
@@ -253,15 +252,7 @@ static void clients_listed(void *ud, int status, uint64_t *ids, size_t n)
 
 static void list_clients(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 {
-    if (srv->distributed) {
-        mh_redis_list(srv->redis, mh_now_ms(), clients_listed, http_ctx(srv, h));
-        return;
-    }
-    uint64_t *ids;
-    size_t n = mh_registry_ids(srv->registry, 0, &ids);
-    mh_codec_http_ids(&h->out, ids, n);
-    free(ids);
-    respond_json(wsi, h, 200);
+    mh_presence_list(&srv->presence, mh_now_ms(), clients_listed, http_ctx(srv, h));
 }
 
 static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
@@ -370,10 +361,7 @@ static void handle_sessions(mh_server_t *srv, struct lws *wsi, struct mh_http *h
         respond_error(srv, wsi, h, MH_ERR_UNAVAILABLE, "hub not ready, retry later");
         return;
     }
-    if (srv->distributed)
-        mh_redis_alloc_id(srv->redis, session_allocated, http_ctx(srv, h));
-    else
-        session_answer(srv, h, mh_registry_alloc_id(srv->registry));
+    mh_presence_alloc_id(&srv->presence, session_allocated, http_ctx(srv, h));
 }
 
 static void handle_complete(mh_server_t *srv, struct lws *wsi, struct mh_http *h)

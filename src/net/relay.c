@@ -6,7 +6,7 @@
  * receiver's seq and, in distributed mode, the instance holding it. Only
  * then is the relay accepted. Receivers connected here get (frame, seq)
  * references; receivers on other instances get ONE envelope per instance
- * (ids and seqs, frame once) through pubbatch; offline receivers need
+ * (ids and seqs, frame once) through the transport port; offline receivers need
  * nothing: the log has it. A lost push costs latency, not data: the
  * receiving session fills gaps from the log.
  */
@@ -16,7 +16,6 @@
 #include <string.h>
 
 #include "msghub/log.h"
-#include "msghub/pubbatch.h"
 #include "msghub/session.h"
 
 typedef struct relay_job {
@@ -51,7 +50,7 @@ static int cmp_remote(const void *a, const void *b)
 /* One envelope per instance to the receivers in r[0..n) (sorted here). */
 static void publish_remotes(mh_server_t *srv, mh_frame_t *f, remote_t *r, size_t n)
 {
-    if (!n || !srv->pubbatch)
+    if (!n || mh_transport_none(&srv->transport))
         return;
     qsort(r, n, sizeof(*r), cmp_remote);
     uint64_t *ids = mh_xmalloc(n * sizeof(uint64_t)), *seqs = mh_xmalloc(n * sizeof(uint64_t));
@@ -65,7 +64,7 @@ static void publish_remotes(mh_server_t *srv, mh_frame_t *f, remote_t *r, size_t
         }
         mh_buf_reset(&env);
         mh_codec_envelope_message(&env, ids, seqs, k, f);
-        mh_pubbatch_add(srv->pubbatch, r[i].instance, env.data, env.len, published, NULL);
+        mh_transport_push(&srv->transport, r[i].instance, env.data, env.len, published, NULL);
         i = j;
     }
     mh_buf_free(&env);

@@ -8,9 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "msghub/broker_amqp.h"
 #include "msghub/log.h"
-#include "msghub/redis_store.h"
 #include "msghub/codec.h"
 #include "msghub/token.h"
 
@@ -55,8 +53,8 @@ static void unregister(mh_server_t *srv, mh_session_t *s)
     if (!s->registered)
         return;
     s->registered = 0;
-    if (mh_registry_remove(srv->registry, s->id, s) && srv->distributed)
-        mh_redis_checkout(srv->redis, s->id, srv->cfg->instance_id, NULL, NULL);
+    if (mh_registry_remove(srv->registry, s->id, s))
+        mh_presence_checkout(&srv->presence, s->id);
 }
 
 /* Keeps the replies queued (an error explaining the close goes out before it). */
@@ -243,7 +241,7 @@ static void send_kick(mh_server_t *srv, const char *instance, uint64_t id, uint6
     mh_buf_t b;
     mh_buf_init(&b);
     mh_codec_envelope_kick(&b, id, claimed_ms);
-    mh_broker_publish(srv->broker, instance, b.data, b.len, kick_sent, mh_xstrdup(instance));
+    mh_transport_send(&srv->transport, instance, b.data, b.len, kick_sent, mh_xstrdup(instance));
     mh_buf_free(&b);
 }
 
@@ -255,7 +253,7 @@ static void claimed(void *ud, int status, const char *previous)
     mh_session_t *s = sctx_end(c);
     if (!s) { /* gone while claiming: give the id back */
         if (!status)
-            mh_redis_checkout(srv->redis, id, srv->cfg->instance_id, NULL, NULL);
+            mh_presence_checkout(&srv->presence, id);
         return;
     }
     if (status) {
@@ -270,8 +268,7 @@ static void claimed(void *ud, int status, const char *previous)
 static void claim(mh_server_t *srv, mh_session_t *s)
 {
     s->claimed_ms = mh_now_ms();
-    mh_redis_claim(srv->redis, s->id, srv->cfg->instance_id,
-                   (uint64_t)srv->cfg->presence_ttl_s * 1000u, claimed, sctx_new(srv, s));
+    mh_presence_claim(&srv->presence, s->id, claimed, sctx_new(srv, s));
 }
 
 static void got_id(void *ud, int status, uint64_t id)
@@ -304,20 +301,14 @@ mh_session_t *mh_session_open(mh_server_t *srv, struct lws *wsi, uint64_t resume
     s->resumed = resumed_id != 0;
     srv->metrics.connections++;
     srv->metrics.connections_total++;
-    if (!srv->distributed) {
-        s->id = resumed_id ? resumed_id : mh_registry_alloc_id(srv->registry);
-        mh_registry_note_id(srv->registry, s->id);
-        s->claimed_ms = mh_now_ms();
-        attach(srv, s);
-        return s;
-    }
-    lws_rx_flow_control(wsi, 0); /* requests wait until the id is claimed and its log open */
     s->id = resumed_id;
     if (resumed_id) { /* a valid token proves the id was handed out */
-        mh_redis_raise_id(srv->redis, resumed_id, NULL, NULL);
+        mh_presence_note_id(&srv->presence, resumed_id);
         claim(srv, s);
     } else
-        mh_redis_alloc_id(srv->redis, got_id, sctx_new(srv, s));
+        mh_presence_alloc_id(&srv->presence, got_id, sctx_new(srv, s));
+    if (!s->attached) /* presence answers later: requests wait until the log is open */
+        lws_rx_flow_control(wsi, 0);
     return s;
 }
 

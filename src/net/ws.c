@@ -13,7 +13,6 @@
 #include "msghub/http_api.h"
 #include "msghub/json.h"
 #include "msghub/log.h"
-#include "msghub/redis_store.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
@@ -282,14 +281,7 @@ static void listed(void *ud, int status, uint64_t *ids, size_t n)
 
 static void do_list(mh_server_t *srv, mh_session_t *s, const mh_request_t *req)
 {
-    if (srv->distributed) {
-        mh_redis_list(srv->redis, mh_now_ms(), listed, reply_ctx_new(srv, s, req));
-        return;
-    }
-    uint64_t *ids;
-    size_t n = mh_registry_ids(srv->registry, s->id, &ids);
-    send_list(srv, s, ids, n, req->ref, req->ref_len);
-    free(ids);
+    mh_presence_list(&srv->presence, mh_now_ms(), listed, reply_ctx_new(srv, s, req));
 }
 
 static void relayed(void *ud, int status, const mh_relay_result_t *res)
