@@ -39,6 +39,8 @@ typedef struct mh_server {
     mh_msglog_limits_t log_limits; /* --inbox-max, --inbox-max-bytes, --inbox-ttl */
     mh_presence_t presence;        /* ids and routes: registry (standalone) or Redis */
     mh_transport_t transport;      /* to other instances: none (standalone) or AMQP */
+    /* hands (f, seq) to a session of the registry (net's mh_session_deliver, set by server.c) */
+    void (*deliver)(struct mh_server *srv, void *session, mh_frame_t *f, uint64_t seq);
     /* retention sweep of a log that needs one (memory); NULL when the store expires itself */
     uint64_t (*log_sweep)(mh_msglog_t *log, uint64_t now_ms);
     unsigned char *scratch; /* per-loop write buffer, MH_FRAME_HEADROOM in front */

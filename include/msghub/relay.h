@@ -11,6 +11,9 @@
  * or MH_EIO (the log is unreachable: answer `unavailable`, nothing was
  * accepted); with a memory log it runs before mh_relay_start returns.
  * Pushes that fail later cost latency, never data.
+ *
+ * Layer 2 (src/delivery): works through the log and transport ports and
+ * the hub's deliver hook, never on a socket.
  */
 #ifndef MSGHUB_RELAY_H
 #define MSGHUB_RELAY_H

@@ -264,6 +264,12 @@ static uint64_t last_id_of(void *ud)
     return mh_registry_last_id(ud);
 }
 
+/* The hub's hook for relay (hub.h): sessions in the registry are net's mh_session_t. */
+static void deliver_local(mh_server_t *srv, void *session, mh_frame_t *f, uint64_t seq)
+{
+    mh_session_deliver(srv, session, f, seq);
+}
+
 /* Standalone: the per-user logs live in memory, swept for the TTL; presence is the registry. */
 static void start_memory_log(mh_server_t *srv)
 {
@@ -365,6 +371,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.loop = &loop;
     srv.priv = &priv;
     srv.registry = mh_registry_new();
+    srv.deliver = deliver_local;
     init_limits(&srv);
     srv.conntrack = mh_conntrack_new();
     srv.partials = mh_u64map_new();

@@ -5,10 +5,14 @@
  * receiver's log in ONE mh_msglog_append call, which also gives each
  * receiver's seq and, in distributed mode, the instance holding it. Only
  * then is the relay accepted. Receivers connected here get (frame, seq)
- * references; receivers on other instances get ONE envelope per instance
- * (ids and seqs, frame once) through the transport port; offline receivers need
- * nothing: the log has it. A lost push costs latency, not data: the
- * receiving session fills gaps from the log.
+ * references (through the hub's deliver hook); receivers on other
+ * instances get ONE envelope per instance (ids and seqs, frame once)
+ * through the transport port; offline receivers need nothing: the log has
+ * it. A lost push costs latency, not data: the receiving session fills
+ * gaps from the log.
+ *
+ * Layer 2 (src/delivery): only the ports and the hub, unit tested with
+ * fakes (tests/unit/test_relay.c).
  */
 #include "msghub/relay.h"
 
@@ -16,7 +20,6 @@
 #include <string.h>
 
 #include "msghub/log.h"
-#include "msghub/session.h"
 
 typedef struct relay_job {
     mh_server_t *srv;
@@ -78,14 +81,14 @@ static void publish_remotes(mh_server_t *srv, mh_frame_t *f, remote_t *r, size_t
 static void deliver_all(relay_job_t *job, const mh_msglog_appended_t *res)
 {
     mh_server_t *srv = job->srv;
-    mh_session_t **local = mh_xmalloc(job->n * sizeof(*local));
+    void **local = mh_xmalloc(job->n * sizeof(*local));
     uint64_t *local_seq = mh_xmalloc(job->n * sizeof(uint64_t));
     remote_t *remote = mh_xmalloc(job->n * sizeof(*remote));
     size_t n_local = 0, n_remote = 0;
     for (size_t i = 0; i < res->n; i++) {
         if (!res->seqs[i])
             continue;
-        mh_session_t *s = mh_registry_get(srv->registry, job->ids[i]);
+        void *s = mh_registry_get(srv->registry, job->ids[i]);
         const char *inst = res->instances[i];
         if (s) {
             local[n_local] = s;
@@ -95,7 +98,7 @@ static void deliver_all(relay_job_t *job, const mh_msglog_appended_t *res)
     }
     job->f->local_left = (uint32_t)n_local;
     for (size_t i = 0; i < n_local; i++)
-        mh_session_deliver(srv, local[i], job->f, local_seq[i]);
+        srv->deliver(srv, local[i], job->f, local_seq[i]);
     publish_remotes(srv, job->f, remote, n_remote);
     free(local);
     free(local_seq);
