@@ -17,6 +17,19 @@
 #include "msghub/metrics.h"
 #include "msghub/util.h"
 
+/* WebSocket close codes the hub sends (PROTOCOL.md): every close site names one. */
+enum {
+    MH_CLOSE_GOING_AWAY = 1001,      /* the hub shuts down */
+    MH_CLOSE_PROTOCOL_ERROR = 1002,  /* a frame broke RFC 6455 */
+    MH_CLOSE_POLICY = 1008,          /* policy violation (e.g. since above the log) */
+    MH_CLOSE_TOO_BIG = 1009,         /* message too big */
+    MH_CLOSE_BACKPLANE = 1011,       /* backplane unavailable */
+    MH_CLOSE_TRY_AGAIN_LATER = 1013, /* memory budget */
+    MH_CLOSE_IDLE = 4000,            /* idle timeout */
+    MH_CLOSE_SLOW_CONSUMER = 4008,   /* outbound buffer limit */
+    MH_CLOSE_TAKEN_OVER = 4409,      /* another connection took the id over */
+};
+
 typedef enum {
     MH_REQ_IDENTITY,
     MH_REQ_LIST,

@@ -13,6 +13,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "msghub/util.h"
+
 typedef enum {
     MH_JSON_OBJECT,
     MH_JSON_ARRAY,
@@ -23,15 +25,13 @@ typedef enum {
     MH_JSON_NULL,
 } mh_json_kind_t;
 
-enum {
-    MH_JSON_OK = 0,
-    MH_JSON_EBAD = -1,   /* not valid JSON or not valid UTF-8 */
-    MH_JSON_EDEPTH = -2, /* nested deeper than allowed */
-};
-
 #define MH_JSON_MAX_DEPTH 64
 
-/* Validates s[0..n) as exactly one JSON value with optional surrounding whitespace. */
+/*
+ * Validates s[0..n) as exactly one JSON value with optional surrounding
+ * whitespace: MH_OK, MH_EINVAL (not valid JSON or not valid UTF-8) or
+ * MH_EDEPTH (nested deeper than max_depth).
+ */
 int mh_json_validate(const char *s, size_t n, int max_depth);
 
 /* A value's span in the text and its kind. */

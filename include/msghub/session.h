@@ -88,7 +88,7 @@ void mh_session_send_text(mh_server_t *srv, mh_session_t *s, mh_buf_t *b);
  * next one, drop a duplicate, or read the log to fill a gap (see above).
  */
 void mh_session_deliver(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq);
-/* Starts closing with code (4000, 4008, 4409, 1001, 1009, 1011). */
+/* Starts closing with code (an MH_CLOSE_*, codec.h). */
 void mh_session_close(mh_server_t *srv, mh_session_t *s, int code);
 /* WRITEABLE: writes one frame or the close frame; returns -1 to drop the connection. */
 int mh_session_writeable(mh_server_t *srv, mh_session_t *s);
@@ -106,7 +106,7 @@ void mh_session_flush_auto_acks(mh_server_t *srv);
 #define MH_SESSION_ACK_BATCH 100 /* auto: ack at the latest after this many writes */
 
 /* ---- between session.c and session_log.c ---- */
-/* Queues (f, seq); closes with 4008 past the outbound limit. */
+/* Queues (f, seq); closes with MH_CLOSE_SLOW_CONSUMER past the outbound limit. */
 void mh_session_queue_message(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq,
                               int live);
 /* Attach: opens the log with opts.since, sends hello, starts redelivery. */

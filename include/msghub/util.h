@@ -22,6 +22,7 @@ enum {
     MH_EEXPIRED = -4, /* token expired */
     MH_EBADSIG = -5,  /* token signature does not match */
     MH_EIO = -6,      /* I/O failed */
+    MH_EDEPTH = -7,   /* nested deeper than allowed (JSON) */
 };
 
 /* Human-readable text for an MH_E* code; never NULL. */

@@ -32,7 +32,7 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
 int mh_ws_refuse(mh_server_t *srv, struct lws *wsi, int status, mh_err_code_t code,
                  const char *message);
 
-/* Starts closing every registered session with code (shutdown: 1001). */
+/* Starts closing every registered session with code (shutdown: MH_CLOSE_GOING_AWAY). */
 void mh_ws_close_all(mh_server_t *srv, int code);
 
 #endif

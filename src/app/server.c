@@ -204,7 +204,7 @@ static void on_signal(uv_signal_t *h, int signum)
     mh_info("draining", "signal=%d sessions=%llu deadline_s=%u", signum,
             (unsigned long long)srv->metrics.connections, srv->cfg->shutdown_timeout_s);
     srv->priv->drain_deadline_ms = mh_now_ms() + (uint64_t)srv->cfg->shutdown_timeout_s * 1000u;
-    mh_ws_close_all(srv, 1001);
+    mh_ws_close_all(srv, MH_CLOSE_GOING_AWAY);
     uv_timer_start(&srv->priv->drain, on_drain_tick, 0, DRAIN_POLL_MS);
 }
 

@@ -53,6 +53,7 @@
 #include <sys/time.h>
 #include <uv.h>
 
+#include "msghub/backoff.h"
 #include "msghub/log.h"
 #include "msghub/util.h"
 
@@ -80,9 +81,8 @@ struct mh_amqp_conn {
     int handles_open;
     int up, closing, blocked, broken;
     uint32_t epoch;
-    unsigned attempt;  /* retries scheduled since the last success (backoff) */
-    unsigned failures; /* connect attempts failed since the last success (logs) */
-    uint64_t rng;
+    mh_backoff_t backoff; /* retries scheduled since the last success, jitter */
+    unsigned failures;    /* connect attempts failed since the last success (logs) */
     int heartbeat_s;
     uint64_t last_rx_ms;
     char err[256];
@@ -128,20 +128,6 @@ static void drop_conn(mh_amqp_conn_t *c)
     uv_idle_stop(&c->more);
 }
 
-static unsigned backoff_ms(mh_amqp_conn_t *c)
-{
-    unsigned shift = c->attempt < 6 ? c->attempt : 6;
-    unsigned base = BACKOFF_MIN_MS << shift;
-    if (base > BACKOFF_MAX_MS)
-        base = BACKOFF_MAX_MS;
-    c->attempt++;
-    c->rng ^= c->rng << 13; /* xorshift64 */
-    c->rng ^= c->rng >> 7;
-    c->rng ^= c->rng << 17;
-    double jitter = 0.8 + 0.4 * (double)(c->rng % 10001) / 10000.0; /* +-20 % */
-    return (unsigned)(base * jitter);
-}
-
 static void on_retry(uv_timer_t *t)
 {
     connect_now(t->data);
@@ -149,7 +135,7 @@ static void on_retry(uv_timer_t *t)
 
 static unsigned schedule_retry(mh_amqp_conn_t *c)
 {
-    unsigned ms = backoff_ms(c);
+    unsigned ms = mh_backoff_next(&c->backoff);
     uv_timer_start(&c->retry, on_retry, ms, 0);
     return ms;
 }
@@ -164,7 +150,7 @@ static void conn_lost(mh_amqp_conn_t *c, const char *why)
     c->hooks->lost(c->ud, was_up, why);
     if (c->closing)
         return;
-    c->attempt = 0;
+    mh_backoff_reset(&c->backoff);
     schedule_retry(c);
 }
 
@@ -318,7 +304,8 @@ static const char *go_up(mh_amqp_conn_t *c)
         uv_timer_start(&c->beat, on_beat, every, every);
     }
     c->epoch = (c->epoch + 1) & EPOCH_MASK;
-    c->attempt = c->failures = 0;
+    c->failures = 0;
+    mh_backoff_reset(&c->backoff);
     c->up = 1;
     return NULL;
 }
@@ -508,8 +495,9 @@ static void seed(mh_amqp_conn_t *c)
     uint64_t z = mh_mono_us() ^ (uint64_t)(uintptr_t)c ^ ((uint64_t)mh_now_ms() << 20);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u; /* splitmix64 finaliser */
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-    c->rng = (z ^ (z >> 31)) | 1;
-    c->epoch = (uint32_t)(c->rng >> 20) & EPOCH_MASK;
+    z = (z ^ (z >> 31)) | 1;
+    mh_backoff_init(&c->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS, z);
+    c->epoch = (uint32_t)(z >> 20) & EPOCH_MASK;
 }
 
 mh_amqp_conn_t *mh_amqp_conn_new(struct uv_loop_s *loop, const char *url, const char *name,

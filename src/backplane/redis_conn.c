@@ -34,6 +34,7 @@
 #include <hiredis/adapters/libuv.h>
 #include <uv.h>
 
+#include "msghub/backoff.h"
 #include "msghub/log.h"
 
 #define BACKOFF_MIN_MS 100u
@@ -58,10 +59,9 @@ struct mh_redis_conn {
     int up;       /* handshake done: commands are sent */
     int reported; /* the last state given to on_state */
     int closing;
-    int handles; /* uv handles not closed yet */
-    unsigned attempts;
-    unsigned generation; /* handshakes completed */
-    uint64_t rnd;
+    int handles;          /* uv handles not closed yet */
+    mh_backoff_t backoff; /* reconnection delays since the last handshake */
+    unsigned generation;  /* handshakes completed */
     size_t inflight;      /* commands sent, replies not yet read */
     uint64_t progress_ms; /* last reply, or when inflight left 0 */
     char err[160];        /* last connection error, for the log */
@@ -197,14 +197,6 @@ static void copy_err(char *dst, size_t cap, const char *s, size_t n)
 static void set_err(mh_redis_conn_t *conn, const char *s)
 {
     copy_err(conn->err, sizeof(conn->err), s ? s : "unknown error", SIZE_MAX);
-}
-
-static uint32_t next_rand(mh_redis_conn_t *conn)
-{
-    conn->rnd ^= conn->rnd << 13; /* xorshift64 */
-    conn->rnd ^= conn->rnd >> 7;
-    conn->rnd ^= conn->rnd << 17;
-    return (uint32_t)(conn->rnd >> 32);
 }
 
 /* ---- requests ---- */
@@ -448,17 +440,13 @@ static void on_retry_timer(uv_timer_t *t);
 
 static void schedule_retry(mh_redis_conn_t *conn)
 {
-    unsigned shift = conn->attempts < 6 ? conn->attempts : 6;
-    unsigned base = BACKOFF_MIN_MS << shift;
-    if (base > BACKOFF_MAX_MS)
-        base = BACKOFF_MAX_MS;
-    unsigned delay = base * (80u + next_rand(conn) % 41u) / 100u; /* +-20 % */
-    if (++conn->attempts == 1)
+    unsigned delay = mh_backoff_next(&conn->backoff);
+    if (conn->backoff.attempts == 1)
         mh_warn("redis_down", "addr=%s:%d err=\"%s\" retry_ms=%u", conn->host, conn->port,
                 conn->err, delay);
     else
         mh_debug("redis_retry", "addr=%s:%d err=\"%s\" attempt=%u retry_ms=%u", conn->host,
-                 conn->port, conn->err, conn->attempts, delay);
+                 conn->port, conn->err, conn->backoff.attempts, delay);
     uv_timer_start(&conn->retry, on_retry_timer, delay, 0);
 }
 
@@ -468,7 +456,7 @@ static void become_up(mh_redis_conn_t *conn)
 {
     conn->up = 1;
     conn->generation++;
-    conn->attempts = 0;
+    mh_backoff_reset(&conn->backoff);
     conn->inflight = 0;
     uv_timer_start(&conn->retry, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
     mh_info("redis_up", "addr=%s:%d db=%d", conn->host, conn->port, conn->db);
@@ -631,7 +619,8 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
     conn->loop = loop;
     conn->on_state = on_state;
     conn->ud = ud;
-    conn->rnd = (mh_mono_us() ^ (uint64_t)(uintptr_t)conn ^ ((uint64_t)getpid() << 32)) | 1u;
+    mh_backoff_init(&conn->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS,
+                    (mh_mono_us() ^ (uint64_t)(uintptr_t)conn ^ ((uint64_t)getpid() << 32)) | 1u);
     uv_timer_init(loop, &conn->retry);
     uv_idle_init(loop, &conn->idle);
     conn->retry.data = conn->idle.data = conn;

@@ -39,7 +39,7 @@ static int parse_root(const char *s, size_t n, fields_t *f, mh_codec_error_t *er
 {
     memset(f, 0, sizeof(*f));
     int rc = mh_json_validate(s, n, MH_JSON_MAX_DEPTH);
-    if (rc == MH_JSON_EDEPTH)
+    if (rc == MH_EDEPTH)
         return fail(err, MH_ERR_BAD_REQUEST, "JSON nested deeper than %d levels",
                     MH_JSON_MAX_DEPTH);
     if (rc)

@@ -27,8 +27,8 @@
 #include "msghub/token.h"
 #include "msghub/util.h"
 
-#ifndef MSGHUB_VERSION
-#define MSGHUB_VERSION "0.1.0"
+#ifndef MSGHUB_VERSION /* CMake's PROJECT_VERSION, the only place it is written */
+#error "MSGHUB_VERSION is defined by CMakeLists.txt from PROJECT_VERSION"
 #endif
 
 /* Longest accepted --prefix / --instance-id: they end up in Redis keys and queue names. */

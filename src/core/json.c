@@ -79,33 +79,33 @@ static int scan_string(scan_t *c)
         unsigned char ch = c->s[c->i];
         if (ch == '"') {
             c->i++;
-            return MH_JSON_OK;
+            return MH_OK;
         }
         if (ch < 0x20)
-            return MH_JSON_EBAD;
+            return MH_EINVAL;
         if (ch == '\\') {
             if (c->i + 1 >= c->n)
-                return MH_JSON_EBAD;
+                return MH_EINVAL;
             unsigned char e = c->s[c->i + 1];
             if (e == 'u') {
                 if (c->i + 6 > c->n)
-                    return MH_JSON_EBAD;
+                    return MH_EINVAL;
                 for (int k = 2; k < 6; k++)
                     if (mh_hexval(c->s[c->i + k]) < 0)
-                        return MH_JSON_EBAD;
+                        return MH_EINVAL;
                 c->i += 6;
             } else if (strchr("\"\\/bfnrt", e) && e) {
                 c->i += 2;
             } else
-                return MH_JSON_EBAD;
+                return MH_EINVAL;
             continue;
         }
         size_t len = utf8_len(c->s, c->n, c->i);
         if (!len)
-            return MH_JSON_EBAD;
+            return MH_EINVAL;
         c->i += len;
     }
-    return MH_JSON_EBAD;
+    return MH_EINVAL;
 }
 
 static int digits(scan_t *c)
@@ -113,7 +113,7 @@ static int digits(scan_t *c)
     size_t start = c->i;
     while (c->i < c->n && c->s[c->i] >= '0' && c->s[c->i] <= '9')
         c->i++;
-    return c->i > start ? MH_JSON_OK : MH_JSON_EBAD;
+    return c->i > start ? MH_OK : MH_EINVAL;
 }
 
 static int scan_number(scan_t *c)
@@ -121,33 +121,33 @@ static int scan_number(scan_t *c)
     if (c->s[c->i] == '-')
         c->i++;
     if (c->i >= c->n)
-        return MH_JSON_EBAD;
+        return MH_EINVAL;
     if (c->s[c->i] == '0')
         c->i++;
     else if (digits(c))
-        return MH_JSON_EBAD;
+        return MH_EINVAL;
     if (c->i < c->n && c->s[c->i] == '.') {
         c->i++;
         if (digits(c))
-            return MH_JSON_EBAD;
+            return MH_EINVAL;
     }
     if (c->i < c->n && (c->s[c->i] == 'e' || c->s[c->i] == 'E')) {
         c->i++;
         if (c->i < c->n && (c->s[c->i] == '+' || c->s[c->i] == '-'))
             c->i++;
         if (digits(c))
-            return MH_JSON_EBAD;
+            return MH_EINVAL;
     }
-    return MH_JSON_OK;
+    return MH_OK;
 }
 
 static int scan_literal(scan_t *c, const char *lit)
 {
     size_t len = strlen(lit);
     if (c->n - c->i < len || memcmp(c->s + c->i, lit, len) != 0)
-        return MH_JSON_EBAD;
+        return MH_EINVAL;
     c->i += len;
-    return MH_JSON_OK;
+    return MH_OK;
 }
 
 static int scan_value(scan_t *c, int depth);
@@ -155,23 +155,23 @@ static int scan_value(scan_t *c, int depth);
 static int scan_container(scan_t *c, int depth, unsigned char close)
 {
     if (depth >= c->max_depth)
-        return MH_JSON_EDEPTH;
+        return MH_EDEPTH;
     c->i++;
     skip_ws(c);
     if (c->i < c->n && c->s[c->i] == close) {
         c->i++;
-        return MH_JSON_OK;
+        return MH_OK;
     }
     for (;;) {
         int rc;
         if (close == '}') {
             if (c->i >= c->n || c->s[c->i] != '"')
-                return MH_JSON_EBAD;
+                return MH_EINVAL;
             if ((rc = scan_string(c)))
                 return rc;
             skip_ws(c);
             if (c->i >= c->n || c->s[c->i] != ':')
-                return MH_JSON_EBAD;
+                return MH_EINVAL;
             c->i++;
             skip_ws(c);
         }
@@ -179,13 +179,13 @@ static int scan_container(scan_t *c, int depth, unsigned char close)
             return rc;
         skip_ws(c);
         if (c->i >= c->n)
-            return MH_JSON_EBAD;
+            return MH_EINVAL;
         if (c->s[c->i] == close) {
             c->i++;
-            return MH_JSON_OK;
+            return MH_OK;
         }
         if (c->s[c->i] != ',')
-            return MH_JSON_EBAD;
+            return MH_EINVAL;
         c->i++;
         skip_ws(c);
     }
@@ -194,7 +194,7 @@ static int scan_container(scan_t *c, int depth, unsigned char close)
 static int scan_value(scan_t *c, int depth)
 {
     if (c->i >= c->n)
-        return MH_JSON_EBAD;
+        return MH_EINVAL;
     switch (c->s[c->i]) {
     case '{':
         return scan_container(c, depth, '}');
@@ -211,7 +211,7 @@ static int scan_value(scan_t *c, int depth)
     default:
         if (c->s[c->i] == '-' || (c->s[c->i] >= '0' && c->s[c->i] <= '9'))
             return scan_number(c);
-        return MH_JSON_EBAD;
+        return MH_EINVAL;
     }
 }
 
@@ -223,7 +223,7 @@ int mh_json_validate(const char *s, size_t n, int max_depth)
     if (rc)
         return rc;
     skip_ws(&c);
-    return c.i == n ? MH_JSON_OK : MH_JSON_EBAD;
+    return c.i == n ? MH_OK : MH_EINVAL;
 }
 
 static mh_json_kind_t kind_of(unsigned char ch)
@@ -386,7 +386,7 @@ int mh_json_find_shallow(const char *s, size_t n, const char *key, mh_json_span_
             mh_json_kind_t kind = kind_of(c.s[v0]);
             if (kind != MH_JSON_STRING && kind != MH_JSON_NUMBER)
                 return -1;
-            if ((kind == MH_JSON_STRING ? scan_string(&c) : scan_number(&c)) != MH_JSON_OK)
+            if ((kind == MH_JSON_STRING ? scan_string(&c) : scan_number(&c)) != MH_OK)
                 return -1;
             *value = (mh_json_span_t){s + v0, c.i - v0, kind};
             return 0;

@@ -89,7 +89,7 @@ static void queued(mh_server_t *srv, mh_session_t *s, int was_empty)
         srv->metrics.slow_consumer_closes_total++;
         mh_info("slow_consumer", "id=%llu queued_bytes=%zu", (unsigned long long)s->id,
                 s->outq.bytes);
-        mh_session_close(srv, s, 4008);
+        mh_session_close(srv, s, MH_CLOSE_SLOW_CONSUMER);
         return;
     }
     if (was_empty)
@@ -129,19 +129,19 @@ void mh_session_send_text(mh_server_t *srv, mh_session_t *s, mh_buf_t *b)
 static const char *close_reason(int code)
 {
     switch (code) {
-    case 4008:
+    case MH_CLOSE_SLOW_CONSUMER:
         return "slow consumer";
-    case 4409:
+    case MH_CLOSE_TAKEN_OVER:
         return "session taken over";
-    case 4000:
+    case MH_CLOSE_IDLE:
         return "idle timeout";
-    case 1009:
+    case MH_CLOSE_TOO_BIG:
         return "message too big";
-    case 1013:
+    case MH_CLOSE_TRY_AGAIN_LATER:
         return "try again later";
-    case 1011:
+    case MH_CLOSE_BACKPLANE:
         return "backplane unavailable";
-    case 1008:
+    case MH_CLOSE_POLICY:
         return "policy violation";
     default:
         return "hub shutting down";
@@ -221,7 +221,7 @@ static void attach(mh_server_t *srv, mh_session_t *s)
     if (old) {
         mh_info("takeover", "id=%llu", (unsigned long long)s->id);
         old->registered = 0; /* the registry already names s */
-        mh_session_close(srv, old, 4409);
+        mh_session_close(srv, old, MH_CLOSE_TAKEN_OVER);
     }
     s->registered = 1;
     s->attached = 1;
@@ -257,7 +257,7 @@ static void claimed(void *ud, int status, const char *previous)
         return;
     }
     if (status) {
-        mh_session_close(srv, s, 1011);
+        mh_session_close(srv, s, MH_CLOSE_BACKPLANE);
         return;
     }
     if (previous && strcmp(previous, srv->cfg->instance_id) != 0)
@@ -279,7 +279,7 @@ static void got_id(void *ud, int status, uint64_t id)
     if (!s)
         return;
     if (status) {
-        mh_session_close(srv, s, 1011);
+        mh_session_close(srv, s, MH_CLOSE_BACKPLANE);
         return;
     }
     s->id = id;
@@ -329,6 +329,6 @@ void mh_session_kick(mh_server_t *srv, uint64_t id, uint64_t claimed_ms)
     mh_session_t *s = mh_registry_get(srv->registry, id);
     if (s && s->claimed_ms <= claimed_ms) {
         mh_info("takeover", "id=%llu by=another_instance", (unsigned long long)id);
-        mh_session_close(srv, s, 4409);
+        mh_session_close(srv, s, MH_CLOSE_TAKEN_OVER);
     }
 }

@@ -173,7 +173,7 @@ static void refuse_since(mh_server_t *srv, mh_session_t *s)
     mh_session_send_text(srv, s, &b);
     mh_buf_free(&b);
     mh_metrics_error(&srv->metrics, MH_ERR_BAD_REQUEST);
-    mh_session_close(srv, s, 1008);
+    mh_session_close(srv, s, MH_CLOSE_POLICY);
 }
 
 static void opened(void *ud, int status, const mh_msglog_state_t *st)
@@ -188,7 +188,7 @@ static void opened(void *ud, int status, const mh_msglog_state_t *st)
         return;
     }
     if (status) {
-        mh_session_close(srv, s, 1011);
+        mh_session_close(srv, s, MH_CLOSE_BACKPLANE);
         return;
     }
     if (s->opts.since && st->acked_seq == s->opts.since)

@@ -22,9 +22,6 @@
 #define SINCE_DIGITS_MAX 20
 /* lws 4.1 keeps its close opcode private; its value is 4 in every 4.x release (see session.c). */
 #define MH_LWS_WRITE_CLOSE 4
-#define MH_CLOSE_PROTOCOL_ERROR 1002
-#define MH_CLOSE_TOO_BIG 1009
-#define MH_CLOSE_TRY_AGAIN_LATER 1013
 #define MH_CLOSE_MAX_PAYLOAD 125
 
 /* ---- upgrade checks ---- */
@@ -534,7 +531,7 @@ static void on_timer(mh_server_t *srv, mh_session_t *s)
         return;
     if (quiet >= idle_us) {
         mh_info("idle_timeout", "id=%llu", (unsigned long long)s->id);
-        mh_session_close(srv, s, 4000);
+        mh_session_close(srv, s, MH_CLOSE_IDLE);
     } else
         arm_idle_timer(srv, s, idle_us - quiet);
 }

@@ -19,7 +19,6 @@
 #include "msghub/json.h"
 #include "url.h"
 
-#define CLI_VERSION "0.1.0"
 #define DEFAULT_URL "http://127.0.0.1:8080"
 #define DEFAULT_TIMEOUT_S 10
 #define EXIT_USAGE 2
@@ -412,7 +411,7 @@ static int cmd_relay(opts_t *o)
         mh_buf_puts(&body, o->pos[0]);
     }
     mh_buf_puts(&doc, ",\"body\":");
-    if (body.len && mh_json_validate(body.data, body.len, MH_JSON_MAX_DEPTH) != MH_JSON_EBAD) {
+    if (body.len && mh_json_validate(body.data, body.len, MH_JSON_MAX_DEPTH) != MH_EINVAL) {
         mh_buf_append(&doc, body.data, body.len); /* JSON: exactly as written */
     } else {
         size_t n = body.len;
@@ -564,7 +563,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(cmd, "--version")) {
-        puts("msghub-cli " CLI_VERSION);
+        puts("msghub-cli " MSGHUB_VERSION);
         return 0;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

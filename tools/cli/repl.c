@@ -119,7 +119,7 @@ static cli_cmd_t slash_command(cli_repl_t *r, const char *line, size_t len, mh_b
             mh_buf_free(&ids);
             return CLI_CMD_ERROR;
         }
-        if (json && (!an || mh_json_validate(a, an, MH_JSON_MAX_DEPTH) == MH_JSON_EBAD)) {
+        if (json && (!an || mh_json_validate(a, an, MH_JSON_MAX_DEPTH) == MH_EINVAL)) {
             mh_buf_free(&ids);
             snprintf(err, errlen, "/json needs a valid JSON body after the ids");
             return CLI_CMD_ERROR;
@@ -315,7 +315,7 @@ void cli_repl_frame(const char *s, size_t n, mh_buf_t *out, cli_frame_info_t *in
     memset(info, 0, sizeof(*info));
     info->kind = CLI_IN_REPLY;
     mh_buf_reset(out);
-    if (mh_json_validate(s, n, FRAME_MAX_DEPTH) == MH_JSON_OK) {
+    if (mh_json_validate(s, n, FRAME_MAX_DEPTH) == MH_OK) {
         mh_json_span_t root = mh_json_root(s, n);
         fields_t f;
         if (root.kind == MH_JSON_OBJECT) {
