@@ -19,6 +19,7 @@
 
 #include "msghub/cluster.h"
 #include "msghub/http_api.h"
+#include "msghub/liveness.h"
 #include "msghub/log.h"
 #include "msghub/token.h"
 #include "msghub/ws.h"
@@ -30,6 +31,8 @@ typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
     uv_timer_t sweep; /* drops expired inbox messages */
     uv_timer_t drain; /* polls for the last session to go during shutdown */
+    uv_timer_t wheel; /* sweeps srv->timers: every per-connection deadline */
+    uv_check_t turn;  /* after each loop turn: liveness' accept step */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -53,7 +56,11 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     mh_server_t *srv = lws_context_user(lws_get_context(wsi));
     mh_conn_t *conn = user;
     switch (reason) {
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        mh_live_accepted(srv, wsi);
+        return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        mh_live_headers_done(srv, wsi);
         mh_err_code_t code;
         const char *msg;
         int status = mh_ws_check_upgrade(srv, wsi, &code, &msg);
@@ -61,8 +68,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     }
     case LWS_CALLBACK_ESTABLISHED:
     case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
     case LWS_CALLBACK_SERVER_WRITEABLE:
-    case LWS_CALLBACK_TIMER:
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return conn ? mh_ws_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     case LWS_CALLBACK_CLOSED:
@@ -72,11 +79,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
     case LWS_CALLBACK_HTTP:
+        mh_live_headers_done(srv, wsi);
+        return conn ? mh_http_callback(srv, wsi, (int)reason, conn, in, len) : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (conn)
+            mh_live_gone(srv, conn); /* lws may free or replace conn's memory next */
+        return conn ? mh_http_callback(srv, wsi, (int)reason, conn, in, len) : 0;
+    case LWS_CALLBACK_WSI_DESTROY: /* the last callback with conn's memory intact */
+        mh_live_destroyed(srv, wsi, conn);
+        return 0;
     case LWS_CALLBACK_HTTP_BODY:
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
     case LWS_CALLBACK_HTTP_WRITEABLE:
-    case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         return conn ? mh_http_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     default:
         return 0;
@@ -108,10 +123,14 @@ static void finish(mh_server_t *srv)
     mh_info("shutdown", "sessions_left=%llu", (unsigned long long)srv->metrics.connections);
     uv_timer_stop(&p->drain);
     uv_timer_stop(&p->sweep);
+    uv_timer_stop(&p->wheel);
+    uv_check_stop(&p->turn);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     uv_close((uv_handle_t *)&p->drain, NULL);
     uv_close((uv_handle_t *)&p->sweep, NULL);
+    uv_close((uv_handle_t *)&p->wheel, NULL);
+    uv_close((uv_handle_t *)&p->turn, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
@@ -146,6 +165,17 @@ static void on_sweep(uv_timer_t *t)
 {
     mh_server_t *srv = t->data;
     srv->metrics.inbox_dropped_total += mh_inbox_mem_expire(srv->inbox, mh_now_ms());
+}
+
+static void on_wheel_tick(uv_timer_t *t)
+{
+    mh_server_t *srv = t->data;
+    mh_timerwheel_advance(srv->timers, mh_mono_us() / 1000u);
+}
+
+static void on_loop_turn(uv_check_t *c)
+{
+    mh_live_loop_turn(c->data);
 }
 
 static void init_secret(mh_server_t *srv)
@@ -198,9 +228,12 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
 static int run_loop(mh_server_t *srv)
 {
     const mh_config_t *cfg = srv->cfg;
-    lws_retry_bo_t retry = {
-        .secs_since_valid_ping = (uint16_t)cfg->ping_interval_s,
-        .secs_since_valid_hangup = (uint16_t)(cfg->ping_interval_s + cfg->pong_timeout_s),
+    /* No lws validity timer: with both 0 lws 4.1 arms none (_lws_validity_confirmed_role);
+     * pings, pong timeout and idle are on srv->timers (liveness.c). Without a policy lws would
+     * use its default (a ping after 300 s). Static: lws keeps the pointer. */
+    static const lws_retry_bo_t retry = {
+        .secs_since_valid_ping = 0,
+        .secs_since_valid_hangup = 0,
     };
     struct lws_protocols protocols[] = {
         {"msghub", callback, sizeof(mh_conn_t), 65536, 0, NULL, 0},
@@ -219,10 +252,15 @@ static int run_loop(mh_server_t *srv)
     uv_signal_init(srv->loop, &p->sigint);
     uv_timer_init(srv->loop, &p->sweep);
     uv_timer_init(srv->loop, &p->drain);
-    p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = srv;
+    uv_timer_init(srv->loop, &p->wheel);
+    uv_check_init(srv->loop, &p->turn);
+    p->turn.data = srv;
+    p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->wheel.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
+    uv_check_start(&p->turn, on_loop_turn);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u", cfg->listen_host,
             cfg->listen_port, srv->distributed ? "distributed" : "standalone", cfg->instance_id,
             cfg->max_connections);
@@ -244,6 +282,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.priv = &priv;
     srv.registry = mh_registry_new();
     srv.inbox = mh_inbox_mem_new(cfg->inbox_max, cfg->inbox_ttl_s * 1000u);
+    srv.timers = mh_timerwheel_new(mh_mono_us() / 1000u, MH_LIVE_TICK_MS, MH_LIVE_SLOTS);
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
     srv.started_ms = mh_now_ms();
@@ -264,6 +303,8 @@ int mh_server_run(const mh_config_t *cfg)
     if (uv_loop_close(&loop))
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
     mh_inbox_mem_free(srv.inbox);
+    mh_timerwheel_free(srv.timers);
+    free(srv.fresh);
     mh_registry_free(srv.registry);
     free(srv.shared_secret);
     if (!rc)

@@ -2,7 +2,7 @@
  * ws: the libwebsockets side of WebSocket connections: the upgrade checks,
  * the reassembly of fragmented messages, and the requests of the client
  * protocol (identity, list, relay, ping). Queues, inbox flow and closing
- * live in session.c.
+ * live in session.c; ping / pong and idle deadlines in liveness.c.
  */
 #include "msghub/ws.h"
 
@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "msghub/http_api.h"
+#include "msghub/liveness.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
@@ -302,27 +303,6 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
     return 0;
 }
 
-/* ---- liveness ---- */
-
-static void arm_idle_timer(mh_server_t *srv, mh_session_t *s, uint64_t after_us)
-{
-    if (srv->cfg->idle_timeout_s)
-        lws_set_timer_usecs(s->wsi, (lws_usec_t)after_us);
-}
-
-static void on_timer(mh_server_t *srv, mh_session_t *s)
-{
-    uint64_t idle_us = (uint64_t)srv->cfg->idle_timeout_s * 1000000u;
-    uint64_t quiet = mh_mono_us() - s->last_app_us;
-    if (!idle_us || s->closing)
-        return;
-    if (quiet >= idle_us) {
-        mh_info("idle_timeout", "id=%llu", (unsigned long long)s->id);
-        mh_session_close(srv, s, 4000);
-    } else
-        arm_idle_timer(srv, s, idle_us - quiet);
-}
-
 static int on_established(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn)
 {
     char token[256];
@@ -332,7 +312,7 @@ static int on_established(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn)
                                     mh_now_ms() / 1000, srv->cfg->token_ttl_s, &id) != 0)
         id = 0;
     conn->ws = mh_session_open(srv, wsi, id);
-    arm_idle_timer(srv, conn->ws, (uint64_t)srv->cfg->idle_timeout_s * 1000000u);
+    mh_live_established(srv, wsi, conn);
     return 0;
 }
 
@@ -344,16 +324,20 @@ int mh_ws_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *con
         return on_established(srv, wsi, conn);
     case LWS_CALLBACK_RECEIVE:
         return conn->ws ? on_receive(srv, conn->ws, wsi, in, len) : -1;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return conn->ws ? mh_session_writeable(srv, conn->ws) : 0;
-    case LWS_CALLBACK_TIMER:
-        if (conn->ws)
-            on_timer(srv, conn->ws);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        mh_live_pong(conn);
         return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        int rc = mh_live_writeable(srv, wsi, conn);
+        if (rc)
+            return rc < 0 ? -1 : 0;
+        return conn->ws ? mh_session_writeable(srv, conn->ws) : 0;
+    }
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         /* the peer answers the close frame we wrote ourselves: lws must not send another */
         return conn->ws && conn->ws->close_sent ? -1 : 0;
     case LWS_CALLBACK_CLOSED:
+        mh_live_gone(srv, conn);
         if (conn->ws)
             mh_session_closed(srv, conn->ws);
         conn->ws = NULL;
