@@ -20,7 +20,7 @@
 
 #define PING_PAYLOAD "mh"
 
-enum { LIVE_NONE, LIVE_OPEN };
+enum { LIVE_NONE, LIVE_OPEN, LIVE_CLOSING };
 
 static uint64_t mono_ms(void)
 {
@@ -61,7 +61,7 @@ static void on_open_deadline(mh_server_t *srv, mh_conn_t *conn, uint64_t now)
 {
     mh_session_t *s = conn->ws;
     if (!s || s->closing || check_idle(srv, s, now))
-        return; /* a closing session has session.c's close deadline */
+        return; /* closing: mh_live_closing armed the close deadline */
     if (conn->ping_sent_ms &&
         now >= conn->ping_sent_ms + (uint64_t)srv->cfg->pong_timeout_s * 1000u) {
         mh_info("pong_timeout", "id=%llu", (unsigned long long)s->id);
@@ -82,6 +82,8 @@ static void on_deadline(mh_timer_t *t, void *ud)
     mh_conn_t *conn = ud;
     if (conn->live_state == LIVE_OPEN)
         on_open_deadline(lws_context_user(lws_get_context(conn->wsi)), conn, mono_ms());
+    else if (conn->live_state == LIVE_CLOSING)
+        kill_now(conn->wsi); /* the peer never answered our close frame */
 }
 
 /* ---- handshake: before lws allocates conn, a record of our own on the wsi ---- */
@@ -163,6 +165,20 @@ void mh_live_established(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn)
     conn->ping_due = 0;
     mh_timer_init(&conn->timer, on_deadline, conn);
     mh_timerwheel_add(srv->timers, &conn->timer, next_deadline(srv, conn));
+}
+
+void mh_live_closing(mh_server_t *srv, struct lws *wsi, uint32_t secs)
+{
+    mh_conn_t *conn = lws_wsi_user(wsi);
+    if (!conn) { /* not a session's connection: lws' own timeout */
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, (int)secs);
+        return;
+    }
+    mh_timerwheel_cancel(srv->timers, &conn->timer);
+    conn->wsi = wsi;
+    conn->live_state = LIVE_CLOSING;
+    mh_timer_init(&conn->timer, on_deadline, conn);
+    mh_timerwheel_add(srv->timers, &conn->timer, mono_ms() + (uint64_t)secs * 1000u);
 }
 
 void mh_live_pong(mh_conn_t *conn)

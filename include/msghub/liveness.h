@@ -17,9 +17,9 @@
  *
  * One mh_timer_t per connection (in mh_conn_t), armed for the earliest of
  * its deadlines; pongs and application frames only record times, and the
- * timer re-arms itself lazily when it fires early. Not here: the 5 s
- * close deadline of a closing session (session.c, lws_set_timeout) and
- * HTTP request timeouts after the headers (lws, http_api.c).
+ * timer re-arms itself lazily when it fires early. The same timer holds
+ * the close deadline of a closing session (mh_live_closing, session.c).
+ * Not here: HTTP request timeouts after the headers (lws, http_api.c).
  *
  * The callbacks are called from server.c's lws callback; none frees conn.
  */
@@ -42,6 +42,11 @@ void mh_live_loop_turn(mh_server_t *srv);
 void mh_live_headers_done(mh_server_t *srv, struct lws *wsi);
 /* LWS_CALLBACK_ESTABLISHED, after the session was opened: pings and idle start. */
 void mh_live_established(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn);
+/*
+ * The session on wsi started closing (its close frame is queued): drop the
+ * connection if it is still there after secs. Replaces liveness' deadlines.
+ */
+void mh_live_closing(mh_server_t *srv, struct lws *wsi, uint32_t secs);
 /* LWS_CALLBACK_RECEIVE_PONG. */
 void mh_live_pong(mh_conn_t *conn);
 /*

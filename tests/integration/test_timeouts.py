@@ -1,7 +1,8 @@
 """Per-connection deadlines kept on the hub's timer wheel (liveness.c):
 the handshake timeout of connections that never finish their request
-headers, the pong timeout after a ping that is answered late, and that a
-client answering pings stays connected through many ping intervals. The
+headers, the pong timeout after a ping that is answered late, that a
+client answering pings stays connected through many ping intervals, and
+the close deadline of a peer that never answers the hub's close frame. The
 idle timeout and the plain pong timeout are in test_limits.py."""
 
 import socket
@@ -84,3 +85,21 @@ def test_late_pong_closes_and_prompt_pongs_keep_alive(hub_factory):
     assert len(live.pings) >= 4, live.pings
     live.send_text('{"type":"identity"}')
     assert live.recv_json() == {"type": "identity", "id": live.id}
+
+
+def test_close_deadline_drops_a_peer_that_never_answers_the_close(hub_factory):
+    h = hub_factory("--idle-timeout", "1")
+    c = h.ws()  # hello read; nothing is read or answered from here on
+    sock = c.sock
+    sock.settimeout(4.0)
+    first = sock.recv(64)  # the hub's close frame (4000 idle timeout)
+    t_close = time.monotonic()
+    assert first[0] == 0x88, first
+    assert int.from_bytes(first[2:4], "big") == 4000, first
+    t_eof = closed_within(sock, 10.0)
+    assert t_eof is not None, "a peer that never answered the close frame was kept"
+    assert 4.0 <= t_eof <= 7.5, t_eof  # the 5 s close deadline (CLOSE_DEADLINE_S)
+    # the hub is fine: a new client works
+    d = h.ws()
+    d.send_text('{"type":"ping"}')
+    assert d.recv_json() == {"type": "pong"}
