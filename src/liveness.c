@@ -1,6 +1,6 @@
 /*
- * liveness: handshake, ping / pong and idle deadlines of every connection
- * on the server's timing wheel (see liveness.h for what and why).
+ * liveness: handshake, ping / pong, idle and close deadlines of every
+ * connection on the server's timing wheel (see liveness.h for what and why).
  *
  * Closing from the wheel's sweep: the sweep runs from a uv timer, outside
  * any lws callback, so a connection that must go is closed synchronously
