@@ -32,6 +32,23 @@ static void kill_now(struct lws *wsi)
     lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
 }
 
+/*
+ * Closing a connection costs lws tens of microseconds (more while it holds
+ * many header tables), and deadlines armed together expire together: 10,000
+ * sockets opened at once would stall the loop for a second in one sweep.
+ * Past MH_LIVE_KILLS_PER_TICK in one sweep, t is put on the next tick
+ * instead; returns 1 then.
+ */
+static int defer_kill(mh_server_t *srv, mh_timer_t *t)
+{
+    if (srv->live_kills < MH_LIVE_KILLS_PER_TICK) {
+        srv->live_kills++;
+        return 0;
+    }
+    mh_timerwheel_add(srv->timers, t, mono_ms()); /* a past deadline: the next tick */
+    return 1;
+}
+
 /* The earliest deadline of an open connection: the next ping, the pong's, or idle. */
 static uint64_t next_deadline(const mh_server_t *srv, const mh_conn_t *conn)
 {
@@ -64,6 +81,8 @@ static void on_open_deadline(mh_server_t *srv, mh_conn_t *conn, uint64_t now)
         return; /* closing: mh_live_closing armed the close deadline */
     if (conn->ping_sent_ms &&
         now >= conn->ping_sent_ms + (uint64_t)srv->cfg->pong_timeout_s * 1000u) {
+        if (defer_kill(srv, &conn->timer))
+            return;
         mh_info("pong_timeout", "id=%llu", (unsigned long long)s->id);
         kill_now(conn->wsi);
         return;
@@ -80,9 +99,10 @@ static void on_open_deadline(mh_server_t *srv, mh_conn_t *conn, uint64_t now)
 static void on_deadline(mh_timer_t *t, void *ud)
 {
     mh_conn_t *conn = ud;
+    mh_server_t *srv = lws_context_user(lws_get_context(conn->wsi));
     if (conn->live_state == LIVE_OPEN)
-        on_open_deadline(lws_context_user(lws_get_context(conn->wsi)), conn, mono_ms());
-    else if (conn->live_state == LIVE_CLOSING)
+        on_open_deadline(srv, conn, mono_ms());
+    else if (conn->live_state == LIVE_CLOSING && !defer_kill(srv, t))
         kill_now(conn->wsi); /* the peer never answered our close frame */
 }
 
@@ -103,6 +123,8 @@ static void on_handshake_deadline(mh_timer_t *t, void *ud)
 {
     hs_t *hs = ud;
     struct lws *wsi = hs->wsi;
+    if (defer_kill(lws_context_user(lws_get_context(wsi)), t))
+        return;
     hs_free(wsi, hs);
     mh_debug("handshake_timeout", "after_s=%d", MH_LIVE_HANDSHAKE_S);
     kill_now(wsi);
@@ -122,6 +144,12 @@ void mh_live_accepted(mh_server_t *srv, struct lws *wsi)
         srv->fresh = mh_xrealloc(srv->fresh, srv->fresh_cap * sizeof(*srv->fresh));
     }
     srv->fresh[srv->nfresh++] = wsi;
+}
+
+void mh_live_tick(mh_server_t *srv, uint64_t now_ms)
+{
+    srv->live_kills = 0;
+    mh_timerwheel_advance(srv->timers, now_ms);
 }
 
 void mh_live_loop_turn(mh_server_t *srv)

@@ -170,7 +170,7 @@ static void on_sweep(uv_timer_t *t)
 static void on_wheel_tick(uv_timer_t *t)
 {
     mh_server_t *srv = t->data;
-    mh_timerwheel_advance(srv->timers, mh_mono_us() / 1000u);
+    mh_live_tick(srv, mh_mono_us() / 1000u);
 }
 
 static void on_loop_turn(uv_check_t *c)

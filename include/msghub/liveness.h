@@ -33,9 +33,13 @@ struct lws;
 #define MH_LIVE_HANDSHAKE_S 10 /* as lws' default header timeout (timeout_secs_ah_idle) */
 #define MH_LIVE_TICK_MS 100    /* timer wheel resolution */
 #define MH_LIVE_SLOTS 1024     /* one revolution: 102.4 s */
+#define MH_LIVE_KILLS_PER_TICK                                                                     \
+    200 /* connections dropped per sweep at most, the rest a tick later */
 
 /* LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: a socket was accepted (conn is not there yet). */
 void mh_live_accepted(mh_server_t *srv, struct lws *wsi);
+/* The server's wheel timer, every MH_LIVE_TICK_MS: fires what is due. */
+void mh_live_tick(mh_server_t *srv, uint64_t now_ms);
 /* After every loop turn (a uv_check handle): ends the accept step of mh_live_accepted. */
 void mh_live_loop_turn(mh_server_t *srv);
 /* The request headers are complete (LWS_CALLBACK_HTTP or ..._CONFIRM_UPGRADE). */

@@ -51,6 +51,7 @@ typedef struct mh_server {
     mh_timerwheel_t *timers; /* per-connection deadlines (liveness.c), swept by server.c */
     struct lws **fresh;      /* sockets accepted in this loop turn (liveness.c) */
     size_t nfresh, fresh_cap;
+    uint32_t live_kills;         /* connections liveness.c dropped in this sweep */
     struct mh_server_priv *priv; /* timers and signal handles (server.c) */
 } mh_server_t;
 
