@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "msghub/broker_amqp.h"
+#include "msghub/liveness.h"
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
@@ -79,7 +80,7 @@ void mh_session_close(mh_server_t *srv, mh_session_t *s, int code)
     unregister(srv, s); /* checked out of presence now, not when the socket goes */
     mh_session_log_close(srv, s);
     drop_messages(&s->outq); /* the log holds whatever was not acknowledged */
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_DEADLINE_S);
+    mh_live_closing(srv, s->wsi, CLOSE_DEADLINE_S); /* O(1), not lws' sorted list */
     lws_callback_on_writable(s->wsi);
 }
 

@@ -15,6 +15,7 @@
 #include "msghub/metrics.h"
 #include "msghub/msglog.h"
 #include "msghub/registry.h"
+#include "msghub/timerwheel.h"
 #include "msghub/util.h"
 
 struct lws_context;
@@ -58,13 +59,27 @@ typedef struct mh_server {
     uint64_t started_ms;
     struct mh_conntrack *conntrack; /* every accepted socket, request deadlines */
     struct mh_u64map *partials;     /* ws.c: sessions holding part of a message, by address */
-    struct mh_server_priv *priv;    /* timers and signal handles (server.c) */
+    mh_timerwheel_t *timers; /* per-connection deadlines (liveness.c), swept by server.c */
+    struct lws **fresh;      /* sockets accepted in this loop turn (liveness.c) */
+    size_t nfresh, fresh_cap;
+    uint32_t live_kills;         /* connections liveness.c dropped in this sweep */
+    struct mh_server_priv *priv; /* timers and signal handles (server.c) */
 } mh_server_t;
 
-/* Per-connection user data of the lws protocol: HTTP state or a session. */
+/*
+ * Per-connection user data of the lws protocol: HTTP state or a session,
+ * and the connection's one deadline on srv->timers (liveness.h). lws owns
+ * and zero-fills it; the timer is cancelled before lws frees it.
+ */
 typedef struct mh_conn {
     struct mh_http *http;
     struct mh_session *ws;
+    struct lws *wsi;
+    mh_timer_t timer;      /* ping / pong / idle deadline of a WebSocket */
+    uint64_t valid_ms;     /* last pong (or the upgrade), monotonic ms */
+    uint64_t ping_sent_ms; /* ping awaiting its pong, 0 = none */
+    uint8_t live_state;    /* liveness.c: none or open */
+    uint8_t ping_due;      /* the next WRITEABLE writes a ping */
 } mh_conn_t;
 
 /* Builds the server from cfg and runs the loop until shutdown; returns the exit status. */
