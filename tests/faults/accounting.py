@@ -29,6 +29,7 @@ class Ledger:
     def __init__(self):
         self.sent = {}                 # key -> (t_send, receiver ids)
         self.accepted = {}             # key -> receiver ids (accepted copies)
+        self.answered = {}             # key -> time the relay was answered (any answer)
         self.refused = 0               # copies refused with `unavailable`
         self.unanswered = 0            # copies whose relay got no answer
         self.errors = collections.Counter()   # other error codes (copies)
@@ -39,6 +40,19 @@ class Ledger:
 
     def on_send(self, key, rids):
         self.sent[key] = (now(), tuple(rids))
+
+    def on_answer(self, key):
+        self.answered[key] = now()
+
+    def answer_delays(self, t_from=None, t_to=None):
+        """Seconds from send to answer of the relays sent in [t_from, t_to]
+        (None for a relay never answered)."""
+        out = []
+        for key, (t, _rids) in self.sent.items():
+            if (t_from is None or t >= t_from) and (t_to is None or t <= t_to):
+                a = self.answered.get(key)
+                out.append(None if a is None else a - t)
+        return out
 
     def on_accepted(self, key, rids):
         self.accepted[key] = tuple(rids)
@@ -83,7 +97,14 @@ class Ledger:
                     delays.append(max(0.0, t - t_send))
         delays.sort()
         rs = [r for rid, r in self.receivers.items() if only is None or rid in only]
-        seq = any(r.seq_supported for r in rs)
+        with_seq = sum(r.msgs_seq for r in rs)
+        without = sum(r.msgs_noseq for r in rs)
+        seq = with_seq > 0 and without == 0
+        errors = dict(self.errors)
+        for r in rs:
+            for code, n in r.errors.items():
+                errors["to receivers: %s" % code] = errors.get("to receivers: %s" % code, 0) + n
+        answers = [d for d in self.answer_delays() if d is not None]
         return {
             "accepted": accepted,
             "delivered": delivered,
@@ -92,7 +113,10 @@ class Ledger:
             "order": sum(len(r.violations) for r in rs) if seq else None,
             "refused": self.refused,
             "unanswered": self.unanswered,
-            "errors": dict(self.errors),
+            "errors": errors,
+            "answer_max_ms": 1000 * max(answers) if answers else None,
+            "frames_with_seq": with_seq,
+            "frames_without_seq": without,
             "misdelivered": sum(r.misdelivered for r in rs),
             "p99_ms": 1000 * delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else None,
             "max_ms": 1000 * delays[-1] if delays else None,

@@ -59,7 +59,10 @@ class Receiver:
         self.id = None
         self.token = None
         self.hi = 0                  # the last seq: what `since` resumes from
-        self.seq_supported = False
+        self.seq_supported = False   # the hello carries seq: resume with since, ack
+        self.msgs_seq = 0            # message frames with / without a seq
+        self.msgs_noseq = 0
+        self.delay = 0.0             # seconds of "work" per message (a slow reader)
         self.seen = {}               # key -> time first seen
         self.duplicates = 0
         self.violations = []
@@ -67,6 +70,7 @@ class Receiver:
         self.unrecovered = 0         # hellos with recovered:false
         self.resumes = 0
         self.connect_failures = 0
+        self.refusals = {}           # HTTP status -> upgrades refused with it
         self.closes = {}
         self.errors = {}
         self.current = None          # the newest Session
@@ -130,8 +134,10 @@ class Receiver:
                     return
                 try:
                     sess = await self._connect(self.port_fn())
-                except CONNECT_ERRORS:
+                except CONNECT_ERRORS as e:
                     self.connect_failures += 1
+                    if isinstance(e, HandshakeError):
+                        self.refusals[e.status] = self.refusals.get(e.status, 0) + 1
                     await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                     backoff = min(backoff * 2, BACKOFF_MAX)
                     continue
@@ -156,6 +162,8 @@ class Receiver:
                 if sess.dropped:
                     return None  # what asyncio had buffered is gone with the socket
                 self._on_frame(sess, payload)
+                if self.delay:
+                    await asyncio.sleep(self.delay)
         except Closed as e:
             return e.code
         finally:
@@ -179,6 +187,10 @@ class Receiver:
         key = (body["s"], body["c"])
         first = key not in self.seen
         seq = m.get("seq")
+        if seq is None:
+            self.msgs_noseq += 1
+        else:
+            self.msgs_seq += 1
         if seq is not None and sess.prev is not None:
             if seq <= sess.prev:
                 if first:
@@ -363,6 +375,7 @@ class WSSender(_Sender):
                 key = self.outstanding.pop(ref, None) if ref is not None else None
                 if key is None:
                     continue
+                ledger.on_answer(key)
                 if m.get("type") == "relayed":
                     rids = ledger.sent[key][1]
                     ledger.on_accepted(key, rids)
@@ -402,6 +415,7 @@ class HTTPSender(_Sender):
                 conn = None
                 continue
             backoff = BACKOFF_BASE
+            ledger.on_answer(key)
             if status == 200:
                 ledger.on_accepted(key, rids)
                 if not doc or doc.get("accepted") != len(rids):

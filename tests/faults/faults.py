@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -47,7 +48,7 @@ def line(name, f, v):
            "refused (unavailable) %d, p99 %s ms, max %s ms"
            % (name, f["accepted"], f["delivered"], f["lost"], f["duplicated"], order,
               f["refused"], fmt_ms(f["p99_ms"]), fmt_ms(f["max_ms"])))
-    extra = []
+    extra = ["relay answered within %s ms" % fmt_ms(f["answer_max_ms"])]
     if f["unanswered"]:
         extra.append("unanswered %d" % f["unanswered"])
     if f["errors"]:
@@ -142,6 +143,7 @@ def main():
     try:
         for name, fn, _desc in chosen:
             t = time.monotonic()
+            shutil.rmtree(os.path.join(logroot, name), ignore_errors=True)
             run, error = asyncio.run(run_one(name, fn, profile, servers,
                                              os.path.join(logroot, name), timeout))
             f = run.ledger.figures()
@@ -152,9 +154,19 @@ def main():
             if error:
                 notes.append("error: " + error)
             if f["order"] is None:
-                notes.append("seq not supported by this hub: duplicates by message key only")
+                notes.append("seq not supported by this hub (%d of %d message frames without "
+                             "seq): duplicates found by message key only, seq order not checked"
+                             % (f["frames_without_seq"],
+                                f["frames_with_seq"] + f["frames_without_seq"]))
             if f["violations"]:
                 notes.append("first seq-order violations: %s" % "; ".join(f["violations"]))
+            refusals = {}
+            for r in run.ledger.receivers.values():
+                for st, n in r.refusals.items():
+                    refusals[st] = refusals.get(st, 0) + n
+            if refusals:
+                notes.append("resumes refused (HTTP status: count): %s"
+                             % ", ".join("%s: %d" % kv for kv in sorted(refusals.items())))
             if run.ledger.notes:
                 notes.append("%d notes, first: %s" % (len(run.ledger.notes), run.ledger.notes[0]))
             for n in notes:

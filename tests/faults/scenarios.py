@@ -71,10 +71,15 @@ async def stall_then_drop(run, P):
 
 
 async def redis_kill_while_receivers_drop(run, P):
+    # the receivers on B stop reading first, so that B holds frames for
+    # them when Redis dies and they drop
     await run.up(redis_aof="always")
-    rs = await run.receivers(P.n, on="B", resume="ABC")
-    run.senders(rs, ws_on="AC", http_on="AC")
-    await run.wait(P.traffic / 3)
+    rs = await run.receivers(P.n, on="B", resume="ABC", rcvbuf=16384)
+    run.senders(rs, ws_on="AC", http_on="AC", pad=1024)
+    await run.wait(P.traffic / 3 - 1.0)
+    for r in rs:
+        r.stall()
+    await run.wait(1.0)
     await run.do(run.fleet.redis.kill9)
     await run.wait(0.3)
     for r in rs:
@@ -87,21 +92,20 @@ async def redis_kill_while_receivers_drop(run, P):
 
 async def takeover_while_reading_log(run, P):
     # receivers build a backlog while offline, come back on A and read it
-    # slowly (stalled after a few frames), then the same token connects on C
+    # slowly (30 ms per message), then the same token connects on C while
+    # the old session is still reading
     await run.up()
-    n = max(10, P.n // 3)
+    n = 30 if P.full else 10
     rs = await run.receivers(n, on="A")
     for r in rs:
         await r.go_offline()
-    run.senders(rs, ws_on="BC", http_on="BC", pad=256)
+    run.senders(rs, ws_on="BC", http_on="BC", pad=1024)
     await run.wait(P.traffic / 2)
     for r in rs:
-        r.rcvbuf = 8192
+        r.rcvbuf = 4096
+        r.delay = 0.03
         r.port_fn = run.on("A")
         r.go_online()
-    await run.wait(0.3)
-    for r in rs:
-        r.stall()
     await run.wait(0.5)
     taken = 0
     for r in rs:
@@ -111,7 +115,9 @@ async def takeover_while_reading_log(run, P):
         except Exception as e:  # noqa: BLE001 - counted and reported
             run.info.append("takeover of %d failed: %r" % (r.id, e))
         r.port_fn = run.on("C")
-        r.unstall()      # the old session reads on, until the hub closes it
+    await run.wait(0.5)
+    for r in rs:
+        r.delay = 0.0
     run.info.append("%d takeovers" % taken)
     await run.wait(P.traffic / 2)
     await run.finish()
@@ -139,10 +145,11 @@ async def stuck_reader_others_p99(run, P):
     await run.up()
     stuck = (await run.receivers(1, on="B", rcvbuf=16384))[0]
     others = await run.receivers(P.n, on="B")
-    run.senders(others)
-    # the stuck one gets its own stream of 20 KB frames
-    run.senders([stuck], ws_on="AC", http_on="AC", ws=2, http=0, rate=20.0, pad=20000, multi=0)
+    run.senders(others, ws_on="AC", http_on="AC")
+    # the stuck one gets its own stream: 75 frames of 4 KB a second, more
+    # than a prefetch window in a few seconds, within its log's caps
     stuck.stall()
+    run.senders([stuck], ws_on="AC", http_on="AC", ws=3, http=0, rate=25.0, pad=4000, multi=0)
     await run.wait(P.traffic)
     await run.stop_traffic()
     f = run.ledger.figures(only={r.id for r in others})
@@ -161,15 +168,23 @@ async def rabbit_freeze(run, P):
     await run.wait(P.traffic / 4)
     rabbit = run.fleet.rabbit
     await run.do(rabbit.signal, signal.SIGSTOP)
+    t_freeze = now()
     try:
-        t = now()
+        await run.wait(min(2.0, P.freeze / 2))
         ready = await run.do(_readyz_all, run.fleet)
-        run.info.append("/readyz during freeze: %s" % ready)
-        await run.wait(max(0.0, P.freeze - (now() - t)))
+        run.info.append("/readyz during the freeze: %s" % ready)
+        await run.wait(max(0.0, P.freeze - (now() - t_freeze)))
     finally:
         await run.do(rabbit.signal, signal.SIGCONT)
+    t_thaw = now()
     await run.wait(P.traffic / 2)
     await run.finish(settle=P.settle + 10)
+    # the loop must not block on a frozen broker: every relay sent during
+    # the freeze gets an answer (accepted or `unavailable`) within 2 s
+    late = [d for d in run.ledger.answer_delays(t_freeze, t_thaw) if d is None or d > 2.0]
+    run.check(not late, "relays sent during the freeze answered within 2 s: %d late or never "
+              "answered" % len(late))
+    run.check("None" not in ready, "/readyz answered during the freeze (%s)" % ready)
 
 
 async def hub_sigstop_past_presence(run, P):
