@@ -12,7 +12,9 @@ client.Receiver). The figures are computed once, at the end:
 - lost: accepted copies never seen after the scenario's settle time;
 - duplicated: copies seen again (redeliveries, dropped by the client);
 - out of seq order: a seq at or below one already seen delivered as new,
-  or a gap in seq not announced by `recovered:false`;
+  a gap in seq not announced by `recovered:false`, or two messages of one
+  sender to one receiver whose seqs are not in the order they were
+  accepted;
 - refused: copies of relays refused with `unavailable` (not accepted);
 - p99 / max delay: send to first receipt, over delivered copies.
 """
@@ -30,6 +32,7 @@ class Ledger:
         self.sent = {}                 # key -> (t_send, receiver ids)
         self.accepted = {}             # key -> receiver ids (accepted copies)
         self.answered = {}             # key -> time the relay was answered (any answer)
+        self.accept_order = {}         # key -> rank of its acceptance
         self.refused = 0               # copies refused with `unavailable`
         self.unanswered = 0            # copies whose relay got no answer
         self.errors = collections.Counter()   # other error codes (copies)
@@ -56,6 +59,24 @@ class Ledger:
 
     def on_accepted(self, key, rids):
         self.accepted[key] = tuple(rids)
+        self.accept_order[key] = len(self.accept_order)
+
+    def sender_order_violations(self, r):
+        """PROTOCOL.md section 5: messages from one sender to one receiver
+        get increasing seq in the order they were accepted. Returns the
+        inversions seen by receiver r."""
+        by_sender = {}
+        for key, seq in r.seq_of.items():
+            if key in self.accept_order:
+                by_sender.setdefault(key[0], []).append((seq, self.accept_order[key], key))
+        out = []
+        for sender, items in by_sender.items():
+            items.sort()
+            for (s1, a1, k1), (s2, a2, k2) in zip(items, items[1:]):
+                if a2 < a1:
+                    out.append("id %d: %s#%d accepted before %s#%d but got seq %d > %d"
+                               % (r.id, sender, k2[1], sender, k1[1], s2, s1))
+        return out
 
     def on_refused(self, key, code):
         n = len(self.sent[key][1])
@@ -105,12 +126,14 @@ class Ledger:
             for code, n in r.errors.items():
                 errors["to receivers: %s" % code] = errors.get("to receivers: %s" % code, 0) + n
         answers = [d for d in self.answer_delays() if d is not None]
+        violations = [v for r in rs for v in r.violations]
+        violations += [v for r in rs for v in self.sender_order_violations(r)]
         return {
             "accepted": accepted,
             "delivered": delivered,
             "lost": accepted - delivered,
             "duplicated": sum(r.duplicates for r in rs),
-            "order": sum(len(r.violations) for r in rs) if seq else None,
+            "order": len(violations) if seq else None,
             "refused": self.refused,
             "unanswered": self.unanswered,
             "errors": errors,
@@ -121,5 +144,5 @@ class Ledger:
             "p99_ms": 1000 * delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else None,
             "max_ms": 1000 * delays[-1] if delays else None,
             "seq_supported": seq,
-            "violations": [v for r in rs for v in r.violations][:5],
+            "violations": violations[:5],
         }

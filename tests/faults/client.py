@@ -64,6 +64,7 @@ class Receiver:
         self.msgs_noseq = 0
         self.delay = 0.0             # seconds of "work" per message (a slow reader)
         self.seen = {}               # key -> time first seen
+        self.seq_of = {}             # key -> its seq, when first seen
         self.duplicates = 0
         self.violations = []
         self.misdelivered = 0
@@ -209,6 +210,8 @@ class Receiver:
             self.duplicates += 1
             return
         self.seen[key] = now()
+        if seq is not None:
+            self.seq_of[key] = seq
         sent = self.run.ledger.sent.get(key)
         if sent is not None and self.id not in sent[1]:
             self.misdelivered += 1
