@@ -133,8 +133,9 @@ def main():
     logroot = args.logdir or tempfile.mkdtemp(prefix="msghub-faults-")
     os.makedirs(logroot, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
+    hub_rev = git_describe()
     print("faults: %s form, %d scenario(s), hub %s (%s), logs in %s"
-          % ("full" if args.full else "short", len(chosen), find_binary(), git_describe(), logroot),
+          % ("full" if args.full else "short", len(chosen), find_binary(), hub_rev, logroot),
           flush=True)
     servers = Servers()
     results, records = [], []
@@ -179,12 +180,12 @@ def main():
         servers.destroy()
     print()
     print("Fault suite, %s form, %s UTC, hub %s, %.0f s:" % (
-        "full" if args.full else "short", started.strftime("%Y-%m-%d %H:%M"), git_describe(),
+        "full" if args.full else "short", started.strftime("%Y-%m-%d %H:%M"), hub_rev,
         time.monotonic() - t_all))
     print()
     print(table(results))
     with open(os.path.join(logroot, "results.json"), "w") as fh:
-        json.dump({"started": started.isoformat(), "hub": git_describe(),
+        json.dump({"started": started.isoformat(), "hub": hub_rev,
                    "full": args.full, "scenarios": records}, fh, indent=1, default=str)
     failed = [n for n, _f, v in results if v != "PASS"]
     print()

@@ -34,7 +34,7 @@ class Profile:
         self.rate = 20.0 if full else 12.0       # relays per second per sender
         self.traffic = 30.0 if full else 6.0     # seconds of traffic
         self.settle = 40.0 if full else 15.0     # at most, after traffic stops
-        self.freeze = 30.0 if full else 5.0      # RabbitMQ SIGSTOP
+        self.freeze = 30.0 if full else 25.0     # RabbitMQ SIGSTOP: past 2 heartbeats (10 s)
         self.big = 100 * 1024                    # the 100 KB frames
 
 

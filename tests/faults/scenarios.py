@@ -353,7 +353,7 @@ SCENARIOS = [
     ("redis-kill9", redis_kill9,
      "Redis (appendfsync always) kill -9 and restarted"),
     ("rabbit-freeze", rabbit_freeze,
-     "RabbitMQ frozen (SIGSTOP) 5 s, 30 s with --full, then SIGCONT"),
+     "RabbitMQ frozen (SIGSTOP) 25 s, 30 s with --full, then SIGCONT"),
     ("rabbit-restart", rabbit_restart,
      "RabbitMQ stopped and restarted"),
     ("rabbit-kill9", rabbit_kill9,
