@@ -109,6 +109,8 @@ def main():
                     help="run only this scenario (repeatable)")
     ap.add_argument("--list", action="store_true", help="list the scenarios and exit")
     ap.add_argument("--logdir", help="keep hub and server logs and results.json here")
+    ap.add_argument("--hub-label", help="what to call the hub in the report (default: the "
+                    "branch and commit of this checkout; say so when MSGHUB_BIN is another build)")
     args = ap.parse_args()
 
     if args.list:
@@ -133,7 +135,7 @@ def main():
     logroot = args.logdir or tempfile.mkdtemp(prefix="msghub-faults-")
     os.makedirs(logroot, exist_ok=True)
     started = datetime.datetime.now(datetime.timezone.utc)
-    hub_rev = git_describe()
+    hub_rev = args.hub_label or git_describe()
     print("faults: %s form, %d scenario(s), hub %s (%s), logs in %s"
           % ("full" if args.full else "short", len(chosen), find_binary(), hub_rev, logroot),
           flush=True)
