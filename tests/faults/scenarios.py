@@ -122,7 +122,7 @@ async def takeover_while_reading_log(run, P):
     await run.wait(P.traffic / 2)
     await run.finish()
     closed = sum(r.closes.get(4409, 0) for r in rs)
-    run.info.append("%d old sessions closed 4409" % closed)
+    run.check(closed == taken, "%d of %d taken-over sessions closed with 4409" % (closed, taken))
 
 
 async def stuck_big_frames_kill(run, P):
