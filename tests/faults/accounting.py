@@ -141,7 +141,8 @@ class Ledger:
             "frames_with_seq": with_seq,
             "frames_without_seq": without,
             "misdelivered": sum(r.misdelivered for r in rs),
-            "p99_ms": 1000 * delays[min(len(delays) - 1, int(len(delays) * 0.99))] if delays else None,
+            "p99_ms": 1000 * delays[min(len(delays) - 1, int(len(delays) * 0.99))]
+            if delays else None,
             "max_ms": 1000 * delays[-1] if delays else None,
             "seq_supported": seq,
             "violations": violations[:5],

@@ -108,7 +108,8 @@ class Receiver:
             self.token = hello["token"]
             self.run.ledger.receivers[self.id] = self
         elif hello["id"] != self.id:
-            self.violations.append("resume with the token of %d gave id %r" % (self.id, hello["id"]))
+            self.violations.append("resume with the token of %d gave id %r"
+                                   % (self.id, hello["id"]))
         else:
             self.token = hello.get("token", self.token)
         if "seq" in hello:

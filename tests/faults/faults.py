@@ -89,14 +89,16 @@ def table(results):
     return "\n".join(rows)
 
 
+def _git(*args):
+    return subprocess.run(["git", "-C", REPO] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL).stdout.decode().strip()
+
+
 def git_describe():
     try:
-        rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
-        br = subprocess.run(["git", "-C", REPO, "rev-parse", "--abbrev-ref", "HEAD"],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL).stdout.decode().strip()
-        dirty = subprocess.run(["git", "-C", REPO, "status", "--porcelain", "--untracked-files=no"],
-                               stdout=subprocess.PIPE).stdout.strip()
+        rev = _git("rev-parse", "--short", "HEAD")
+        br = _git("rev-parse", "--abbrev-ref", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
         return "%s@%s%s" % (br, rev, "+dirty" if dirty else "")
     except OSError:
         return "?"
@@ -153,6 +155,7 @@ def main():
             v = verdict(f, run.checks, error)
             print(line(name, f, v), flush=True)
             notes = list(run.info)
+            notes.append("client loop lag max %.0f ms" % (1000 * run.loop_lag))
             notes += [("check ok: " if ok else "CHECK FAILED: ") + text for ok, text in run.checks]
             if error:
                 notes.append("error: " + error)

@@ -53,6 +53,7 @@ class Run:
         self.checks = []      # (ok, text)
         self.info = []        # extra text for the scenario's line
         self._ticker = None
+        self.loop_lag = 0.0   # seconds, the worst late wake-up of the client loop
         self._n = 0
         self.t0 = now()
 
@@ -104,7 +105,8 @@ class Run:
         out = []
         for i in range(ws):
             self._n += 1
-            out.append(WSSender(self, "w%d" % self._n, self.on(ws_on), targets_fn, rate, pad).start())
+            out.append(WSSender(self, "w%d" % self._n, self.on(ws_on), targets_fn, rate,
+                                pad).start())
         for i in range(http):
             self._n += 1
             out.append(HTTPSender(self, "h%d" % self._n, self.on(http_on), targets_fn, rate,
@@ -125,8 +127,12 @@ class Run:
         self.checks.append((bool(ok), text))
 
     async def _tick(self):
+        """Batched acks (every 100 ms), and how late this loop wakes up: the
+        suite's own lag, so that delays it causes are not blamed on the hub."""
         while not self.finished:
+            t = now()
             await asyncio.sleep(0.1)
+            self.loop_lag = max(self.loop_lag, now() - t - 0.1)
             for r in self.receivers_:
                 r.tick()
 

@@ -180,10 +180,13 @@ async def rabbit_freeze(run, P):
     await run.wait(P.traffic / 2)
     await run.finish(settle=P.settle + 10)
     # the loop must not block on a frozen broker: every relay sent during
-    # the freeze gets an answer (accepted or `unavailable`) within 2 s
-    late = [d for d in run.ledger.answer_delays(t_freeze, t_thaw) if d is None or d > 2.0]
-    run.check(not late, "relays sent during the freeze answered within 2 s: %d late or never "
-              "answered" % len(late))
+    # the freeze gets an answer (accepted or `unavailable`) within 5 s (a
+    # loaded machine alone delays answers by up to 2-3 s in the full form)
+    ds = run.ledger.answer_delays(t_freeze, t_thaw)
+    late = [d for d in ds if d is None or d > 5.0]
+    worst = max((d for d in ds if d is not None), default=0.0)
+    run.check(not late, "relays sent during the freeze answered within 5 s: %d of %d late or "
+              "never answered (slowest %.1f s)" % (len(late), len(ds), worst))
     run.check("None" not in ready, "/readyz answered during the freeze (%s)" % ready)
 
 

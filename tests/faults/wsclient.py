@@ -179,9 +179,9 @@ class HTTPConn:
         """(status, parsed JSON or None). Raises on a broken connection or
         timeout (the outcome of the request is then unknown)."""
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.writer.write(("POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
-                           "Content-Length: %d\r\n\r\n" % (path, HOST, self.port, len(data))).encode()
-                          + data)
+        head = ("POST %s HTTP/1.1\r\nHost: %s:%d\r\nContent-Type: application/json\r\n"
+                "Content-Length: %d\r\n\r\n" % (path, HOST, self.port, len(data)))
+        self.writer.write(head.encode() + data)
 
         async def read():
             head = await self.reader.readuntil(b"\r\n\r\n")
