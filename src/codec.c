@@ -32,7 +32,7 @@ static int key_is(const mh_json_span_t *k, const char *name)
 
 /* The fields any request may carry; absent spans have p == NULL. */
 typedef struct fields {
-    mh_json_span_t type, ref, receivers, body, from;
+    mh_json_span_t type, ref, receivers, body, from, seq;
 } fields_t;
 
 static int parse_root(const char *s, size_t n, fields_t *f, mh_codec_error_t *err)
@@ -60,6 +60,8 @@ static int parse_root(const char *s, size_t n, fields_t *f, mh_codec_error_t *er
             f->body = v;
         else if (key_is(&k, "from"))
             f->from = v;
+        else if (key_is(&k, "seq"))
+            f->seq = v;
     }
     return 0;
 }
@@ -113,7 +115,8 @@ static int type_from_span(const mh_json_span_t *t, mh_req_type_t *out)
     } types[] = {{"relay", MH_REQ_RELAY},
                  {"list", MH_REQ_LIST},
                  {"identity", MH_REQ_IDENTITY},
-                 {"ping", MH_REQ_PING}};
+                 {"ping", MH_REQ_PING},
+                 {"ack", MH_REQ_ACK}};
     for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
         if (key_is(t, types[i].name)) {
             *out = types[i].type;
@@ -151,6 +154,9 @@ int mh_codec_parse_ws(const char *s, size_t n, const mh_codec_limits_t *lim, mh_
         return fail(err, MH_ERR_UNKNOWN_TYPE, "unknown type");
     if (req->type == MH_REQ_RELAY)
         return parse_relay_fields(&f, lim, req, err);
+    if (req->type == MH_REQ_ACK && (!f.seq.p || mh_json_parse_id(&f.seq, &req->seq) != 0))
+        return fail(err, MH_ERR_BAD_REQUEST,
+                    "'seq' must be an integer from 1 to the highest seq sent to this id");
     return 0;
 }
 
@@ -236,16 +242,26 @@ static void put_ids(mh_buf_t *out, const uint64_t *ids, size_t n)
     mh_buf_append(out, "]", 1);
 }
 
-void mh_codec_hello(mh_buf_t *out, uint64_t id, const char *token, int resumed,
-                    const mh_codec_limits_t *lim)
+void mh_codec_hello(mh_buf_t *out, const mh_codec_hello_t *h, const mh_codec_limits_t *lim)
 {
     mh_buf_puts(out, "{\"type\":\"hello\",\"id\":");
-    mh_buf_u64(out, id);
+    mh_buf_u64(out, h->id);
     mh_buf_puts(out, ",\"token\":");
-    mh_buf_json_string(out, token, strlen(token));
-    mh_buf_printf(out, ",\"resumed\":%s,\"limits\":{\"max_receivers\":%u,\"max_body_bytes\":%llu}}",
-                  resumed ? "true" : "false", lim->max_receivers,
-                  (unsigned long long)lim->max_body_bytes);
+    mh_buf_json_string(out, h->token, strlen(h->token));
+    mh_buf_printf(out, ",\"resumed\":%s,\"ack\":\"%s\",\"seq\":%llu,\"recovered\":%s",
+                  h->resumed ? "true" : "false", h->ack_auto ? "auto" : "client",
+                  (unsigned long long)h->seq, h->recovered ? "true" : "false");
+    mh_buf_printf(out, ",\"limits\":{\"max_receivers\":%u,\"max_body_bytes\":%llu}}",
+                  lim->max_receivers, (unsigned long long)lim->max_body_bytes);
+}
+
+void mh_codec_acked(mh_buf_t *out, const char *ref, size_t ref_len, uint64_t seq)
+{
+    mh_buf_puts(out, "{\"type\":\"acked\"");
+    put_ref(out, ref, ref_len);
+    mh_buf_puts(out, ",\"seq\":");
+    mh_buf_u64(out, seq);
+    mh_buf_append(out, "}", 1);
 }
 
 void mh_codec_identity(mh_buf_t *out, uint64_t id, const char *ref, size_t ref_len)
@@ -290,12 +306,13 @@ void mh_codec_error(mh_buf_t *out, mh_err_code_t code, const char *message, cons
     mh_buf_append(out, "}", 1);
 }
 
-void mh_codec_message(mh_buf_t *out, const char *msg_id, uint64_t from, const char *body,
-                      size_t body_len, uint64_t ts_ms)
+size_t mh_codec_message(mh_buf_t *out, const char *msg_id, uint64_t from, const char *body,
+                        size_t body_len, uint64_t ts_ms)
 {
     mh_buf_reserve(out, body_len + 96);
     mh_buf_puts(out, "{\"type\":\"message\",\"id\":");
     mh_buf_json_string(out, msg_id, strlen(msg_id));
+    size_t seq_at = out->len;
     mh_buf_puts(out, ",\"from\":");
     mh_buf_u64(out, from);
     mh_buf_puts(out, ",\"body\":");
@@ -303,6 +320,43 @@ void mh_codec_message(mh_buf_t *out, const char *msg_id, uint64_t from, const ch
     mh_buf_puts(out, ",\"ts\":");
     mh_buf_u64(out, ts_ms);
     mh_buf_append(out, "}", 1);
+    return seq_at;
+}
+
+size_t mh_codec_seq_field(char *out, uint64_t seq)
+{
+    static const char head[] = ",\"seq\":";
+    char digits[20];
+    size_t n = 0;
+    do
+        digits[n++] = (char)('0' + seq % 10);
+    while ((seq /= 10) != 0);
+    memcpy(out, head, sizeof(head) - 1);
+    for (size_t i = 0; i < n; i++)
+        out[sizeof(head) - 1 + i] = digits[n - 1 - i];
+    return sizeof(head) - 1 + n;
+}
+
+size_t mh_codec_message_seq_len(const mh_frame_t *f, uint64_t seq)
+{
+    char tmp[MH_CODEC_SEQ_FIELD_MAX];
+    return f->len + mh_codec_seq_field(tmp, seq);
+}
+
+size_t mh_codec_message_seq_into(unsigned char *dst, const mh_frame_t *f, uint64_t seq)
+{
+    const unsigned char *src = f->mem + MH_FRAME_HEADROOM;
+    memcpy(dst, src, f->seq_at);
+    size_t n = mh_codec_seq_field((char *)dst + f->seq_at, seq);
+    memcpy(dst + f->seq_at + n, src + f->seq_at, f->len - f->seq_at);
+    return f->len + n;
+}
+
+void mh_codec_message_seq(mh_buf_t *out, const mh_frame_t *f, uint64_t seq)
+{
+    mh_buf_reserve(out, f->len + MH_CODEC_SEQ_FIELD_MAX);
+    out->len += mh_codec_message_seq_into((unsigned char *)out->data + out->len, f, seq);
+    out->data[out->len] = '\0';
 }
 
 void mh_codec_http_error(mh_buf_t *out, mh_err_code_t code, const char *message)

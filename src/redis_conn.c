@@ -60,6 +60,7 @@ struct mh_redis_conn {
     int closing;
     int handles; /* uv handles not closed yet */
     unsigned attempts;
+    unsigned generation; /* handshakes completed */
     uint64_t rnd;
     size_t inflight;      /* commands sent, replies not yet read */
     uint64_t progress_ms; /* last reply, or when inflight left 0 */
@@ -273,6 +274,9 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (!r) {
         q->conn->up = 0; /* the context is going: refuse commands from the callbacks */
         q->status = MH_EIO;
+    } else if (r->type == REDIS_REPLY_ERROR && !q->status && q->on_error &&
+               q->on_error(q, idx, r)) {
+        /* handled by the request, which may have sent a replacement */
     } else if (r->type == REDIS_REPLY_ERROR) {
         char msg[160];
         copy_err(msg, sizeof(msg), r->str, r->len);
@@ -463,6 +467,7 @@ static void on_watchdog(uv_timer_t *t);
 static void become_up(mh_redis_conn_t *conn)
 {
     conn->up = 1;
+    conn->generation++;
     conn->attempts = 0;
     conn->inflight = 0;
     uv_timer_start(&conn->retry, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
@@ -661,4 +666,9 @@ void mh_redis_conn_free(mh_redis_conn_t *conn, void (*on_freed)(void *arg), void
 int mh_redis_conn_up(const mh_redis_conn_t *conn)
 {
     return conn && conn->up;
+}
+
+unsigned mh_redis_conn_generation(const mh_redis_conn_t *conn)
+{
+    return conn ? conn->generation : 0;
 }

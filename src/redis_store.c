@@ -99,6 +99,16 @@ int mh_redis_store_up(const mh_redis_store_t *rs)
     return rs && mh_redis_conn_up(rs->conn);
 }
 
+mh_redis_conn_t *mh_redis_store_conn(mh_redis_store_t *rs)
+{
+    return rs->conn;
+}
+
+const char *mh_redis_store_prefix(const mh_redis_store_t *rs)
+{
+    return rs->prefix;
+}
+
 static op_t *op_new(mh_redis_store_t *rs, const req_ops_t *ops, void *ud)
 {
     op_t *q = mh_redis_conn_req_new(rs->conn, ops, sizeof(*q));

@@ -306,7 +306,8 @@ static void send_hello(mh_server_t *srv, mh_session_t *s)
     mh_token_issue(srv->secret, srv->secret_len, s->id, mh_now_ms() / 1000, token);
     mh_buf_t b;
     mh_buf_init(&b);
-    mh_codec_hello(&b, s->id, token, s->resumed, &srv->limits);
+    mh_codec_hello_t h = {s->id, token, s->resumed, 0, 0, 1};
+    mh_codec_hello(&b, &h, &srv->limits);
     mh_session_send_text(srv, s, &b);
     mh_buf_free(&b);
 }

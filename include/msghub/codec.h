@@ -22,6 +22,7 @@ typedef enum {
     MH_REQ_LIST,
     MH_REQ_RELAY,
     MH_REQ_PING,
+    MH_REQ_ACK,
     MH_REQ_SESSIONS, /* HTTP POST /sessions */
 } mh_req_type_t;
 
@@ -35,6 +36,7 @@ typedef struct mh_request {
     size_t body_len;
     int has_from; /* HTTP relay only */
     uint64_t from;
+    uint64_t seq; /* ack: 1..2^64-1 (the session checks it against what it knows) */
 } mh_request_t;
 
 typedef struct mh_codec_limits {
@@ -68,8 +70,18 @@ void mh_codec_request_free(mh_request_t *req);
 size_t mh_codec_dedupe(uint64_t *ids, size_t n);
 
 /* ---- frames the hub sends on WebSocket (appended to out) ---- */
-void mh_codec_hello(mh_buf_t *out, uint64_t id, const char *token, int resumed,
-                    const mh_codec_limits_t *lim);
+typedef struct mh_codec_hello {
+    uint64_t id;
+    const char *token;
+    int resumed;
+    int ack_auto;  /* ?ack=auto: "ack":"auto", else "client" */
+    uint64_t seq;  /* highest seq assigned to the id */
+    int recovered; /* 0: retention dropped something this client had not acknowledged */
+} mh_codec_hello_t;
+
+void mh_codec_hello(mh_buf_t *out, const mh_codec_hello_t *h, const mh_codec_limits_t *lim);
+/* {"type":"acked"[,"ref":...],"seq":N} */
+void mh_codec_acked(mh_buf_t *out, const char *ref, size_t ref_len, uint64_t seq);
 void mh_codec_identity(mh_buf_t *out, uint64_t id, const char *ref, size_t ref_len);
 void mh_codec_list(mh_buf_t *out, const uint64_t *ids, size_t n, const char *ref, size_t ref_len);
 void mh_codec_pong(mh_buf_t *out, const char *ref, size_t ref_len);
@@ -77,8 +89,24 @@ void mh_codec_relayed(mh_buf_t *out, const char *ref, size_t ref_len, size_t acc
                       const uint64_t *unknown, size_t n_unknown);
 void mh_codec_error(mh_buf_t *out, mh_err_code_t code, const char *message, const char *ref,
                     size_t ref_len);
-void mh_codec_message(mh_buf_t *out, const char *msg_id, uint64_t from, const char *body,
-                      size_t body_len, uint64_t ts_ms);
+/*
+ * Message frames are shared by every receiver of a relay, so their text has
+ * no seq: mh_codec_message() writes {"type":"message","id":...,"from":...,
+ * "body":...,"ts":...} and returns the offset (after the id) where a
+ * receiver's `,"seq":N` goes (store it in the frame's seq_at). The wire text
+ * for one receiver is head + `,"seq":N` + tail.
+ */
+size_t mh_codec_message(mh_buf_t *out, const char *msg_id, uint64_t from, const char *body,
+                        size_t body_len, uint64_t ts_ms);
+#define MH_CODEC_SEQ_FIELD_MAX 28 /* strlen(",\"seq\":") + 20 digits, rounded up */
+/* Writes `,"seq":N` (no NUL) into out[MH_CODEC_SEQ_FIELD_MAX]; returns its length. */
+size_t mh_codec_seq_field(char *out, uint64_t seq);
+/* Length of f's wire text for the receiver with seq. */
+size_t mh_codec_message_seq_len(const mh_frame_t *f, uint64_t seq);
+/* Writes f's wire text for seq into dst (room for mh_codec_message_seq_len()); returns it. */
+size_t mh_codec_message_seq_into(unsigned char *dst, const mh_frame_t *f, uint64_t seq);
+/* Appends f's wire text for seq to out. */
+void mh_codec_message_seq(mh_buf_t *out, const mh_frame_t *f, uint64_t seq);
 
 /* ---- HTTP response bodies ---- */
 void mh_codec_http_error(mh_buf_t *out, mh_err_code_t code, const char *message);

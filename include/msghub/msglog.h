@@ -90,6 +90,12 @@ typedef struct mh_msglog_ops {
     /* Acknowledges every entry of id with seq <= seq (trims by seq, never by count). */
     void (*ack)(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_cb cb, void *ud);
     void (*free)(void *impl);
+    /*
+     * Optional (may be NULL): the id's last seq when the implementation
+     * knows it without I/O (memory); MH_ENOENT otherwise. Lets the upgrade
+     * refuse a `since` above it with 400 before the WebSocket exists.
+     */
+    int (*last_seq_now)(void *impl, uint64_t id, uint64_t *out);
 } mh_msglog_ops_t;
 
 typedef struct mh_msglog {
@@ -116,6 +122,11 @@ static inline void mh_msglog_ack(mh_msglog_t *l, uint64_t id, uint64_t seq,
                                  mh_msglog_status_cb cb, void *ud)
 {
     l->ops->ack(l->impl, id, seq, cb, ud);
+}
+/* The id's last seq without I/O, or MH_ENOENT when the implementation cannot tell now. */
+static inline int mh_msglog_last_seq_now(mh_msglog_t *l, uint64_t id, uint64_t *out)
+{
+    return l->ops->last_seq_now ? l->ops->last_seq_now(l->impl, id, out) : MH_ENOENT;
 }
 /* Frees the implementation; NULL is a no-op. */
 static inline void mh_msglog_free(mh_msglog_t *l)

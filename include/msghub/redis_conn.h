@@ -6,10 +6,10 @@
  * completed, exactly once, when the last reply arrives, when the connection
  * drops, or (if it sent nothing) from a uv_idle handle on the next loop turn.
  *
- * Internal header: only redis_store.c uses it. The rules redis_store.h
- * promises its callers (the URL format, MH_EIO for every failure, no
- * queueing while down, the backoff figures, on_state never from inside
- * _new() or _free()) are kept here; this module knows no key, no command
+ * Internal header: only redis_store.c and msglog_redis.c use it. The rules
+ * redis_store.h promises its callers (the URL format, MH_EIO for every
+ * failure, no queueing while down, the backoff figures, on_state never from
+ * inside _new() or _free()) are kept here; this module knows no key, no command
  * beyond the handshake and no result type.
  *
  * Ownership: the connection owns its hiredis context, its two uv handles
@@ -54,6 +54,11 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
 void mh_redis_conn_free(mh_redis_conn_t *c, void (*on_freed)(void *arg), void *arg);
 /* 1 when connected (AUTH / SELECT done): only then are commands sent. */
 int mh_redis_conn_up(const mh_redis_conn_t *c);
+/*
+ * Counts the connections made so far (1 after the first handshake): a
+ * change means a new server session, whose script cache may be empty.
+ */
+unsigned mh_redis_conn_generation(const mh_redis_conn_t *c);
 
 /* What a kind of request does with its replies. */
 typedef struct mh_redis_conn_req_ops {
@@ -68,17 +73,26 @@ typedef struct mh_redis_conn_req_ops {
 } mh_redis_conn_req_ops_t;
 
 /*
+ * An error reply to command idx of q: returns 1 when handled (for example by
+ * sending a replacement command on q, which then completes with that
+ * command's reply), 0 to fail q with MH_EIO (logged).
+ */
+typedef int (*mh_redis_conn_error_fn)(mh_redis_conn_req_t *q, size_t idx,
+                                      const struct redisReply *r);
+
+/*
  * A request. Callers embed it as the first member of their own struct
- * (allocated by mh_redis_conn_req_new()) and may read and set status; the
- * other fields are the connection's.
+ * (allocated by mh_redis_conn_req_new()) and may read and set status and
+ * on_error; the other fields are the connection's.
  */
 struct mh_redis_conn_req {
     mh_redis_conn_t *conn;
     const mh_redis_conn_req_ops_t *ops;
-    int status;                /* 0, or MH_EIO once anything failed */
-    mh_redis_conn_req_t *next; /* in the deferred list */
-    unsigned pending;          /* commands sent and not answered */
-    unsigned seen;             /* replies received */
+    int status;                      /* 0, or MH_EIO once anything failed */
+    mh_redis_conn_error_fn on_error; /* NULL: every error reply fails the request */
+    mh_redis_conn_req_t *next;       /* in the deferred list */
+    unsigned pending;                /* commands sent and not answered */
+    unsigned seen;                   /* replies received */
 };
 
 /*

@@ -64,6 +64,13 @@ mh_redis_store_t *mh_redis_store_new(struct uv_loop_s *loop, const char *url, co
 void mh_redis_store_free(mh_redis_store_t *rs);
 /* 1 when connected (AUTH/SELECT done). */
 int mh_redis_store_up(const mh_redis_store_t *rs);
+/*
+ * The store's connection and key prefix, for adapters that run their own
+ * requests over it (msglog_redis). Both stay the store's and live as long
+ * as it does.
+ */
+struct mh_redis_conn *mh_redis_store_conn(mh_redis_store_t *rs);
+const char *mh_redis_store_prefix(const mh_redis_store_t *rs);
 
 /* INCR P:next_id: a new id, unique across every instance sharing the Redis. */
 void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);

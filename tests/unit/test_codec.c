@@ -315,8 +315,8 @@ static void test_ws_type(void **state)
     ws_err("{\"ref\":\"r9\"}", &LIM, MH_ERR_BAD_REQUEST, "\"r9\"", NULL);
     ws_err("{\"type\":5,\"ref\":7}", &LIM, MH_ERR_BAD_REQUEST, "7", NULL);
 
-    const char *unknown[] = {"Ping",    "PING",  "",     "hello", "message",
-                             "relayed", "error", "pong", "ping ", "relay\\u0000"};
+    const char *unknown[] = {"Ping",  "PING", "",      "hello",        "message", "relayed",
+                             "error", "pong", "ping ", "relay\\u0000", "acked",   "Ack"};
     for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
         char *s = cat3("{\"type\":\"", unknown[i], "\"}");
         ws_err(s, &LIM, MH_ERR_UNKNOWN_TYPE, NULL, NULL);
@@ -602,13 +602,22 @@ static void test_write_ws_frames(void **state)
     mh_buf_t b;
     mh_buf_init(&b);
 
-    mh_codec_hello(&b, 42, "abc-_DEF", 0, &LIM);
+    mh_codec_hello_t h1 = {42, "abc-_DEF", 0, 0, 0, 1};
+    mh_codec_hello(&b, &h1, &LIM);
     EXPECT(b, "{\"type\":\"hello\",\"id\":42,\"token\":\"abc-_DEF\",\"resumed\":false,"
+              "\"ack\":\"client\",\"seq\":0,\"recovered\":true,"
               "\"limits\":{\"max_receivers\":255,\"max_body_bytes\":1048576}}");
     mh_codec_limits_t lim = {7, 18446744073709551615ULL};
-    mh_codec_hello(&b, UINT64_MAX, "t", 1, &lim);
+    mh_codec_hello_t h2 = {UINT64_MAX, "t", 1, 1, UINT64_MAX, 0};
+    mh_codec_hello(&b, &h2, &lim);
     EXPECT(b, "{\"type\":\"hello\",\"id\":18446744073709551615,\"token\":\"t\",\"resumed\":true,"
+              "\"ack\":\"auto\",\"seq\":18446744073709551615,\"recovered\":false,"
               "\"limits\":{\"max_receivers\":7,\"max_body_bytes\":18446744073709551615}}");
+
+    mh_codec_acked(&b, NULL, 0, 17);
+    EXPECT(b, "{\"type\":\"acked\",\"seq\":17}");
+    mh_codec_acked(&b, "\"a1\"", 4, UINT64_MAX);
+    EXPECT(b, "{\"type\":\"acked\",\"ref\":\"a1\",\"seq\":18446744073709551615}");
 
     mh_codec_identity(&b, 42, NULL, 0);
     EXPECT(b, "{\"type\":\"identity\",\"id\":42}");
@@ -647,11 +656,13 @@ static void test_write_ws_frames(void **state)
               "\"ref\":\"a\\u0000\"}");
 
     const char *body = "{\"a\": 123456789012345678901234567890, \"b\":\"\\u0000\"}";
-    mh_codec_message(&b, "hub-1:7", 42, body, strlen(body), 1764288000123ULL);
+    size_t at = mh_codec_message(&b, "hub-1:7", 42, body, strlen(body), 1764288000123ULL);
+    assert_int_equal(at, strlen("{\"type\":\"message\",\"id\":\"hub-1:7\""));
     EXPECT(b, "{\"type\":\"message\",\"id\":\"hub-1:7\",\"from\":42,"
               "\"body\":{\"a\": 123456789012345678901234567890, \"b\":\"\\u0000\"},"
               "\"ts\":1764288000123}");
-    mh_codec_message(&b, "m", 0, "[1]xyz", 3, 0);
+    at = mh_codec_message(&b, "m", 0, "[1]xyz", 3, 0);
+    assert_int_equal(at, strlen("{\"type\":\"message\",\"id\":\"m\""));
     EXPECT(b, "{\"type\":\"message\",\"id\":\"m\",\"from\":0,\"body\":[1],\"ts\":0}");
 
     /* writers append to what the buffer holds */
@@ -659,6 +670,63 @@ static void test_write_ws_frames(void **state)
     mh_codec_pong(&b, "1", 1);
     assert_string_equal(b.data, "{\"type\":\"pong\"}{\"type\":\"pong\",\"ref\":1}");
     mh_buf_free(&b);
+}
+
+static void test_message_seq(void **state)
+{
+    mh_buf_t b, w;
+    mh_buf_init(&b);
+    mh_buf_init(&w);
+    size_t at = mh_codec_message(&b, "x-9", 5, "{\"k\":[1,2]}", 11, 77);
+    mh_frame_t *f = mh_frame_from_buf(&b);
+    f->seq_at = (uint32_t)at;
+    static const struct {
+        uint64_t seq;
+        const char *want;
+    } cases[] = {
+        {1, "{\"type\":\"message\",\"id\":\"x-9\",\"seq\":1,\"from\":5,\"body\":{\"k\":[1,2]},"
+            "\"ts\":77}"},
+        {1234567890, "{\"type\":\"message\",\"id\":\"x-9\",\"seq\":1234567890,\"from\":5,"
+                     "\"body\":{\"k\":[1,2]},\"ts\":77}"},
+        {UINT64_MAX, "{\"type\":\"message\",\"id\":\"x-9\",\"seq\":18446744073709551615,"
+                     "\"from\":5,\"body\":{\"k\":[1,2]},\"ts\":77}"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        mh_codec_message_seq(&w, f, cases[i].seq);
+        assert_int_equal(mh_codec_message_seq_len(f, cases[i].seq), strlen(cases[i].want));
+        EXPECT(w, cases[i].want);
+    }
+    /* the shared frame is untouched */
+    assert_int_equal(f->len, strlen("{\"type\":\"message\",\"id\":\"x-9\",\"from\":5,"
+                                    "\"body\":{\"k\":[1,2]},\"ts\":77}"));
+    char field[MH_CODEC_SEQ_FIELD_MAX];
+    assert_int_equal(mh_codec_seq_field(field, 0), 8);
+    assert_memory_equal(field, ",\"seq\":0", 8);
+    mh_frame_unref(f);
+    mh_buf_free(&b);
+    mh_buf_free(&w);
+}
+
+static void test_ws_ack(void **state)
+{
+    mh_request_t req;
+    ws_ok("{\"type\":\"ack\",\"seq\":17}", &LIM, &req);
+    assert_int_equal(req.type, MH_REQ_ACK);
+    assert_true(req.seq == 17 && req.ref == NULL);
+    mh_codec_request_free(&req);
+    ws_ok("{\"seq\":18446744073709551615,\"type\":\"ack\",\"ref\":\"q\"}", &LIM, &req);
+    assert_true(req.seq == UINT64_MAX && req.ref_len == 3);
+    mh_codec_request_free(&req);
+    const char *bad[] = {"{\"type\":\"ack\"}",
+                         "{\"type\":\"ack\",\"seq\":0}",
+                         "{\"type\":\"ack\",\"seq\":-1}",
+                         "{\"type\":\"ack\",\"seq\":1.5}",
+                         "{\"type\":\"ack\",\"seq\":\"3\"}",
+                         "{\"type\":\"ack\",\"seq\":null}",
+                         "{\"type\":\"ack\",\"seq\":18446744073709551616}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ws_err(bad[i], &LIM, MH_ERR_BAD_REQUEST, NULL, NULL);
+    ws_err("{\"type\":\"ack\",\"seq\":1e2,\"ref\":4}", &LIM, MH_ERR_BAD_REQUEST, "4", NULL);
 }
 
 static void test_write_http(void **state)
@@ -728,6 +796,8 @@ int main(void)
         cmocka_unit_test(test_http_sessions),
         cmocka_unit_test(test_dedupe),
         cmocka_unit_test(test_write_ws_frames),
+        cmocka_unit_test(test_message_seq),
+        cmocka_unit_test(test_ws_ack),
         cmocka_unit_test(test_write_http),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,598 @@
+/*
+ * msglog_redis: the per-user log (msglog.h) in Redis (contract in
+ * msglog_redis.h). Each operation is one Lua script, so an append for all
+ * the receivers of a relay, a read, an open and an ack are each one atomic
+ * round trip.
+ *
+ * Keys (P = the store's prefix; P:next_id and P:route:<id> are redis_store's):
+ *   P:msgid         INCR counter naming message bodies
+ *   P:msg:<m>       HASH t = message text without seq, a = its seq_at,
+ *                   r = log entries still referring to it; PX = inbox TTL
+ *                   from its append; deleted when r drops to 0
+ *   P:log:<id>      LIST of entries "<seq>:<size>:<stored ms>:<m>", seq
+ *                   ascending and contiguous (entries only leave from the
+ *                   head); size = text length + len(`,"seq":<seq>`)
+ *   P:logm:<id>     HASH last = highest seq assigned, acked = everything
+ *                   <= it is acknowledged, bytes = sum of the sizes in the
+ *                   log, lost = highest unacknowledged seq dropped by
+ *                   retention (recovered = lost <= acked)
+ * P:log:<id> and P:logm:<id> get the inbox TTL (PEXPIRE) on every append,
+ * open and ack; the body of an entry expires with the entry's age limit,
+ * so no body outlives the entries that refer to it by more than the TTL.
+ * An entry older than the TTL, beyond max_msgs, or making the log exceed
+ * max_bytes is dropped from the head at the next append (the newest entry
+ * always stays); an entry whose body is gone is skipped by read. Both
+ * count as lost when unacknowledged.
+ *
+ * Not here: what the hub does with seqs and routes, retries, metrics.
+ * Ownership: the log is reference counted by its pending requests, so
+ * mh_msglog_free() may come while calls are in flight.
+ */
+#include "msghub/msglog_redis.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include "msghub/redis_conn.h"
+
+#define SEQ_FIELD_LEN 7 /* strlen(",\"seq\":") */
+#define SHA_HEX_LEN 40
+#define APPEND_FIXED_ARGS 12 /* verb, script, numkeys, 2 keys, 7 ARGV before the ids */
+#define KEY_OP_ARGS 8        /* verb, script, numkeys, 2 keys, 3 ARGV */
+#define READ_MAX 1000000u    /* entries per read: keeps one script run and reply bounded */
+
+typedef mh_redis_conn_req_t req_t;
+typedef mh_redis_conn_cmd_t cmd_t;
+
+enum { SC_APPEND, SC_READ, SC_OPEN, SC_ACK, SC_COUNT };
+
+typedef struct script {
+    const char *src;
+    char sha[SHA_HEX_LEN + 1];
+    unsigned loaded_gen; /* connection generation it was last loaded on */
+} script_t;
+
+typedef struct rlog {
+    mh_redis_store_t *rs;
+    mh_redis_conn_t *conn;
+    char *prefix;
+    mh_msglog_limits_t lim;
+    script_t sc[SC_COUNT];
+    unsigned refs; /* the owner's, and one per pending request */
+} rlog_t;
+
+typedef struct lop lop_t;
+
+typedef struct lop {
+    req_t req; /* first: redis_conn allocates and frees the op through it */
+    rlog_t *log;
+    int script;
+    int retried;                    /* NOSCRIPT was answered once with EVAL */
+    void (*args)(lop_t *, cmd_t *); /* adds numkeys, keys and ARGV */
+    size_t nargs;
+    union {
+        mh_msglog_append_cb append;
+        mh_msglog_read_cb read;
+        mh_msglog_state_cb state;
+        mh_msglog_status_cb status;
+    } cb;
+    void *ud;
+    mh_frame_t *frame; /* append */
+    uint64_t *ids;     /* append */
+    size_t n;          /* append */
+    uint64_t now, id, arg, max;
+} lop_t;
+
+/* ---- the scripts ---- */
+
+/* Helpers shared by every script; ARGV[1] is always the prefix. */
+#define LUA_COMMON                                                                                 \
+    "local pfx = ARGV[1]\n"                                                                        \
+    "local function parse(e)\n"                                                                    \
+    "  local s, z, t, m = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"                          \
+    "  return tonumber(s), tonumber(z), tonumber(t), m\n"                                          \
+    "end\n"                                                                                        \
+    "local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end\n"              \
+    "local function unref(m)\n"                                                                    \
+    "  local k = pfx .. ':msg:' .. m\n"                                                            \
+    "  if redis.call('HINCRBY', k, 'r', -1) <= 0 then redis.call('DEL', k) end\n"                  \
+    "end\n"                                                                                        \
+    "local function lose(mk, s)\n"                                                                 \
+    "  if s > num(mk, 'lost') then redis.call('HSET', mk, 'lost', s) end\n"                        \
+    "end\n" /* a log that expired apart from its meta lost every unacked entry */                  \
+    "local function check(mk, lk)\n"                                                               \
+    "  if redis.call('EXISTS', lk) == 0 and num(mk, 'last') > num(mk, 'acked') then\n"             \
+    "    redis.call('HSET', mk, 'bytes', 0)\n"                                                     \
+    "    lose(mk, num(mk, 'last'))\n"                                                              \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "local function touch(mk, lk, ttl)\n"                                                          \
+    "  if ttl > 0 then\n"                                                                          \
+    "    redis.call('PEXPIRE', mk, ttl)\n"                                                         \
+    "    redis.call('PEXPIRE', lk, ttl)\n"                                                         \
+    "  end\n"                                                                                      \
+    "end\n"                                                                                        \
+    "local function ack(mk, lk, seq)\n"                                                            \
+    "  local upto = math.min(seq, num(mk, 'last'))\n"                                              \
+    "  if upto <= num(mk, 'acked') then return end\n"                                              \
+    "  redis.call('HSET', mk, 'acked', upto)\n"                                                    \
+    "  local freed = 0\n"                                                                          \
+    "  while true do\n"                                                                            \
+    "    local e = redis.call('LINDEX', lk, 0)\n"                                                  \
+    "    if not e then break end\n"                                                                \
+    "    local s, z, t, m = parse(e)\n"                                                            \
+    "    if s > upto then break end\n"                                                             \
+    "    redis.call('LPOP', lk)\n"                                                                 \
+    "    unref(m)\n"                                                                               \
+    "    freed = freed + z\n"                                                                      \
+    "  end\n"                                                                                      \
+    "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"                         \
+    "end\n"
+
+/*
+ * KEYS: next_id, msgid. ARGV: prefix, text, seq_at, now ms, ttl ms,
+ * max_msgs, max_bytes, ids... Returns {last_id, dropped, seq, route, ...}.
+ */
+static const char append_lua[] = LUA_COMMON
+    "local function retain(mk, lk, bytes, now, ttl, maxn, maxb)\n"
+    "  local n, acked, dropped, freed = redis.call('LLEN', lk), num(mk, 'acked'), 0, 0\n"
+    "  while n > 1 do\n"
+    "    local s, z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
+    "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or t + ttl > now) then break end\n"
+    "    redis.call('LPOP', lk)\n"
+    "    unref(m)\n"
+    "    n, freed = n - 1, freed + z\n"
+    "    if s > acked then\n"
+    "      dropped = dropped + 1\n"
+    "      lose(mk, s)\n"
+    "    end\n"
+    "  end\n"
+    "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"
+    "  return dropped\n"
+    "end\n"
+    "local now, ttl = ARGV[4], tonumber(ARGV[5])\n"
+    "local maxn, maxb = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+    "local last_id = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    "local function known(i)\n"
+    "  local v = tonumber(ARGV[i])\n"
+    "  return v ~= nil and v >= 1 and v <= last_id\n"
+    "end\n"
+    "local count = 0\n"
+    "for i = 8, #ARGV do if known(i) then count = count + 1 end end\n"
+    "local out, dropped, mid = {last_id, 0}, 0, 0\n"
+    "if count > 0 then\n"
+    "  mid = redis.call('INCR', KEYS[2])\n"
+    "  local bk = pfx .. ':msg:' .. mid\n"
+    "  redis.call('HSET', bk, 't', ARGV[2], 'a', ARGV[3], 'r', count)\n"
+    "  if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
+    "end\n"
+    "local size0 = #ARGV[2] + 7\n"
+    "for i = 8, #ARGV do\n"
+    "  if known(i) then\n"
+    "    local mk, lk = pfx .. ':logm:' .. ARGV[i], pfx .. ':log:' .. ARGV[i]\n"
+    "    check(mk, lk)\n"
+    "    local seq = redis.call('HINCRBY', mk, 'last', 1)\n"
+    "    local size = size0 + #tostring(seq)\n"
+    "    redis.call('RPUSH', lk, seq .. ':' .. size .. ':' .. now .. ':' .. mid)\n"
+    "    local bytes = redis.call('HINCRBY', mk, 'bytes', size)\n"
+    "    dropped = dropped + retain(mk, lk, bytes, tonumber(now), ttl, maxn, maxb)\n"
+    "    touch(mk, lk, ttl)\n"
+    "    out[#out + 1] = seq\n"
+    "    out[#out + 1] = redis.call('GET', pfx .. ':route:' .. ARGV[i])\n"
+    "  else\n"
+    "    out[#out + 1] = 0\n"
+    "    out[#out + 1] = false\n"
+    "  end\n"
+    "end\n"
+    "out[2] = dropped\n"
+    "return out\n";
+
+/*
+ * KEYS: logm, log. ARGV: prefix, after, max. Returns {last, seq, text,
+ * seq_at, ...}; the log's head index of seq s is s - first (contiguous),
+ * checked, with a scan from the head as the fallback.
+ */
+static const char read_lua[] =
+    LUA_COMMON "local mk, lk = KEYS[1], KEYS[2]\n"
+               "local after, max = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+               "check(mk, lk)\n"
+               "local out, acked = {num(mk, 'last')}, num(mk, 'acked')\n"
+               "local head = redis.call('LINDEX', lk, 0)\n"
+               "if not head or max <= 0 then return out end\n"
+               "local first = parse(head)\n"
+               "local idx = math.max(0, after + 1 - first)\n"
+               "local e = redis.call('LINDEX', lk, idx)\n"
+               "if e and parse(e) ~= math.max(after + 1, first) then idx = 0 end\n"
+               "local got = 0\n"
+               "while got < max do\n"
+               "  local es = redis.call('LRANGE', lk, idx, idx + (max - got) - 1)\n"
+               "  if #es == 0 then break end\n"
+               "  idx = idx + #es\n"
+               "  for _, x in ipairs(es) do\n"
+               "    local s, z, t, m = parse(x)\n"
+               "    if s > after then\n"
+               "      local b = redis.call('HMGET', pfx .. ':msg:' .. m, 't', 'a')\n"
+               "      if b[1] then\n"
+               "        out[#out + 1] = s\n"
+               "        out[#out + 1] = b[1]\n"
+               "        out[#out + 1] = b[2]\n"
+               "        got = got + 1\n"
+               "      elseif s > acked then\n"
+               "        lose(mk, s)\n"
+               "      end\n"
+               "    end\n"
+               "  end\n"
+               "end\n"
+               "return out\n";
+
+/* KEYS: logm, log. ARGV: prefix, since, ttl. Returns {0, last, acked, lost} or {-1, last}. */
+static const char open_lua[] =
+    LUA_COMMON "local mk, lk = KEYS[1], KEYS[2]\n"
+               "local since, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+               "check(mk, lk)\n"
+               "local last = num(mk, 'last')\n"
+               "if since > last then return {-1, last} end\n"
+               "if since > 0 then ack(mk, lk, since) end\n"
+               "if last > 0 then touch(mk, lk, ttl) end\n"
+               "return {0, last, num(mk, 'acked'), num(mk, 'lost')}\n";
+
+/* KEYS: logm, log. ARGV: prefix, seq, ttl. */
+static const char ack_lua[] = LUA_COMMON "local mk, lk = KEYS[1], KEYS[2]\n"
+                                         "check(mk, lk)\n"
+                                         "if num(mk, 'last') > 0 then\n"
+                                         "  ack(mk, lk, tonumber(ARGV[2]))\n"
+                                         "  touch(mk, lk, tonumber(ARGV[3]))\n"
+                                         "end\n"
+                                         "return 0\n";
+
+/* ---- the log object ---- */
+
+static void sha1_hex(const char *s, char out[SHA_HEX_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    if (!EVP_Digest(s, strlen(s), md, &len, EVP_sha1(), NULL) || len * 2 != SHA_HEX_LEN)
+        abort(); /* libcrypto without SHA-1: nothing works, as with malloc */
+    for (unsigned i = 0; i < len; i++) {
+        out[2 * i] = hex[md[i] >> 4];
+        out[2 * i + 1] = hex[md[i] & 15];
+    }
+    out[SHA_HEX_LEN] = '\0';
+}
+
+static void log_unref(rlog_t *log)
+{
+    if (--log->refs)
+        return;
+    free(log->prefix);
+    free(log);
+}
+
+static void log_free(void *impl)
+{
+    if (impl)
+        log_unref(impl);
+}
+
+/* ---- requests ---- */
+
+static int on_error(req_t *req, size_t idx, const redisReply *r);
+
+static lop_t *op_new(rlog_t *log, const mh_redis_conn_req_ops_t *ops, int script, void *ud)
+{
+    lop_t *q = mh_redis_conn_req_new(log->conn, ops, sizeof(*q));
+    q->req.on_error = on_error;
+    q->log = log;
+    q->script = script;
+    q->ud = ud;
+    log->refs++;
+    return q;
+}
+
+/* Sends the script's command: EVALSHA, or EVAL (eval != 0). */
+static void send_script(lop_t *q, int eval)
+{
+    const script_t *sc = &q->log->sc[q->script];
+    cmd_t c;
+    mh_redis_conn_cmd_init(&c, q->nargs, eval ? "EVAL" : "EVALSHA");
+    if (eval)
+        mh_redis_conn_cmd_bin(&c, sc->src, strlen(sc->src));
+    else
+        mh_redis_conn_cmd_bin(&c, sc->sha, SHA_HEX_LEN);
+    q->args(q, &c);
+    mh_redis_conn_cmd_send(&q->req, &c);
+}
+
+/*
+ * Issues q: SCRIPT LOAD in front the first time on a connection (Redis
+ * restarted, or a new one: its script cache may be empty), then EVALSHA.
+ */
+static void op_submit(lop_t *q)
+{
+    script_t *sc = &q->log->sc[q->script];
+    unsigned gen = mh_redis_conn_generation(q->log->conn);
+    if (mh_redis_conn_up(q->log->conn)) {
+        if (sc->loaded_gen != gen) {
+            mh_redis_conn_send(&q->req, "SCRIPT LOAD %s", sc->src);
+            sc->loaded_gen = gen;
+        }
+        send_script(q, 0);
+    }
+    mh_redis_conn_submit(&q->req);
+}
+
+/* NOSCRIPT (SCRIPT FLUSH while connected): run the script once more with EVAL. */
+static int on_error(req_t *req, size_t idx, const redisReply *r)
+{
+    lop_t *q = (lop_t *)req;
+    if (q->retried || r->len < 8 || strncmp(r->str, "NOSCRIPT", 8) != 0 ||
+        !mh_redis_conn_up(q->log->conn))
+        return 0;
+    unsigned before = q->req.pending;
+    q->retried = 1;
+    q->log->sc[q->script].loaded_gen = 0; /* the next op loads it again */
+    send_script(q, 1);
+    return q->req.pending > before;
+}
+
+/* Releases what every op holds, after its callback. */
+static void op_done(lop_t *q)
+{
+    mh_frame_unref(q->frame);
+    free(q->ids);
+    log_unref(q->log);
+}
+
+static int reply_u64(const redisReply *r, uint64_t *out)
+{
+    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
+        *out = (uint64_t)r->integer;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
+        return -1;
+    uint64_t v = 0;
+    for (size_t i = 0; i < r->len; i++) {
+        unsigned d = (unsigned)(r->str[i] - '0');
+        if (d > 9 || v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+/* The script's reply: an array of at least min elements, or NULL (q failed). */
+static const redisReply *script_reply(lop_t *q, const redisReply *last, size_t min)
+{
+    if (q->req.status)
+        return NULL;
+    if (!last || last->type != REDIS_REPLY_ARRAY || last->elements < min) {
+        mh_redis_conn_bad_reply(&q->req, last);
+        return NULL;
+    }
+    return last;
+}
+
+/* ---- append ---- */
+
+static void append_args(lop_t *q, cmd_t *c)
+{
+    const rlog_t *log = q->log;
+    const mh_msglog_limits_t *lim = &log->lim;
+    mh_redis_conn_cmd_fmt(c, "2");
+    mh_redis_conn_cmd_fmt(c, "%s:next_id", log->prefix);
+    mh_redis_conn_cmd_fmt(c, "%s:msgid", log->prefix);
+    mh_redis_conn_cmd_bin(c, log->prefix, strlen(log->prefix));
+    mh_redis_conn_cmd_bin(c, mh_frame_data(q->frame), q->frame->len);
+    mh_redis_conn_cmd_fmt(c, "%" PRIu32, q->frame->seq_at);
+    mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->now);
+    mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->ttl_ms);
+    mh_redis_conn_cmd_fmt(c, "%" PRIu32, lim->max_msgs ? lim->max_msgs : 1);
+    mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->max_bytes);
+    for (size_t i = 0; i < q->n; i++)
+        mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->ids[i]);
+}
+
+/* Fills res from the script's reply {last_id, dropped, seq, route, ...}. */
+static int parse_appended(lop_t *q, const redisReply *r, uint64_t *seqs, const char **inst,
+                          mh_msglog_appended_t *res)
+{
+    uint64_t last_id;
+    if (r->elements != 2 + 2 * q->n || reply_u64(r->element[0], &last_id) ||
+        reply_u64(r->element[1], &res->dropped))
+        return -1;
+    for (size_t i = 0; i < q->n; i++) {
+        const redisReply *s = r->element[2 + 2 * i], *route = r->element[3 + 2 * i];
+        if (reply_u64(s, &seqs[i]) ||
+            (route->type != REDIS_REPLY_STRING && route->type != REDIS_REPLY_NIL))
+            return -1;
+        inst[i] = route->type == REDIS_REPLY_STRING ? route->str : NULL;
+    }
+    res->seqs = seqs;
+    res->instances = inst;
+    res->n = q->n;
+    return 0;
+}
+
+static void finish_append(req_t *req, const redisReply *last)
+{
+    lop_t *q = (lop_t *)req;
+    const redisReply *r = script_reply(q, last, 2);
+    mh_msglog_appended_t res = {0};
+    uint64_t *seqs = mh_xcalloc(q->n ? q->n : 1, sizeof(*seqs));
+    const char **inst = mh_xcalloc(q->n ? q->n : 1, sizeof(*inst));
+    if (r && parse_appended(q, r, seqs, inst, &res))
+        mh_redis_conn_bad_reply(&q->req, r);
+    if (q->cb.append)
+        q->cb.append(q->ud, q->req.status, q->req.status ? NULL : &res);
+    free(seqs);
+    free(inst);
+    op_done(q);
+}
+
+static const mh_redis_conn_req_ops_t append_ops = {"msglog_append", NULL, finish_append};
+
+static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
+                       mh_msglog_append_cb cb, void *ud)
+{
+    lop_t *q = op_new(impl, &append_ops, SC_APPEND, ud);
+    q->cb.append = cb;
+    q->args = append_args;
+    q->nargs = APPEND_FIXED_ARGS + n;
+    q->frame = mh_frame_ref(f);
+    q->ids = mh_xmalloc((n ? n : 1) * sizeof(*ids));
+    if (n)
+        memcpy(q->ids, ids, n * sizeof(*ids));
+    q->n = n;
+    q->now = now_ms;
+    op_submit(q);
+}
+
+/* ---- read, open, ack: one id each ---- */
+
+/* KEYS logm, log of q->id; ARGV prefix, q->arg, then q->max (read) or the TTL. */
+static void id_args(lop_t *q, cmd_t *c)
+{
+    const rlog_t *log = q->log;
+    mh_redis_conn_cmd_fmt(c, "2");
+    mh_redis_conn_cmd_fmt(c, "%s:logm:%" PRIu64, log->prefix, q->id);
+    mh_redis_conn_cmd_fmt(c, "%s:log:%" PRIu64, log->prefix, q->id);
+    mh_redis_conn_cmd_bin(c, log->prefix, strlen(log->prefix));
+    mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->arg);
+    mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->max);
+}
+
+static lop_t *id_op(void *impl, const mh_redis_conn_req_ops_t *ops, int script, uint64_t id,
+                    uint64_t arg, uint64_t max, void *ud)
+{
+    lop_t *q = op_new(impl, ops, script, ud);
+    q->args = id_args;
+    q->nargs = KEY_OP_ARGS;
+    q->id = id;
+    q->arg = arg;
+    q->max = max;
+    return q;
+}
+
+/* One entry of a read reply (seq, text, seq_at) as a new frame; -1 if malformed. */
+static int parse_entry(const redisReply *const *e, mh_msglog_entry_t *out)
+{
+    uint64_t seq_at;
+    if (reply_u64(e[0], &out->seq) || e[1]->type != REDIS_REPLY_STRING ||
+        reply_u64(e[2], &seq_at) || seq_at > e[1]->len)
+        return -1;
+    out->frame = mh_frame_new(e[1]->str, e[1]->len);
+    out->frame->is_message = 1;
+    out->frame->seq_at = (uint32_t)seq_at;
+    return 0;
+}
+
+static void finish_read(req_t *req, const redisReply *last)
+{
+    lop_t *q = (lop_t *)req;
+    const redisReply *r = script_reply(q, last, 1);
+    uint64_t last_seq = 0;
+    size_t n = 0, cap = r ? (r->elements - 1) / 3 : 0;
+    mh_msglog_entry_t *es = mh_xcalloc(cap ? cap : 1, sizeof(*es));
+    if (r && (reply_u64(r->element[0], &last_seq) || (r->elements - 1) % 3))
+        mh_redis_conn_bad_reply(&q->req, r);
+    for (; !q->req.status && n < cap; n++) {
+        if (parse_entry((const redisReply *const *)&r->element[1 + 3 * n], &es[n])) {
+            mh_redis_conn_bad_reply(&q->req, r);
+            break;
+        }
+    }
+    int st = q->req.status;
+    if (q->cb.read)
+        q->cb.read(q->ud, st, st ? NULL : es, st ? 0 : n, st ? 0 : last_seq);
+    for (size_t i = 0; i < n; i++)
+        mh_frame_unref(es[i].frame);
+    free(es);
+    op_done(q);
+}
+
+static const mh_redis_conn_req_ops_t read_ops = {"msglog_read", NULL, finish_read};
+
+static void log_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_cb cb,
+                     void *ud)
+{
+    lop_t *q = id_op(impl, &read_ops, SC_READ, id, after, max > READ_MAX ? READ_MAX : max, ud);
+    q->cb.read = cb;
+    op_submit(q);
+}
+
+static void finish_open(req_t *req, const redisReply *last)
+{
+    lop_t *q = (lop_t *)req;
+    const redisReply *r = script_reply(q, last, 2);
+    mh_msglog_state_t st = {0};
+    uint64_t lost = 0;
+    int status = MH_EIO;
+    if (r && r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer < 0)
+        status = MH_EINVAL; /* since above the last seq */
+    else if (r && (r->elements != 4 || reply_u64(r->element[1], &st.last_seq) ||
+                   reply_u64(r->element[2], &st.acked_seq) || reply_u64(r->element[3], &lost)))
+        mh_redis_conn_bad_reply(&q->req, r);
+    else if (r)
+        status = 0;
+    st.recovered = lost <= st.acked_seq;
+    if (q->cb.state)
+        q->cb.state(q->ud, status, status ? NULL : &st);
+    op_done(q);
+}
+
+static const mh_redis_conn_req_ops_t open_ops = {"msglog_open", NULL, finish_open};
+
+static void log_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_cb cb, void *ud)
+{
+    lop_t *q = id_op(impl, &open_ops, SC_OPEN, id, since, ((rlog_t *)impl)->lim.ttl_ms, ud);
+    q->cb.state = cb;
+    op_submit(q);
+}
+
+static void finish_ack(req_t *req, const redisReply *last)
+{
+    lop_t *q = (lop_t *)req;
+    if (q->cb.status)
+        q->cb.status(q->ud, q->req.status);
+    op_done(q);
+}
+
+static const mh_redis_conn_req_ops_t ack_ops = {"msglog_ack", NULL, finish_ack};
+
+static void log_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_cb cb, void *ud)
+{
+    lop_t *q = id_op(impl, &ack_ops, SC_ACK, id, seq, ((rlog_t *)impl)->lim.ttl_ms, ud);
+    q->cb.status = cb;
+    op_submit(q);
+}
+
+/* ---- construction ---- */
+
+static const mh_msglog_ops_t redis_log_ops = {log_append, log_read, log_open, log_ack, log_free};
+
+int mh_msglog_redis_new(mh_msglog_t *out, mh_redis_store_t *rs, const mh_msglog_limits_t *lim)
+{
+    static const char *const srcs[SC_COUNT] = {append_lua, read_lua, open_lua, ack_lua};
+    if (!out || !rs || !lim)
+        return MH_EINVAL;
+    rlog_t *log = mh_xcalloc(1, sizeof(*log));
+    log->rs = rs;
+    log->conn = mh_redis_store_conn(rs);
+    log->prefix = mh_xstrdup(mh_redis_store_prefix(rs));
+    log->lim = *lim;
+    log->refs = 1;
+    for (int i = 0; i < SC_COUNT; i++) {
+        log->sc[i].src = srcs[i];
+        sha1_hex(srcs[i], log->sc[i].sha);
+    }
+    out->ops = &redis_log_ops;
+    out->impl = log;
+    return 0;
+}
