@@ -496,8 +496,6 @@ export class Hub extends Emitter {
     this._acked = attempt.usedSince && !newId && !reset ? attempt.usedSince : 0;
     this._attempt = 0;
     this._skipSince = false;
-    this._seenIds.clear();
-    this._seenOrder = [];
     this._setState('open');
     this._emit('hello', {
       id: m.id,
