@@ -28,7 +28,7 @@ const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 const TOTAL_MS = 90_000; // whole test
 const STEP_MS = 10_000; // any single wait in the page
 const PEER_GONE_MS = 5_000; // a closed peer leaves the online list within this
-const LIST_AFTER_MESSAGE_MS = 400; // a received message is followed by a list request within this
+const LIST_AFTER_MESSAGE_MS = 500; // a received message is followed by a list request within this
 
 function freePort() {
   return new Promise((resolve, reject) => {

@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from cluster import (REDIS_URL, Redis, cluster_factory, readyz_status, require_backplane,  # noqa: F401
-                     wait_readyz)
+from cluster import (REDIS_URL, PrivateRedis, Redis, cluster_factory,  # noqa: F401 (fixture)
+                     readyz_status, require_backplane, wait_readyz)
 from conftest import raw_error
 from wsraw import HandshakeError
 
@@ -115,3 +115,31 @@ def test_not_ready_and_no_tokens_until_the_secret_is_known(cluster_factory):
     wait_readyz(a, 200, timeout=3 * RETRY_PRESENCE_TTL)
     minted = a.post("/sessions").json()
     assert signed_with(minted["token"], redis_get(key)), minted
+
+
+def test_secret_survives_redis_losing_its_data(cluster_factory):
+    """A Redis that restarts empty gets the secret in use back from the
+    instances when they reconnect (not a candidate of their own), so an
+    instance started afterwards agrees with them."""
+    redis = PrivateRedis().start()
+    cl = cluster_factory(redis_url=redis.url, presence_ttl=RETRY_PRESENCE_TTL)
+    cl.secret = None
+    try:
+        creator = cl.start_hub()
+        b = cl.start_hub()  # adopts the creator's secret
+        creator.stop()
+        minted = b.post("/sessions").json()
+        redis.stop()  # nothing is saved: the restarted server is empty
+        wait_readyz(b, 503, 10)
+        redis.start()
+        wait_readyz(b, 200, 20)
+        with Redis(redis.url) as r:
+            stored = r.cmd("GET", secret_key(cl))
+        assert stored is not None and signed_with(minted["token"], stored), stored
+        c = cl.start_hub()
+        assert "created=0" in shared_log_lines(c)[0], shared_log_lines(c)
+        assert c.ws(token=minted["token"], resumed=True).id == minted["id"]
+    finally:
+        for h in cl.hubs:
+            h.stop()
+        redis.destroy()

@@ -135,3 +135,15 @@ def test_refusal_python_websockets(refusing_hub, status):
         return
     skip_if_upgraded(status, b"HTTP/1.1 101 ")
     raise AssertionError("upgrade was not refused")
+
+
+def test_python_websockets_connects_when_not_refused(hub):
+    """The same library, same hub setup minus the refusal: it upgrades and
+    reads the hello, so the InvalidStatusCode above comes from the refusal."""
+    async def go():
+        async with websockets.connect("ws://%s:%d/ws" % (HOST, hub.port),
+                                      open_timeout=READ_TIMEOUT) as w:
+            return json.loads(await asyncio.wait_for(w.recv(), READ_TIMEOUT))
+
+    hello = asyncio.run(go())
+    assert hello["type"] == "hello" and hello["resumed"] is False, hello
