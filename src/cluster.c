@@ -1,12 +1,13 @@
 /*
  * cluster: distributed mode's wiring (see cluster.h).
  *
- * A delivery from RabbitMQ becomes one shared frame. Local receivers get a
- * reference each; the frame's local-done hook fires when the last of them
- * wrote it or stored it. Receivers no longer here are re-routed through
- * relay.c (Redis lookup, publish, or inbox). The delivery is acknowledged
- * when both are done; if re-routing failed it stays unacknowledged and
- * RabbitMQ redelivers it when the connection is re-established.
+ * A delivery from RabbitMQ becomes one shared frame; each receiver still
+ * connected here gets (frame, its seq) and the delivery is acknowledged at
+ * once: the log in Redis is the truth, so a push is only a shortcut. A
+ * receiver that is gone needs nothing (its log has it); a receiver that
+ * missed a push finds the gap at its next message, or at the sweep that
+ * runs with every presence refresh and after RabbitMQ reconnects (each
+ * local session re-reads its log from its cursor).
  */
 #include "msghub/cluster.h"
 
@@ -16,6 +17,7 @@
 
 #include "msghub/broker_amqp.h"
 #include "msghub/log.h"
+#include "msghub/msglog_redis.h"
 #include "msghub/pubbatch.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
@@ -111,28 +113,33 @@ static void redis_state(void *ud, int up)
     }
 }
 
+/* Every local session re-reads its log from its cursor (pushes may have been lost). */
+static void sweep_logs(mh_server_t *srv)
+{
+    if (!srv->redis_up)
+        return;
+    size_t cursor = 0;
+    uint64_t id;
+    void *v;
+    while (mh_registry_next(srv->registry, &cursor, &id, &v))
+        mh_session_check_log(srv, v);
+}
+
 static void broker_state(void *ud, int up)
 {
     mh_server_t *srv = ud;
     srv->broker_up = up;
     mh_info(up ? "amqp_up" : "amqp_down", "ready=%d", mh_server_ready(srv));
-    if (up) /* messages stored for connected clients during the outage: fetch them */
-        refresh_presence(srv);
+    if (up) /* pushes published while it was down are lost: the logs have them */
+        sweep_logs(srv);
 }
 
 /* ---- presence ---- */
 
-/* Sessions whose inbox got messages while they were connected fetch them now. */
 static void refreshed(void *ud, int status, uint64_t *stored, size_t n)
 {
-    mh_server_t *srv = ud;
     if (status)
         mh_warn("presence_refresh_failed", "status=%d", status);
-    for (size_t i = 0; i < n; i++) {
-        mh_session_t *s = mh_registry_get(srv->registry, stored[i]);
-        if (s)
-            mh_session_check_inbox(srv, s);
-    }
     free(stored);
 }
 
@@ -152,76 +159,29 @@ static void on_presence_timer(uv_timer_t *t)
     if (!((mh_server_t *)t->data)->secret)
         agree_secret(t->data); /* the first attempt failed */
     refresh_presence(t->data);
+    sweep_logs(t->data); /* the safety net for lost pushes */
 }
 
 /* ---- deliveries from other instances ---- */
 
-typedef struct delivery {
-    mh_server_t *srv;
-    uint64_t tag;
-    int stranded;
-    size_t parts;
-    int failed;
-} delivery_t;
-
-static void delivery_part_done(delivery_t *d, int status)
-{
-    if (status)
-        d->failed = 1;
-    if (--d->parts)
-        return;
-    if (!d->failed)
-        mh_broker_ack(d->srv->broker, d->tag, d->stranded);
-    else
-        mh_warn("delivery_unacked", "tag=%llu msg=\"re-routing failed; RabbitMQ will redeliver\"",
-                (unsigned long long)d->tag);
-    free(d);
-}
-
-static void locals_done(void *ud)
-{
-    delivery_part_done(ud, 0);
-}
-
-static void rerouted(void *ud, int status)
-{
-    delivery_part_done(ud, status);
-}
-
-static void deliver_message(mh_server_t *srv, delivery_t *d, const mh_envelope_t *env)
+/* Hands (frame, seq) to each receiver still connected here; the others' logs have it. */
+static void deliver_message(mh_server_t *srv, const mh_envelope_t *env)
 {
     mh_frame_t *f = mh_frame_new(env->frame, env->frame_len);
     f->is_message = 1;
+    f->seq_at = env->seq_at;
     f->t0_us = mh_mono_us();
-    mh_session_t **local = mh_xmalloc(env->n_ids * sizeof(*local));
-    uint64_t *away = mh_xmalloc(env->n_ids * sizeof(uint64_t));
-    size_t n_local = 0, n_away = 0;
     for (size_t i = 0; i < env->n_ids; i++) {
         mh_session_t *s = mh_registry_get(srv->registry, env->ids[i]);
-        if (s)
-            local[n_local++] = s;
-        else
-            away[n_away++] = env->ids[i];
-    }
-    if (n_local) {
-        d->parts++;
-        f->local_left = (uint32_t)n_local;
-        f->on_local_done = locals_done;
-        f->local_ud = d;
-        for (size_t i = 0; i < n_local; i++)
-            mh_session_deliver(srv, local[i], f);
-    }
-    if (n_away) {
-        d->parts++;
-        mh_relay_reroute(srv, f, away, n_away, rerouted, d);
+        if (s) {
+            f->local_left++;
+            mh_session_deliver(srv, s, f, env->seqs[i]);
+        }
     }
     mh_frame_unref(f);
-    free(local);
-    free(away);
 }
 
-/* One envelope of a delivery; parts of d cover the work it starts. */
-static void handle_envelope(mh_server_t *srv, delivery_t *d, const void *body, size_t len)
+static void handle_envelope(mh_server_t *srv, int stranded, const void *body, size_t len)
 {
     mh_envelope_t env;
     if (mh_codec_envelope_parse(body, len, &env)) {
@@ -230,29 +190,28 @@ static void handle_envelope(mh_server_t *srv, delivery_t *d, const void *body, s
     }
     if (env.type == MH_ENV_KICK) {
         /* a stranded kick was meant for a dead instance: its sessions are gone */
-        if (!d->stranded)
+        if (!stranded)
             mh_session_kick(srv, env.ids[0], env.claimed_ms);
-    } else
-        deliver_message(srv, d, &env);
+    } else if (!stranded) /* the log has it; a stranded push is long stale */
+        deliver_message(srv, &env);
     mh_codec_envelope_free(&env);
 }
 
+/* Acknowledged at once: handed to the local sessions, nothing waits on a socket. */
 static void on_delivery(void *ud, uint64_t tag, int stranded, const void *body, size_t len)
 {
     mh_server_t *srv = ud;
-    delivery_t *d = mh_xcalloc(1, sizeof(*d));
-    *d = (delivery_t){srv, tag, stranded, 1, 0}; /* the guard held while parts are issued */
     if (len && *(const char *)body == 'B') {
         size_t pos = 0, n;
         const char *env;
         int rc;
         while ((rc = mh_codec_batch_next(body, len, &pos, &env, &n)) == 1)
-            handle_envelope(srv, d, env, n);
+            handle_envelope(srv, stranded, env, n);
         if (rc < 0)
             mh_warn("bad_batch", "len=%zu msg=\"rest dropped\"", len);
     } else
-        handle_envelope(srv, d, body, len);
-    delivery_part_done(d, 0);
+        handle_envelope(srv, stranded, body, len);
+    mh_broker_ack(srv->broker, tag, stranded);
 }
 
 /* ---- lifecycle ---- */
@@ -276,6 +235,7 @@ int mh_cluster_start(mh_server_t *srv)
         mh_error("bad_redis_url", "msg=\"%s\"", err);
         return -1;
     }
+    mh_msglog_redis_new(&srv->log, srv->redis, &srv->log_limits);
     mh_broker_options_t opts = {
         .url = cfg->amqp_url,
         .prefix = cfg->prefix,
@@ -329,6 +289,8 @@ void mh_cluster_stop(mh_server_t *srv)
     srv->pubbatch = NULL;
     mh_broker_free(srv->broker);
     srv->broker = NULL;
+    mh_msglog_free(&srv->log); /* before the store: calls pending on it fail when it goes */
+    srv->log.ops = NULL;
     mh_redis_store_free(srv->redis);
     srv->redis = NULL;
     srv->redis_up = srv->broker_up = 0;

@@ -394,14 +394,20 @@ void mh_codec_http_ids(mh_buf_t *out, const uint64_t *ids, size_t n)
 
 /* ---- envelopes ---- */
 
-void mh_codec_envelope_message(mh_buf_t *out, const uint64_t *ids, size_t n, const void *frame,
-                               size_t len)
+void mh_codec_envelope_message(mh_buf_t *out, const uint64_t *ids, const uint64_t *seqs, size_t n,
+                               const mh_frame_t *f)
 {
-    mh_buf_reserve(out, n * 8 + len + 2);
+    mh_buf_reserve(out, n * 16 + f->len + 16);
     mh_buf_append(out, "M", 1);
-    put_id_list(out, ids, n);
+    mh_buf_u64(out, f->seq_at);
+    for (size_t i = 0; i < n; i++) {
+        mh_buf_append(out, i ? "," : " ", 1);
+        mh_buf_u64(out, ids[i]);
+        mh_buf_append(out, ":", 1);
+        mh_buf_u64(out, seqs[i]);
+    }
     mh_buf_append(out, "\n", 1);
-    mh_buf_append(out, frame, len);
+    mh_buf_append(out, f->mem + MH_FRAME_HEADROOM, f->len);
 }
 
 void mh_codec_envelope_kick(mh_buf_t *out, uint64_t id, uint64_t claimed_ms)
@@ -429,6 +435,37 @@ static int parse_u64_at(const char *p, size_t n, size_t *i, uint64_t *out)
     return *i > start ? 0 : -1;
 }
 
+/* "<id>:<seq>,<id>:<seq>" up to head; ids and seqs nonzero. */
+static int parse_pairs(const char *p, size_t head, size_t i, mh_envelope_t *env)
+{
+    for (;;) {
+        uint64_t *id = &env->ids[env->n_ids], *seq = &env->seqs[env->n_ids];
+        if (parse_u64_at(p, head, &i, id) || *id == 0 || i >= head || p[i++] != ':' ||
+            parse_u64_at(p, head, &i, seq) || *seq == 0)
+            return -1;
+        env->n_ids++;
+        if (i == head)
+            return 0;
+        if (p[i++] != ',')
+            return -1;
+    }
+}
+
+static int parse_message(const char *p, size_t len, size_t head, mh_envelope_t *env)
+{
+    size_t i = 1;
+    uint64_t seq_at;
+    if (parse_u64_at(p, head, &i, &seq_at) || i >= head || p[i++] != ' ' ||
+        parse_pairs(p, head, i, env))
+        return -1;
+    env->frame = p + head + 1;
+    env->frame_len = len - head - 1;
+    if (env->frame_len == 0 || seq_at == 0 || seq_at >= env->frame_len)
+        return -1;
+    env->seq_at = (uint32_t)seq_at;
+    return 0;
+}
+
 int mh_codec_envelope_parse(const void *body, size_t len, mh_envelope_t *env)
 {
     const char *p = body;
@@ -442,6 +479,7 @@ int mh_codec_envelope_parse(const void *body, size_t len, mh_envelope_t *env)
     for (size_t k = 1; k < head; k++)
         commas += p[k] == ',';
     env->ids = mh_xmalloc((commas + 1) * sizeof(uint64_t));
+    env->seqs = mh_xmalloc((commas + 1) * sizeof(uint64_t));
     env->type = (mh_env_type_t)p[0];
     if (env->type == MH_ENV_KICK) {
         if (parse_u64_at(p, head, &i, &env->ids[0]) || i >= head || p[i++] != ' ' ||
@@ -450,20 +488,7 @@ int mh_codec_envelope_parse(const void *body, size_t len, mh_envelope_t *env)
         env->n_ids = 1;
         return 0;
     }
-    if (env->type != MH_ENV_MESSAGE)
-        goto fail;
-    for (;;) {
-        if (parse_u64_at(p, head, &i, &env->ids[env->n_ids]) || env->ids[env->n_ids] == 0)
-            goto fail;
-        env->n_ids++;
-        if (i == head)
-            break;
-        if (p[i++] != ',')
-            goto fail;
-    }
-    env->frame = nl + 1;
-    env->frame_len = len - head - 1;
-    if (env->frame_len == 0)
+    if (env->type != MH_ENV_MESSAGE || parse_message(p, len, head, env))
         goto fail;
     return 0;
 fail:
@@ -474,7 +499,8 @@ fail:
 void mh_codec_envelope_free(mh_envelope_t *env)
 {
     free(env->ids);
-    env->ids = NULL;
+    free(env->seqs);
+    env->ids = env->seqs = NULL;
     env->n_ids = 0;
 }
 

@@ -575,7 +575,8 @@ static void log_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_cb c
 
 /* ---- construction ---- */
 
-static const mh_msglog_ops_t redis_log_ops = {log_append, log_read, log_open, log_ack, log_free};
+static const mh_msglog_ops_t redis_log_ops = {log_append, log_read, log_open,
+                                              log_ack,    log_free, NULL};
 
 int mh_msglog_redis_new(mh_msglog_t *out, mh_redis_store_t *rs, const mh_msglog_limits_t *lim)
 {

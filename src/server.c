@@ -20,6 +20,8 @@
 #include "msghub/cluster.h"
 #include "msghub/http_api.h"
 #include "msghub/log.h"
+#include "msghub/msglog_mem.h"
+#include "msghub/session.h"
 #include "msghub/token.h"
 #include "msghub/ws.h"
 
@@ -28,7 +30,8 @@
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
-    uv_timer_t sweep; /* drops expired inbox messages */
+    uv_timer_t sweep; /* retention sweep of a memory log */
+    uv_timer_t acks;  /* flushes ?ack=auto acks */
     uv_timer_t drain; /* polls for the last session to go during shutdown */
     uint64_t drain_deadline_ms;
     int finished;
@@ -40,6 +43,16 @@ int mh_server_ready(const mh_server_t *srv)
     if (srv->draining || !srv->secret)
         return 0;
     return !srv->distributed || (srv->redis_up && srv->broker_up);
+}
+
+unsigned char *mh_server_scratch(mh_server_t *srv, size_t n)
+{
+    if (n > srv->scratch_cap) {
+        free(srv->scratch);
+        srv->scratch_cap = n > 2 * srv->scratch_cap ? n : 2 * srv->scratch_cap;
+        srv->scratch = mh_xmalloc(MH_FRAME_HEADROOM + srv->scratch_cap);
+    }
+    return srv->scratch + MH_FRAME_HEADROOM;
 }
 
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
@@ -108,10 +121,13 @@ static void finish(mh_server_t *srv)
     mh_info("shutdown", "sessions_left=%llu", (unsigned long long)srv->metrics.connections);
     uv_timer_stop(&p->drain);
     uv_timer_stop(&p->sweep);
+    uv_timer_stop(&p->acks);
+    mh_session_flush_auto_acks(srv);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     uv_close((uv_handle_t *)&p->drain, NULL);
     uv_close((uv_handle_t *)&p->sweep, NULL);
+    uv_close((uv_handle_t *)&p->acks, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
@@ -145,7 +161,13 @@ static void on_signal(uv_signal_t *h, int signum)
 static void on_sweep(uv_timer_t *t)
 {
     mh_server_t *srv = t->data;
-    srv->metrics.inbox_dropped_total += mh_inbox_mem_expire(srv->inbox, mh_now_ms());
+    if (srv->log_sweep)
+        srv->metrics.inbox_dropped_total += srv->log_sweep(&srv->log, mh_now_ms());
+}
+
+static void on_acks(uv_timer_t *t)
+{
+    mh_session_flush_auto_acks(t->data);
 }
 
 static void init_secret(mh_server_t *srv)
@@ -165,6 +187,26 @@ static void init_secret(mh_server_t *srv)
     srv->secret_len = sizeof(srv->random_secret);
     mh_warn("token_secret_random",
             "msg=\"no --token-secret set: tokens will not survive a restart of this process\"");
+}
+
+static void init_limits(mh_server_t *srv)
+{
+    const mh_config_t *cfg = srv->cfg;
+    srv->log_limits =
+        (mh_msglog_limits_t){cfg->inbox_max, cfg->inbox_max_bytes, cfg->inbox_ttl_s * 1000u};
+}
+
+static uint64_t last_id_of(void *ud)
+{
+    return mh_registry_last_id(ud);
+}
+
+/* Standalone: the per-user logs live in memory, swept for the TTL. */
+static void start_memory_log(mh_server_t *srv)
+{
+    mh_msglog_mem_options_t o = {srv->log_limits, last_id_of, NULL, srv->registry};
+    mh_msglog_mem_new(&srv->log, &o);
+    srv->log_sweep = mh_msglog_mem_expire;
 }
 
 static void init_msg_prefix(mh_server_t *srv)
@@ -219,10 +261,12 @@ static int run_loop(mh_server_t *srv)
     uv_signal_init(srv->loop, &p->sigint);
     uv_timer_init(srv->loop, &p->sweep);
     uv_timer_init(srv->loop, &p->drain);
-    p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = srv;
+    uv_timer_init(srv->loop, &p->acks);
+    p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->acks.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
+    uv_timer_start(&p->acks, on_acks, MH_SESSION_ACK_FLUSH_MS, MH_SESSION_ACK_FLUSH_MS);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u", cfg->listen_host,
             cfg->listen_port, srv->distributed ? "distributed" : "standalone", cfg->instance_id,
             cfg->max_connections);
@@ -243,7 +287,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.loop = &loop;
     srv.priv = &priv;
     srv.registry = mh_registry_new();
-    srv.inbox = mh_inbox_mem_new(cfg->inbox_max, cfg->inbox_ttl_s * 1000u);
+    init_limits(&srv);
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
     srv.started_ms = mh_now_ms();
@@ -252,10 +296,15 @@ int mh_server_run(const mh_config_t *cfg)
     init_msg_prefix(&srv);
 
     int rc = 1;
-    if (cfg->redis_url && cfg->amqp_url && mh_cluster_start(&srv))
-        mh_cluster_stop(&srv);
-    else
+    if (cfg->redis_url && cfg->amqp_url) {
+        if (mh_cluster_start(&srv)) /* plugs in the Redis log */
+            mh_cluster_stop(&srv);
+        else
+            rc = run_loop(&srv);
+    } else {
+        start_memory_log(&srv);
         rc = run_loop(&srv);
+    }
     /* with a foreign loop lws finishes destroying itself in a second call */
     for (int i = 0; i < 2 && srv.lws; i++) {
         lws_context_destroy(srv.lws);
@@ -263,9 +312,13 @@ int mh_server_run(const mh_config_t *cfg)
     }
     if (uv_loop_close(&loop))
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
-    mh_inbox_mem_free(srv.inbox);
+    mh_msglog_free(&srv.log);
     mh_registry_free(srv.registry);
     free(srv.shared_secret);
+    free(srv.scratch);
+    for (size_t i = 0; i < srv.n_ack_pending; i++)
+        mh_handle_unref(srv.ack_pending[i]);
+    free(srv.ack_pending);
     if (!rc)
         mh_info("stopped", "%s", "");
     return rc;

@@ -1,6 +1,6 @@
 /*
- * session: a connected client's queue, inbox flow, attach and close (see
- * session.h for the rules this file implements).
+ * session: a connected client's life (claim, attach, close), its queue and
+ * its writes (see session.h; the cursor over the log is session_log.c).
  */
 #include "msghub/session.h"
 
@@ -12,17 +12,15 @@
 #include "msghub/log.h"
 #include "msghub/redis_store.h"
 #include "msghub/relay.h"
+#include "msghub/codec.h"
 #include "msghub/token.h"
 
 _Static_assert(LWS_PRE <= MH_FRAME_HEADROOM, "frame headroom must fit the lws header");
 
 #define CLOSE_DEADLINE_S 5
-#define INBOX_SLICE 64 /* messages read from a Redis inbox at a time */
 /* lws 4.1 keeps its close opcode private (lws-write.h: "LWS_WRITE_CLOSE is
  * handled by lws_close_reason()"); its value is 4 in every 4.x release. */
 #define MH_LWS_WRITE_CLOSE 4
-
-static void start_peek(mh_server_t *srv, mh_session_t *s);
 
 /* ---- async context: a session handle plus what the operation needs ---- */
 
@@ -51,51 +49,6 @@ static mh_session_t *sctx_end(sctx_t *c)
     return s;
 }
 
-/* ---- storing ---- */
-
-static void stored_one(void *ud, int status)
-{
-    sctx_t *c = ud;
-    if (status)
-        mh_warn("inbox_store_failed", "id=%llu", (unsigned long long)c->id);
-    mh_relay_local_done(c->srv, c->f);
-    mh_frame_unref(c->f);
-    free(c);
-}
-
-/* Stores f for s->id and reports the local hand-off done once it is stored. */
-static void store_message(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, int front)
-{
-    sctx_t *c = mh_xcalloc(1, sizeof(*c));
-    c->srv = srv;
-    c->id = s->id;
-    c->f = mh_frame_ref(f);
-    if (s->backlog)
-        s->pushed_since_peek++;
-    mh_relay_store(srv, s->id, &f, 1, front, stored_one, c);
-}
-
-/* Returns unwritten messages to the head of the inbox, in their order. */
-static void requeue_to_inbox(mh_server_t *srv, mh_session_t *s)
-{
-    size_t n = s->outq.len;
-    mh_frame_t **tmp = mh_xmalloc((n ? n : 1) * sizeof(*tmp));
-    for (size_t i = 0; i < n; i++)
-        tmp[i] = mh_outq_pop(&s->outq);
-    for (size_t i = n; i-- > 0;) {
-        /* frames read from Redis are still stored there until trimmed */
-        if (tmp[i]->is_message && !tmp[i]->from_inbox && s->id) {
-            store_message(srv, s, tmp[i], 1);
-            s->backlog = 1;
-        }
-        mh_frame_unref(tmp[i]);
-    }
-    free(tmp);
-    if (srv->distributed && s->inbox_written && s->attached)
-        mh_redis_inbox_trim(srv->redis, s->id, s->inbox_written, NULL, NULL);
-    s->inbox_written = s->inbox_queued = 0;
-}
-
 /* ---- registration ---- */
 
 static void unregister(mh_server_t *srv, mh_session_t *s)
@@ -107,23 +60,34 @@ static void unregister(mh_server_t *srv, mh_session_t *s)
         mh_redis_checkout(srv->redis, s->id, srv->cfg->instance_id, NULL, NULL);
 }
 
+/* Keeps the replies queued (an error explaining the close goes out before it). */
+static void drop_messages(mh_outq_t *q)
+{
+    mh_outq_entry_t e;
+    for (size_t n = q->len; n > 0 && mh_outq_pop_entry(q, &e); n--) {
+        if (!e.seq)
+            mh_outq_push(q, e.f);
+        mh_frame_unref(e.f);
+    }
+}
+
 void mh_session_close(mh_server_t *srv, mh_session_t *s, int code)
 {
     if (s->closing)
         return;
     s->closing = code;
     unregister(srv, s); /* checked out of presence now, not when the socket goes */
-    requeue_to_inbox(srv, s);
+    mh_session_log_close(srv, s);
+    drop_messages(&s->outq); /* the log holds whatever was not acknowledged */
     lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_DEADLINE_S);
     lws_callback_on_writable(s->wsi);
 }
 
 /* ---- queueing ---- */
 
-static void queue_frame(mh_server_t *srv, mh_session_t *s, mh_frame_t *f)
+/* The queue grew from was_empty: close a slow consumer, or ask for a write. */
+static void queued(mh_server_t *srv, mh_session_t *s, int was_empty)
 {
-    int was_empty = s->outq.len == 0;
-    mh_outq_push(&s->outq, f);
     if (s->outq.bytes > srv->cfg->outbound_buffer_bytes) {
         srv->metrics.slow_consumer_closes_total++;
         mh_info("slow_consumer", "id=%llu queued_bytes=%zu", (unsigned long long)s->id,
@@ -135,6 +99,24 @@ static void queue_frame(mh_server_t *srv, mh_session_t *s, mh_frame_t *f)
         lws_callback_on_writable(s->wsi);
 }
 
+static void queue_frame(mh_server_t *srv, mh_session_t *s, mh_frame_t *f)
+{
+    int was_empty = s->outq.len == 0;
+    mh_outq_push(&s->outq, f);
+    queued(srv, s, was_empty);
+}
+
+void mh_session_queue_message(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq,
+                              int live)
+{
+    int was_empty = s->outq.len == 0;
+    mh_outq_push_seq(&s->outq, f, seq, live);
+    s->next_seq = seq + 1;
+    if (seq > s->known_seq)
+        s->known_seq = seq;
+    queued(srv, s, was_empty);
+}
+
 void mh_session_send_text(mh_server_t *srv, mh_session_t *s, mh_buf_t *b)
 {
     if (s->closing) {
@@ -144,79 +126,6 @@ void mh_session_send_text(mh_server_t *srv, mh_session_t *s, mh_buf_t *b)
     mh_frame_t *f = mh_frame_from_buf(b);
     queue_frame(srv, s, f);
     mh_frame_unref(f);
-}
-
-void mh_session_deliver(mh_server_t *srv, mh_session_t *s, mh_frame_t *f)
-{
-    if (s->closing || s->backlog || !s->attached) {
-        store_message(srv, s, f, 0);
-        if (!s->closing && s->attached && s->outq.len == 0)
-            lws_callback_on_writable(s->wsi);
-        return;
-    }
-    queue_frame(srv, s, f);
-}
-
-/* ---- inbox flow ---- */
-
-static void refill_from_memory(mh_server_t *srv, mh_session_t *s)
-{
-    uint64_t now = mh_now_ms();
-    while (s->backlog && s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2) {
-        size_t dropped = 0;
-        mh_frame_t *f = mh_inbox_mem_pop(srv->inbox, s->id, now, &dropped);
-        srv->metrics.inbox_dropped_total += dropped;
-        if (!f) {
-            s->backlog = 0;
-            break;
-        }
-        mh_outq_push(&s->outq, f);
-        mh_frame_unref(f);
-    }
-}
-
-static void peeked(void *ud, int status, mh_frame_t **frames, size_t n)
-{
-    sctx_t *c = ud;
-    mh_server_t *srv = c->srv;
-    mh_session_t *s = sctx_end(c);
-    if (!s || s->closing || status) {
-        for (size_t i = 0; i < n; i++)
-            mh_frame_unref(frames[i]);
-        if (s && !s->closing)
-            mh_session_close(srv, s, 1011);
-        return;
-    }
-    s->peeking = 0;
-    if (n == 0 && s->pushed_since_peek == 0)
-        s->backlog = 0; /* nothing stored and nothing added since we looked */
-    for (size_t i = 0; i < n; i++) {
-        frames[i]->from_inbox = 1;
-        mh_outq_push(&s->outq, frames[i]);
-        mh_frame_unref(frames[i]);
-    }
-    s->inbox_queued = n;
-    s->inbox_written = 0;
-    lws_callback_on_writable(s->wsi);
-}
-
-static void start_peek(mh_server_t *srv, mh_session_t *s)
-{
-    if (s->peeking || s->inbox_queued || s->closing)
-        return;
-    s->peeking = 1;
-    s->pushed_since_peek = 0;
-    mh_redis_inbox_peek(srv->redis, s->id, INBOX_SLICE, peeked, sctx_new(srv, s));
-}
-
-/* One frame read from the Redis inbox was written: trim the slice when all are. */
-static void inbox_frame_written(mh_server_t *srv, mh_session_t *s)
-{
-    if (++s->inbox_written < s->inbox_queued)
-        return;
-    mh_redis_inbox_trim(srv->redis, s->id, s->inbox_written, NULL, NULL);
-    s->inbox_written = s->inbox_queued = 0;
-    start_peek(srv, s);
 }
 
 /* ---- writing ---- */
@@ -234,6 +143,8 @@ static const char *close_reason(int code)
         return "message too big";
     case 1011:
         return "backplane unavailable";
+    case 1008:
+        return "policy violation";
     default:
         return "hub shutting down";
     }
@@ -258,59 +169,53 @@ static int send_close(mh_session_t *s)
     return lws_write(s->wsi, p, n + 2, (enum lws_write_protocol)MH_LWS_WRITE_CLOSE) < 0 ? -1 : 0;
 }
 
-static void note_written(mh_server_t *srv, mh_session_t *s, mh_frame_t *f)
+static void note_written(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_t *e)
 {
     srv->metrics.frames_sent_total++;
-    srv->metrics.bytes_sent_total += f->len;
-    if (!f->is_message)
+    srv->metrics.bytes_sent_total += e->size;
+    if (!e->seq)
         return;
     srv->metrics.deliveries_total++;
-    if (f->from_inbox)
-        inbox_frame_written(srv, s);
-    else
-        mh_relay_local_done(srv, f);
+    if (e->live)
+        mh_relay_local_done(srv, e->f);
+    mh_session_log_written(srv, s, e->seq);
+}
+
+/* Writes one entry: a message is composed with its seq in the scratch buffer. */
+static int write_entry(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_t *e)
+{
+    unsigned char *p = mh_frame_data(e->f);
+    size_t n = e->f->len;
+    if (e->seq) {
+        p = mh_server_scratch(srv, e->size);
+        n = mh_codec_message_seq_into(p, e->f, e->seq);
+    }
+    return lws_write(s->wsi, p, n, LWS_WRITE_TEXT) < (int)n ? -1 : 0;
 }
 
 int mh_session_writeable(mh_server_t *srv, mh_session_t *s)
 {
-    if (s->closing)
+    if (s->closing && !s->outq.len)
         return send_close(s);
-    if (s->outq.len == 0 && s->backlog) {
-        if (srv->distributed)
-            start_peek(srv, s);
-        else
-            refill_from_memory(srv, s);
-    }
-    mh_frame_t *f = mh_outq_pop(&s->outq);
-    if (!f)
+    mh_outq_entry_t e;
+    if (!mh_outq_pop_entry(&s->outq, &e)) {
+        mh_session_log_room(srv, s);
         return 0;
-    int n = lws_write(s->wsi, mh_frame_data(f), f->len, LWS_WRITE_TEXT);
-    if (n < (int)f->len) { /* the connection failed: keep the message for the next one */
-        if (f->is_message && !f->from_inbox)
-            store_message(srv, s, f, 1);
-        mh_frame_unref(f);
-        return -1;
     }
-    note_written(srv, s, f);
-    mh_frame_unref(f);
-    if (s->outq.len || (s->backlog && !s->peeking))
+    int rc = write_entry(srv, s, &e);
+    if (rc == 0) /* a failed write drops the connection: the log keeps the message */
+        note_written(srv, s, &e);
+    mh_frame_unref(e.f);
+    if (rc)
+        return -1;
+    if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
+        mh_session_log_room(srv, s);
+    if (s->outq.len || s->closing)
         lws_callback_on_writable(s->wsi);
     return 0;
 }
 
 /* ---- attach: id known, registered, hello ---- */
-
-static void send_hello(mh_server_t *srv, mh_session_t *s)
-{
-    char token[MH_TOKEN_LEN + 1];
-    mh_token_issue(srv->secret, srv->secret_len, s->id, mh_now_ms() / 1000, token);
-    mh_buf_t b;
-    mh_buf_init(&b);
-    mh_codec_hello_t h = {s->id, token, s->resumed, 0, 0, 1};
-    mh_codec_hello(&b, &h, &srv->limits);
-    mh_session_send_text(srv, s, &b);
-    mh_buf_free(&b);
-}
 
 static void attach(mh_server_t *srv, mh_session_t *s)
 {
@@ -322,15 +227,7 @@ static void attach(mh_server_t *srv, mh_session_t *s)
     }
     s->registered = 1;
     s->attached = 1;
-    send_hello(srv, s);
-    if (srv->distributed) {
-        s->backlog = 1;
-        start_peek(srv, s);
-    } else {
-        s->backlog = mh_inbox_mem_count(srv->inbox, s->id) > 0;
-        if (s->backlog)
-            lws_callback_on_writable(s->wsi);
-    }
+    mh_session_log_open(srv, s);
     mh_debug("ws_open", "id=%llu resumed=%d", (unsigned long long)s->id, s->resumed);
 }
 
@@ -367,8 +264,7 @@ static void claimed(void *ud, int status, const char *previous)
     }
     if (previous && strcmp(previous, srv->cfg->instance_id) != 0)
         send_kick(srv, previous, id, s->claimed_ms);
-    attach(srv, s);
-    lws_rx_flow_control(s->wsi, 1);
+    attach(srv, s); /* requests flow again once the log is open (session_log.c) */
 }
 
 static void claim(mh_server_t *srv, mh_session_t *s)
@@ -393,10 +289,12 @@ static void got_id(void *ud, int status, uint64_t id)
     claim(srv, s);
 }
 
-mh_session_t *mh_session_open(mh_server_t *srv, struct lws *wsi, uint64_t resumed_id)
+mh_session_t *mh_session_open(mh_server_t *srv, struct lws *wsi, uint64_t resumed_id,
+                              const mh_session_opts_t *opts)
 {
     mh_session_t *s = mh_xcalloc(1, sizeof(*s));
     s->wsi = wsi;
+    s->opts = *opts;
     s->handle = mh_handle_new(s);
     mh_outq_init(&s->outq);
     mh_buf_init(&s->rx);
@@ -412,7 +310,7 @@ mh_session_t *mh_session_open(mh_server_t *srv, struct lws *wsi, uint64_t resume
         attach(srv, s);
         return s;
     }
-    lws_rx_flow_control(wsi, 0); /* requests wait until the id is claimed */
+    lws_rx_flow_control(wsi, 0); /* requests wait until the id is claimed and its log open */
     s->id = resumed_id;
     if (resumed_id) { /* a valid token proves the id was handed out */
         mh_redis_raise_id(srv->redis, resumed_id, NULL, NULL);
@@ -425,21 +323,13 @@ mh_session_t *mh_session_open(mh_server_t *srv, struct lws *wsi, uint64_t resume
 void mh_session_closed(mh_server_t *srv, mh_session_t *s)
 {
     unregister(srv, s);
-    requeue_to_inbox(srv, s);
+    mh_session_log_close(srv, s);
     mh_outq_free(&s->outq);
     mh_buf_free(&s->rx);
     srv->metrics.connections--;
     mh_debug("ws_close", "id=%llu", (unsigned long long)s->id);
     mh_handle_clear(s->handle);
     free(s);
-}
-
-void mh_session_check_inbox(mh_server_t *srv, mh_session_t *s)
-{
-    if (!s->attached || s->closing || s->backlog)
-        return;
-    s->backlog = 1;
-    start_peek(srv, s);
 }
 
 void mh_session_kick(mh_server_t *srv, uint64_t id, uint64_t claimed_ms)

@@ -1,8 +1,8 @@
 /*
  * ws: the libwebsockets side of WebSocket connections: the upgrade checks,
  * the reassembly of fragmented messages, and the requests of the client
- * protocol (identity, list, relay, ping). Queues, inbox flow and closing
- * live in session.c.
+ * protocol (identity, list, relay, ping, ack). Queues, the log cursor and
+ * closing live in session.c and session_log.c.
  */
 #include "msghub/ws.h"
 
@@ -18,6 +18,8 @@
 #include "msghub/token.h"
 
 #define OVERSIZE_SLACK (64 * 1024)
+#define QUERY_ARG_MAX 4100 /* every URI argument fits: lws keeps at most 4096 header bytes */
+#define SINCE_DIGITS_MAX 20
 
 /* ---- upgrade checks ---- */
 
@@ -31,6 +33,81 @@ static int query_token(struct lws *wsi, char *out, size_t len)
     size_t n = strlen(v);
     memcpy(out, v, n + 1);
     return (int)n;
+}
+
+/*
+ * Finds the query argument `name` (as "name=value" or a bare "name") and
+ * copies its decoded value into out; returns its length, or -1 when absent.
+ */
+static int query_arg(struct lws *wsi, const char *name, char *out, size_t len)
+{
+    char buf[QUERY_ARG_MAX];
+    size_t nlen = strlen(name);
+    for (int i = 0; lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+        int n = lws_hdr_copy_fragment(wsi, buf, (int)sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n < 0 || strncmp(buf, name, nlen) != 0 || (buf[nlen] != '=' && buf[nlen] != '\0'))
+            continue;
+        const char *v = buf[nlen] == '=' ? buf + nlen + 1 : buf + nlen;
+        size_t vlen = strlen(v);
+        if (vlen >= len)
+            vlen = len - 1; /* too long for any valid value: still invalid when cut */
+        memcpy(out, v, vlen);
+        out[vlen] = '\0';
+        return (int)vlen;
+    }
+    return -1;
+}
+
+/* ?since: decimal digits, at most 2^64-1; -1 when malformed. */
+static int parse_since(const char *v, uint64_t *out)
+{
+    size_t n = strlen(v);
+    if (n == 0 || n > SINCE_DIGITS_MAX)
+        return -1;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        unsigned d = (unsigned)(v[i] - '0');
+        if (x > (UINT64_MAX - d) / 10)
+            return -1;
+        x = x * 10 + d;
+    }
+    *out = x;
+    return 0;
+}
+
+/* Parses ?since and ?ack into o; the message of the 400 when they are malformed. */
+static const char *parse_opts(struct lws *wsi, int has_token, mh_session_opts_t *o)
+{
+    char v[32];
+    memset(o, 0, sizeof(*o));
+    int n = query_arg(wsi, "ack", v, sizeof(v));
+    if (n >= 0 && strcmp(v, "client") != 0 && strcmp(v, "auto") != 0)
+        return "ack must be client or auto";
+    o->ack_auto = n >= 0 && strcmp(v, "auto") == 0;
+    if (query_arg(wsi, "since", v, sizeof(v)) < 0)
+        return NULL;
+    if (!has_token)
+        return "since needs a token";
+    if (parse_since(v, &o->since))
+        return "since must be a decimal seq from 0 to the id's highest seq";
+    return NULL;
+}
+
+/* 400 for a malformed since / ack, or a since above the id's seq when the log can tell now. */
+static int check_opts(mh_server_t *srv, struct lws *wsi, int tlen, uint64_t id, mh_err_code_t *code,
+                      const char **msg)
+{
+    mh_session_opts_t o;
+    uint64_t last;
+    *msg = parse_opts(wsi, tlen > 0, &o);
+    if (!*msg && o.since && mh_msglog_last_seq_now(&srv->log, id, &last) == 0 && o.since > last)
+        *msg = "since is above this id's highest seq";
+    if (!*msg)
+        return 0;
+    *code = MH_ERR_BAD_REQUEST;
+    return 400;
 }
 
 int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, const char **msg)
@@ -56,7 +133,7 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
     }
     char token[256];
     int tlen = query_token(wsi, token, sizeof(token));
-    uint64_t id;
+    uint64_t id = 0;
     if (tlen == 0 ||
         (tlen > 0 && mh_token_verify(srv->secret, srv->secret_len, token, (size_t)tlen,
                                      mh_now_ms() / 1000, srv->cfg->token_ttl_s, &id) != 0)) {
@@ -69,6 +146,9 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
         *msg = "a session token is required";
         return 401;
     }
+    int status = check_opts(srv, wsi, tlen, id, code, msg);
+    if (status)
+        return status;
     if (!mh_server_ready(srv) || srv->metrics.connections >= srv->cfg->max_connections) {
         *code = MH_ERR_UNAVAILABLE;
         *msg = srv->draining           ? "hub is shutting down"
@@ -262,6 +342,8 @@ static void handle_message(mh_server_t *srv, mh_session_t *s, const char *text, 
         do_list(srv, s, &req);
     else if (req.type == MH_REQ_RELAY)
         mh_relay_start(srv, s->id, &req, t0, relayed, reply_ctx_new(srv, s, &req));
+    else if (req.type == MH_REQ_ACK)
+        mh_session_ack(srv, s, req.seq, req.ref, req.ref_len);
     else
         reply_simple(srv, s, &req);
     mh_codec_request_free(&req);
@@ -294,7 +376,7 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
         s->rx.len = 0;
         return 0;
     }
-    if (!s->attached)
+    if (!s->opened)
         send_error(srv, s, MH_ERR_UNAVAILABLE, "session not ready yet", NULL, 0);
     else
         handle_message(srv, s, s->rx.data ? s->rx.data : "", s->rx.len);
@@ -331,7 +413,10 @@ static int on_established(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn)
     if (tlen > 0 && mh_token_verify(srv->secret, srv->secret_len, token, (size_t)tlen,
                                     mh_now_ms() / 1000, srv->cfg->token_ttl_s, &id) != 0)
         id = 0;
-    conn->ws = mh_session_open(srv, wsi, id);
+    mh_session_opts_t opts;
+    if (parse_opts(wsi, id != 0, &opts)) /* checked before the upgrade: cannot happen */
+        memset(&opts, 0, sizeof(opts));
+    conn->ws = mh_session_open(srv, wsi, id, &opts);
     arm_idle_timer(srv, conn->ws, (uint64_t)srv->cfg->idle_timeout_s * 1000000u);
     return 0;
 }

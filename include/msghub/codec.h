@@ -116,22 +116,26 @@ void mh_codec_http_session(mh_buf_t *out, uint64_t id, const char *token);
 void mh_codec_http_ids(mh_buf_t *out, const uint64_t *ids, size_t n);
 
 /* ---- envelopes between instances (AMQP message bodies) ----
- *   "M<id>,<id>,...\n<message frame JSON>"  a message for those local receivers
+ *   "M<seq_at> <id>:<seq>,<id>:<seq>,...\n<message frame text without seq>"
+ *                                           a message for those local receivers, each
+ *                                           with its seq; seq_at as in the frame
  *   "K<id> <claimed_ms>\n"                   close <id> here (4409) if it connected before
  */
 typedef enum { MH_ENV_MESSAGE = 'M', MH_ENV_KICK = 'K' } mh_env_type_t;
 
 typedef struct mh_envelope {
     mh_env_type_t type;
-    uint64_t *ids; /* MESSAGE: receivers, owned; KICK: one id */
+    uint64_t *ids;  /* MESSAGE: receivers, owned; KICK: one id */
+    uint64_t *seqs; /* MESSAGE: each receiver's seq, owned */
     size_t n_ids;
+    uint32_t seq_at;   /* MESSAGE: where `,"seq":N` goes in frame */
     const char *frame; /* MESSAGE: points into the parsed body */
     size_t frame_len;
     uint64_t claimed_ms; /* KICK */
 } mh_envelope_t;
 
-void mh_codec_envelope_message(mh_buf_t *out, const uint64_t *ids, size_t n, const void *frame,
-                               size_t len);
+void mh_codec_envelope_message(mh_buf_t *out, const uint64_t *ids, const uint64_t *seqs, size_t n,
+                               const mh_frame_t *f);
 void mh_codec_envelope_kick(mh_buf_t *out, uint64_t id, uint64_t claimed_ms);
 /* Parses an envelope; 0 on success (free with mh_codec_envelope_free), -1 if malformed. */
 int mh_codec_envelope_parse(const void *body, size_t len, mh_envelope_t *env);

@@ -37,6 +37,7 @@ typedef struct mh_config {
     uint32_t pong_timeout_s;        /* 10 */
     uint32_t idle_timeout_s;        /* 600, 0 = off */
     uint32_t inbox_max;             /* 10000 */
+    uint64_t inbox_max_bytes;       /* 16777216 */
     uint64_t inbox_ttl_s;           /* 86400 */
     uint32_t shutdown_timeout_s;    /* 10 */
     int log_level;                  /* MH_LOG_INFO */

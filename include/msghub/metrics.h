@@ -47,6 +47,8 @@ typedef struct mh_metrics {
     uint64_t deliveries_total; /* frames of type message written to a socket */
     uint64_t inbox_stored_total;
     uint64_t inbox_dropped_total;
+    uint64_t acks_total;
+    uint64_t redeliveries_total;
     uint64_t http_requests_total;
     uint64_t slow_consumer_closes_total;
     uint64_t errors_total[MH_ERR__COUNT];

@@ -1,14 +1,16 @@
 /*
  * relay: carries out one validated relay request. Dedupes receivers, builds
- * the outgoing frame ONCE, hands a reference of it to each local receiver's
- * queue, and (distributed mode) looks the others up in Redis in one round
- * trip, publishes ONE message per destination instance and stores the
- * offline ones' copies in their Redis inboxes.
+ * the outgoing frame ONCE (text without seq), appends it to every
+ * receiver's log in one mh_msglog_append (seqs, unknown ids and, in
+ * distributed mode, routes in the same round trip), then hands (frame, seq)
+ * to each receiver connected here and publishes ONE envelope per other
+ * instance holding receivers.
  *
- * The relay is accepted only when every part is durable: written to a local
- * queue, confirmed by RabbitMQ, or stored. `done` runs exactly once with 0
- * (accepted) or MH_EIO (backplane failure: answer `unavailable`); in
- * standalone mode it runs before mh_relay_start returns.
+ * The relay is accepted only when the append succeeded: every known
+ * receiver's copy is in its log. `done` runs exactly once with 0 (accepted)
+ * or MH_EIO (the log is unreachable: answer `unavailable`, nothing was
+ * accepted); with a memory log it runs before mh_relay_start returns.
+ * Pushes that fail later cost latency, never data.
  */
 #ifndef MSGHUB_RELAY_H
 #define MSGHUB_RELAY_H
@@ -32,23 +34,7 @@ typedef void (*mh_relay_done_fn)(void *ud, int status, const mh_relay_result_t *
 void mh_relay_start(mh_server_t *srv, uint64_t from, mh_request_t *req, uint64_t t0_us,
                     mh_relay_done_fn done, void *ud);
 
-/*
- * Stores message frames for an id that is not connected here: in memory
- * (standalone) or in its Redis inbox (distributed; cb may be NULL). Counts
- * stored and dropped messages. cb(ud, status) runs once, always.
- */
-void mh_relay_store(mh_server_t *srv, uint64_t id, mh_frame_t *const *frames, size_t n, int front,
-                    void (*cb)(void *ud, int status), void *ud);
-
-/* One local receiver is done with f (written, or stored for later). */
+/* One local receiver wrote f: observes the relay latency when it was the last. */
 void mh_relay_local_done(mh_server_t *srv, mh_frame_t *f);
-
-/*
- * Delivers a message frame to receivers that are not (or no longer) here:
- * looks up their routes, publishes to their instances, stores the offline
- * ones. Used by the consumer for receivers that moved. cb runs once.
- */
-void mh_relay_reroute(mh_server_t *srv, mh_frame_t *f, const uint64_t *ids, size_t n,
-                      void (*cb)(void *ud, int status), void *ud);
 
 #endif

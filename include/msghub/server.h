@@ -12,8 +12,8 @@
 
 #include "msghub/codec.h"
 #include "msghub/config.h"
-#include "msghub/inbox_mem.h"
 #include "msghub/metrics.h"
+#include "msghub/msglog.h"
 #include "msghub/registry.h"
 #include "msghub/util.h"
 
@@ -30,7 +30,14 @@ typedef struct mh_server {
     struct uv_loop_s *loop;
     struct lws_context *lws;
     mh_registry_t *registry;
-    mh_inbox_mem_t *inbox;
+    mh_msglog_t log;               /* per-user logs: memory (standalone) or Redis (distributed) */
+    mh_msglog_limits_t log_limits; /* --inbox-max, --inbox-max-bytes, --inbox-ttl */
+    /* retention sweep of a log that needs one (memory); NULL when the store expires itself */
+    uint64_t (*log_sweep)(mh_msglog_t *log, uint64_t now_ms);
+    unsigned char *scratch; /* per-loop write buffer, MH_FRAME_HEADROOM in front */
+    size_t scratch_cap;
+    mh_handle_t **ack_pending; /* sessions with an auto ack to flush */
+    size_t n_ack_pending, cap_ack_pending;
     mh_metrics_t metrics;
     mh_codec_limits_t limits;
     const unsigned char *secret; /* token secret (config, random, or shared); NULL: not yet */
@@ -64,6 +71,13 @@ int mh_server_run(const mh_config_t *cfg);
  * if distributed, Redis and RabbitMQ are up.
  */
 int mh_server_ready(const mh_server_t *srv);
+
+/*
+ * The loop's write buffer with room for n bytes after MH_FRAME_HEADROOM
+ * bytes of headroom; returns the start of the n bytes. Valid until the next
+ * call (one write at a time: the loop is single-threaded).
+ */
+unsigned char *mh_server_scratch(mh_server_t *srv, size_t n);
 
 /* Next message id for a relay, written into out[len]. */
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len);

@@ -212,10 +212,14 @@ class Hub:
 
 def check_hello(hello, limits=None):
     assert hello.get("type") == "hello", hello
-    assert set(hello) >= {"type", "id", "token", "resumed", "limits"}, hello
+    assert set(hello) == {"type", "id", "token", "resumed", "ack", "seq", "recovered",
+                          "limits"}, hello
     assert is_id(hello["id"]), hello
     assert isinstance(hello["token"], str) and hello["token"], hello
     assert isinstance(hello["resumed"], bool), hello
+    assert hello["ack"] in ("client", "auto"), hello
+    assert type(hello["seq"]) is int and hello["seq"] >= 0, hello
+    assert isinstance(hello["recovered"], bool), hello
     assert isinstance(hello["limits"], dict), hello
     if limits is not None:
         assert hello["limits"] == limits, hello
@@ -279,9 +283,14 @@ def ws_error(frame, code, ref=None, message=None):
         assert frame["ref"] == ref and type(frame["ref"]) is type(ref), frame
 
 
-def check_message(frame, frm, body=None):
-    assert set(frame) == {"type", "id", "from", "body", "ts"}, frame
+def check_message(frame, frm, body=None, seq=None):
+    """A message frame of contract v2; seq, when given, is this receiver's."""
+    assert set(frame) == {"type", "id", "seq", "from", "body", "ts"}, frame
+    assert list(frame)[:3] == ["type", "id", "seq"], frame
     assert frame["type"] == "message", frame
+    assert type(frame["seq"]) is int and frame["seq"] >= 1, frame
+    if seq is not None:
+        assert frame["seq"] == seq, frame
     assert isinstance(frame["id"], str) and frame["id"], frame
     assert frame["from"] == frm and type(frame["from"]) is int, frame
     assert type(frame["ts"]) is int, frame

@@ -102,13 +102,15 @@ def test_offline_receiver_resumes_on_other_instance_in_order(cl):
     assert b2.id == bid
     relay_ok(a, [bid], {"seq": 7}, 7)
     seqs = []
-    for _ in range(8):
+    for k in range(8):
         m = b2.recv_json(timeout=5)
-        check_message(m, a.id if m["body"]["seq"] != 5 else 0)
+        check_message(m, a.id if m["body"]["seq"] != 5 else 0, seq=k + 1)
         seqs.append(m["body"]["seq"])
     assert seqs == list(range(8)), seqs
     b2.expect_silence(0.5)
-    # delivered means gone: resuming again (elsewhere) brings nothing back
+    # acknowledged means gone: resuming again (elsewhere) brings nothing back
+    b2.send_text('{"type":"ack","seq":8,"ref":"all"}')
+    assert b2.recv_json() == {"type": "acked", "ref": "all", "seq": 8}
     b2.close()
     b3 = h1.ws(token=btok, resumed=True)
     b3.expect_silence(1.0)
@@ -184,8 +186,10 @@ def test_kill9_messages_reach_clients_resuming_elsewhere(cl):
     late = victim.ws()    # resumes on h2 only after its presence expired
     a = h1.ws()
     relay_ok(a, [early.id, late.id], {"n": "before"}, "pre")
-    for c in (early, late):
-        check_message(c.recv_json(), a.id, {"n": "before"})
+    for c in (early, late):  # acknowledged: not pushed again after the resume
+        check_message(c.recv_json(), a.id, {"n": "before"}, seq=1)
+        c.send_text('{"type":"ack","seq":1,"ref":"pre"}')
+        assert c.recv_json() == {"type": "acked", "ref": "pre", "seq": 1}
 
     victim.kill()
     t_kill = time.monotonic()

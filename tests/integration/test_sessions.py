@@ -111,7 +111,7 @@ def test_offline_messages_from_several_senders(hub):
     assert got == [(a.id, "a1"), (c.id, "c1"), (a.id, "a2")]
 
 
-def test_stored_messages_not_delivered_twice_across_resumes(hub):
+def test_stored_messages_redelivered_until_acknowledged(hub):
     a = hub.ws()
     b = hub.ws()
     bid, btok = b.id, b.token
@@ -120,13 +120,21 @@ def test_stored_messages_not_delivered_twice_across_resumes(hub):
     assert a.recv_json()["accepted"] == 1
     b2 = hub.ws(token=btok)
     (m,) = drain_messages(b2, 1)
-    check_message(m, a.id, "once")
+    check_message(m, a.id, "once", seq=1)
     b2.send_text('{"type":"ping"}')
     assert b2.recv_json() == {"type": "pong"}
     b2.close()
+    # not acknowledged: pushed again after the reconnect, same id and seq
     b3 = hub.ws(token=btok)
+    (m2,) = drain_messages(b3, 1)
+    assert (m2["id"], m2["seq"]) == (m["id"], 1)
+    b3.send_text('{"type":"ack","seq":1}')
     b3.send_text('{"type":"ping"}')
     assert b3.recv_json() == {"type": "pong"}
+    b3.close()
+    b4 = hub.ws(token=btok)
+    b4.send_text('{"type":"ping"}')
+    assert b4.recv_json() == {"type": "pong"}
 
 
 # ---- bad tokens --------------------------------------------------------------------------

@@ -41,6 +41,7 @@ static const char *const names[][2] = {
     {"--pong-timeout", "MSGHUB_PONG_TIMEOUT"},
     {"--idle-timeout", "MSGHUB_IDLE_TIMEOUT"},
     {"--inbox-max", "MSGHUB_INBOX_MAX"},
+    {"--inbox-max-bytes", "MSGHUB_INBOX_MAX_BYTES"},
     {"--inbox-ttl", "MSGHUB_INBOX_TTL"},
     {"--shutdown-timeout", "MSGHUB_SHUTDOWN_TIMEOUT"},
     {"--log-level", "MSGHUB_LOG_LEVEL"},
@@ -144,6 +145,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->pong_timeout_s, 10);
     assert_int_equal(c->idle_timeout_s, 600);
     assert_int_equal(c->inbox_max, 10000);
+    assert_int_equal(c->inbox_max_bytes, 16777216);
     assert_int_equal(c->inbox_ttl_s, 86400);
     assert_int_equal(c->shutdown_timeout_s, 10);
     assert_int_equal(c->log_level, MH_LOG_INFO);
@@ -188,8 +190,8 @@ static void test_env_applies(void **state)
              "MSGHUB_MAX_BODY_BYTES=2048", "MSGHUB_MAX_CONNECTIONS=100",
              "MSGHUB_OUTBOUND_BUFFER_BYTES=4096", "MSGHUB_RATE_LIMIT=10:15",
              "MSGHUB_PING_INTERVAL=5", "MSGHUB_PONG_TIMEOUT=3", "MSGHUB_IDLE_TIMEOUT=0",
-             "MSGHUB_INBOX_MAX=5", "MSGHUB_INBOX_TTL=30", "MSGHUB_SHUTDOWN_TIMEOUT=0",
-             "MSGHUB_LOG_LEVEL=debug", "MSGHUB_WEB_ROOT=/srv/www"),
+             "MSGHUB_INBOX_MAX=5", "MSGHUB_INBOX_MAX_BYTES=70000", "MSGHUB_INBOX_TTL=30",
+             "MSGHUB_SHUTDOWN_TIMEOUT=0", "MSGHUB_LOG_LEVEL=debug", "MSGHUB_WEB_ROOT=/srv/www"),
          NULL);
     assert_int_equal(r.rc, 0);
     mh_config_t *c = &r.cfg;
@@ -214,6 +216,7 @@ static void test_env_applies(void **state)
     assert_int_equal(c->pong_timeout_s, 3);
     assert_int_equal(c->idle_timeout_s, 0);
     assert_int_equal(c->inbox_max, 5);
+    assert_int_equal(c->inbox_max_bytes, 70000);
     assert_int_equal(c->inbox_ttl_s, 30);
     assert_int_equal(c->shutdown_timeout_s, 0);
     assert_int_equal(c->log_level, MH_LOG_DEBUG);
@@ -291,7 +294,7 @@ static void test_numbers_bad_values(void **state)
         "--token-ttl",       "--max-receivers",         "--max-body-bytes",
         "--max-connections", "--outbound-buffer-bytes", "--ping-interval",
         "--pong-timeout",    "--idle-timeout",          "--inbox-max",
-        "--inbox-ttl",       "--shutdown-timeout",
+        "--inbox-ttl",       "--shutdown-timeout",      "--inbox-max-bytes",
     };
     for (size_t f = 0; f < sizeof(flags) / sizeof(flags[0]); f++) {
         for (size_t v = 0; v < sizeof(not_numbers) / sizeof(not_numbers[0]); v++) {
@@ -645,9 +648,9 @@ static void test_version(void **state)
 static void test_every_flag_known(void **state)
 {
     static const char *const good[NNAMES] = {
-        "1.2.3.4:5", "redis://h:1", "amqp://h", "p",   "i", "k",    "s",   "5",
-        "on",        "http://o",    "3",        "100", "7", "2048", "9:9", "4",
-        "4",         "4",           "4",        "4",   "4", "warn", "/w"};
+        "1.2.3.4:5", "redis://h:1", "amqp://h", "p",   "i", "k",    "s",    "5",
+        "on",        "http://o",    "3",        "100", "7", "2048", "9:9",  "4",
+        "4",         "4",           "4",        "4",   "4", "4",    "warn", "/w"};
     for (size_t i = 0; i < NNAMES; i++) {
         char eq[128];
         snprintf(eq, sizeof(eq), "%s=%s", names[i][0], good[i]);

@@ -17,20 +17,28 @@ static void test_message_round_trip(void **state)
 {
     (void)state;
     const uint64_t ids[] = {7, 18446744073709551615ull, 42};
+    const uint64_t seqs[] = {1, 9, 18446744073709551615ull};
     const char frame[] =
         "{\"type\":\"message\",\"id\":\"x-1\",\"from\":3,\"body\":\"a\\nb\",\"ts\":1}";
+    mh_frame_t *f = mh_frame_new(frame, strlen(frame));
+    f->seq_at = 26;
     mh_buf_t b;
     mh_buf_init(&b);
-    mh_codec_envelope_message(&b, ids, 3, frame, strlen(frame));
-    assert_int_equal(strncmp(b.data, "M7,18446744073709551615,42\n", 27), 0);
+    mh_codec_envelope_message(&b, ids, seqs, 3, f);
+    const char head[] = "M26 7:1,18446744073709551615:9,42:18446744073709551615\n";
+    assert_int_equal(strncmp(b.data, head, strlen(head)), 0);
+    assert_int_equal(b.len, strlen(head) + strlen(frame));
     mh_envelope_t env;
     assert_int_equal(mh_codec_envelope_parse(b.data, b.len, &env), 0);
     assert_int_equal(env.type, MH_ENV_MESSAGE);
     assert_int_equal(env.n_ids, 3);
+    assert_int_equal(env.seq_at, 26);
     assert_true(env.ids[0] == 7 && env.ids[1] == UINT64_MAX && env.ids[2] == 42);
+    assert_true(env.seqs[0] == 1 && env.seqs[1] == 9 && env.seqs[2] == UINT64_MAX);
     assert_int_equal(env.frame_len, strlen(frame));
     assert_memory_equal(env.frame, frame, env.frame_len);
     mh_codec_envelope_free(&env);
+    mh_frame_unref(f);
     mh_buf_free(&b);
 }
 
@@ -58,13 +66,20 @@ static void test_malformed_envelopes(void **state)
         "M",
         "M1",
         "M\n{}",
-        "M1,\n{}",
-        "M,1\n{}",
-        "M0\n{}",
-        "M1\n",
-        "M1 2\n{}",
-        "Mx\n{}",
-        "M18446744073709551616\n{}",
+        "M1\n{}",          /* v1 shape: no seqs */
+        "M1 2\n{\"a\":1}", /* no seq */
+        "M1 2:\n{\"a\":1}",
+        "M1 2:3,\n{\"a\":1}",
+        "M1 ,2:3\n{\"a\":1}",
+        "M1 0:3\n{\"a\":1}",
+        "M1 2:0\n{\"a\":1}",
+        "M0 2:3\n{\"a\":1}", /* seq_at 0 */
+        "M7 2:3\n{\"a\":1}", /* seq_at beyond the frame */
+        "M1 2:3\n",
+        "M1 2:3 4:5\n{\"a\":1}",
+        "Mx 2:3\n{}",
+        "M1 18446744073709551616:1\n{\"a\":1}",
+        "M1 2:18446744073709551616\n{\"a\":1}",
         "K1\n",
         "K1 \n",
         "K 5\n",
@@ -85,7 +100,7 @@ static void test_batch_walk(void **state)
     (void)state;
     mh_buf_t b;
     mh_buf_init(&b);
-    const char *envs[] = {"M1\n{\"a\":1}", "K2 5\n", "M3,4\n{}"};
+    const char *envs[] = {"M1\n{\"a\":1}", "K2 5\n", "M1 3:1,4:2\n{}"};
     for (size_t i = 0; i < 3; i++)
         mh_codec_batch_append(&b, envs[i], strlen(envs[i]));
     assert_int_equal(strncmp(b.data, "B\n10\nM1\n", 8), 0);

@@ -129,6 +129,8 @@ static void test_render_families(void **state)
         {"msghub_deliveries_total", "counter"},
         {"msghub_inbox_stored_total", "counter"},
         {"msghub_inbox_dropped_total", "counter"},
+        {"msghub_acks_total", "counter"},
+        {"msghub_redeliveries_total", "counter"},
         {"msghub_http_requests_total", "counter"},
         {"msghub_slow_consumer_closes_total", "counter"},
         {"msghub_errors_total", "counter"},
@@ -188,8 +190,8 @@ static void test_render_syntax(void **state)
         assert_true(end > sp + 1 && *end == '\0');
         samples++;
     }
-    /* 12 simple families + 13 error codes + 14 buckets + Inf + sum + count */
-    assert_int_equal(samples, 12 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
+    /* 14 simple families + 13 error codes + 14 buckets + Inf + sum + count */
+    assert_int_equal(samples, 14 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
     free(t);
 }
 
@@ -207,6 +209,8 @@ static void test_render_values(void **state)
     m.deliveries_total = 16;
     m.inbox_stored_total = 17;
     m.inbox_dropped_total = 18;
+    m.acks_total = 31;
+    m.redeliveries_total = 32;
     m.http_requests_total = 19;
     m.slow_consumer_closes_total = 20;
     mh_metrics_error(&m, MH_ERR_BODY_TOO_LARGE);
@@ -222,6 +226,8 @@ static void test_render_values(void **state)
     assert_line(t, "msghub_deliveries_total 16");
     assert_line(t, "msghub_inbox_stored_total 17");
     assert_line(t, "msghub_inbox_dropped_total 18");
+    assert_line(t, "msghub_acks_total 31");
+    assert_line(t, "msghub_redeliveries_total 32");
     assert_line(t, "msghub_http_requests_total 19");
     assert_line(t, "msghub_slow_consumer_closes_total 20");
     assert_line(t, "msghub_errors_total{code=\"body_too_large\"} 2");

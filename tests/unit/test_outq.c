@@ -226,6 +226,37 @@ static void test_bytes_with_empty_frames(void **state)
     mh_frame_unref(big);
 }
 
+/* (frame, seq) entries: one shared frame, each entry's size is its wire text with its seq. */
+static void test_seq_entries(void **state)
+{
+    mh_outq_t q;
+    mh_outq_init(&q);
+    const char text[] = "{\"type\":\"message\",\"id\":\"a\",\"from\":1,\"body\":1,\"ts\":2}";
+    mh_frame_t *f = mh_frame_new(text, strlen(text));
+    f->seq_at = 26;
+    assert_int_equal(mh_outq_push_seq(&q, f, 7, 1), strlen(text) + strlen(",\"seq\":7"));
+    assert_int_equal(mh_outq_push_seq(&q, f, 12345, 0), strlen(text) + strlen(",\"seq\":12345"));
+    mh_outq_push(&q, f); /* no seq: the frame as is */
+    assert_int_equal(f->refs, 4);
+    assert_int_equal(q.bytes, 3 * strlen(text) + 8 + 12);
+    mh_outq_entry_t e;
+    assert_int_equal(mh_outq_pop_entry(&q, &e), 1);
+    assert_true(e.f == f && e.seq == 7 && e.live == 1 && e.size == strlen(text) + 8);
+    mh_frame_unref(e.f);
+    assert_int_equal(mh_outq_pop_entry(&q, &e), 1);
+    assert_true(e.seq == 12345 && e.live == 0);
+    mh_frame_unref(e.f);
+    assert_int_equal(q.bytes, strlen(text));
+    assert_int_equal(mh_outq_pop_entry(&q, &e), 1);
+    assert_true(e.seq == 0 && e.size == strlen(text));
+    mh_frame_unref(e.f);
+    assert_int_equal(mh_outq_pop_entry(&q, &e), 0);
+    assert_int_equal(q.bytes, 0);
+    assert_int_equal(f->refs, 1);
+    mh_outq_free(&q);
+    mh_frame_unref(f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -235,6 +266,7 @@ int main(void)
         cmocka_unit_test(test_fifo_wraparound),
         cmocka_unit_test(test_grow_while_wrapped),
         cmocka_unit_test(test_bytes_with_empty_frames),
+        cmocka_unit_test(test_seq_entries),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
