@@ -484,7 +484,7 @@ export class Hub extends Emitter {
       this._token = m.token;
       this._store.set('token', m.token);
     }
-    const newId = previousId !== null && previousId !== m.id;
+    const newId = previousId !== null && (!m.resumed || previousId !== m.id); // a new user, maybe a reused number
     this._v2 = typeof m.seq === 'number';
     let reset = false;
     if (newId) {
