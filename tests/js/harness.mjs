@@ -7,7 +7,7 @@
 // The `ws` package comes from tests/browser/node_modules (Node.js 20 has no
 // global WebSocket); run `npm ci` in tests/browser first (scripts/test does).
 
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -182,17 +182,160 @@ export class Cluster {
     return this.hubs;
   }
 
-  // Stops the hubs, deletes the prefix's Redis keys and RabbitMQ names (tests/integration/cluster.py does the talking).
+  // Stops the hubs, deletes the prefix's Redis keys and RabbitMQ names (<prefix>.inst.<name>,
+  // <prefix>.stranded, <prefix>.dlx: what tests/integration/cluster.py deletes too).
   async cleanup() {
     await Promise.all(this.hubs.map((h) => h.stop()));
-    const py = [
-      'import sys',
-      `sys.path.insert(0, ${JSON.stringify(path.join(REPO, 'tests', 'integration'))})`,
-      'from cluster import delete_redis_keys, delete_amqp_names',
-      `delete_redis_keys(${JSON.stringify(REDIS_URL)}, ${JSON.stringify(this.prefix)})`,
-      `delete_amqp_names(${JSON.stringify(AMQP_URL)}, ${JSON.stringify(this.prefix)}, ${JSON.stringify(this.hubs.map((h) => h.name))})`,
-    ].join('\n');
-    execFileSync('python3', ['-c', py], { stdio: ['ignore', 'ignore', 'pipe'], timeout: 30_000 });
+    const errors = [];
+    await deleteRedisKeys(REDIS_URL, this.prefix).catch((e) => errors.push(`redis cleanup: ${e.message}`));
+    await deleteAmqpNames(AMQP_URL, [...this.hubs.map((h) => `${this.prefix}.inst.${h.name}`), `${this.prefix}.stranded`],
+      [`${this.prefix}.dlx`]).catch((e) => errors.push(`amqp cleanup: ${e.message}`));
+    if (errors.length) throw new Error(errors.join('; '));
+  }
+}
+
+// A line-oriented reader over a socket for the two tiny protocol clients below.
+function socketReader(sock) {
+  let buf = Buffer.alloc(0);
+  let want = null;
+  let failed = null;
+  const kick = () => {
+    if (!want) return;
+    if (failed) {
+      const w = want;
+      want = null;
+      w.reject(failed);
+      return;
+    }
+    const n = want.n(buf);
+    if (n >= 0) {
+      const w = want;
+      want = null;
+      const out = buf.subarray(0, n);
+      buf = buf.subarray(n);
+      w.resolve(out);
+    }
+  };
+  sock.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    kick();
+  });
+  const fail = (e) => {
+    failed = e || new Error('connection closed');
+    kick();
+  };
+  sock.on('error', fail);
+  sock.on('close', () => fail());
+  // n(buf): how many bytes make the next unit, or -1 when more are needed.
+  return (n) => new Promise((resolve, reject) => {
+    want = { n, resolve, reject };
+    kick();
+  });
+}
+
+function connectTcp(host, port) {
+  return new Promise((resolve, reject) => {
+    const s = net.connect(port, host, () => resolve(s));
+    s.once('error', reject);
+    s.setTimeout(10_000, () => s.destroy(new Error('timeout')));
+  });
+}
+
+// Redis: SCAN MATCH <prefix>:* and DEL, over RESP2.
+export async function deleteRedisKeys(url, prefix) {
+  const u = new URL(url);
+  const sock = await connectTcp(u.hostname || '127.0.0.1', Number(u.port) || 6379);
+  const read = socketReader(sock);
+  const line = async () => (await read((b) => { const i = b.indexOf('\r\n'); return i < 0 ? -1 : i + 2; })).toString().slice(0, -2);
+  const reply = async () => {
+    const l = await line();
+    const t = l[0], rest = l.slice(1);
+    if (t === '-') throw new Error(rest);
+    if (t === '+' || t === ':') return rest;
+    if (t === '$') {
+      const n = Number(rest);
+      if (n < 0) return null;
+      return (await read((b) => (b.length >= n + 2 ? n + 2 : -1))).subarray(0, n).toString();
+    }
+    if (t === '*') {
+      const out = [];
+      for (let i = 0, n = Number(rest); i < n; i++) out.push(await reply());
+      return out;
+    }
+    throw new Error(`bad reply ${l}`);
+  };
+  const cmd = (...args) => {
+    sock.write(`*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join(''));
+    return reply();
+  };
+  try {
+    if (u.password) await cmd('AUTH', decodeURIComponent(u.password));
+    const db = u.pathname.replace(/^\//, '');
+    if (db) await cmd('SELECT', db);
+    let cursor = '0';
+    do {
+      const [c, keys] = await cmd('SCAN', cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
+      cursor = c;
+      if (keys.length) await cmd('DEL', ...keys);
+    } while (cursor !== '0');
+  } finally {
+    sock.destroy();
+  }
+}
+
+// RabbitMQ: just enough AMQP 0-9-1 to delete queues and exchanges.
+export async function deleteAmqpNames(url, queues, exchanges) {
+  const u = new URL(url);
+  const sock = await connectTcp(u.hostname || '127.0.0.1', Number(u.port) || 5672);
+  const read = socketReader(sock);
+  const shortstr = (s) => Buffer.concat([Buffer.from([Buffer.byteLength(s)]), Buffer.from(s)]);
+  const longstr = (s) => {
+    const b = Buffer.from(s);
+    const n = Buffer.alloc(4);
+    n.writeUInt32BE(b.length);
+    return Buffer.concat([n, b]);
+  };
+  const u16 = (v) => { const b = Buffer.alloc(2); b.writeUInt16BE(v); return b; };
+  const u32 = (v) => { const b = Buffer.alloc(4); b.writeUInt32BE(v); return b; };
+  const send = (ch, cls, meth, args = Buffer.alloc(0)) => {
+    const payload = Buffer.concat([u16(cls), u16(meth), args]);
+    sock.write(Buffer.concat([Buffer.from([1]), u16(ch), u32(payload.length), payload, Buffer.from([0xce])]));
+  };
+  const method = async (want) => {
+    for (;;) {
+      const f = await read((b) => (b.length >= 7 && b.length >= 8 + b.readUInt32BE(3) ? 8 + b.readUInt32BE(3) : -1));
+      if (f[0] !== 1) continue;
+      const cls = f.readUInt16BE(7), meth = f.readUInt16BE(9), args = f.subarray(11, f.length - 1);
+      if ((cls === 20 && meth === 40) || (cls === 10 && meth === 50)) {
+        throw new Error(`closed: ${args.readUInt16BE(0)} ${args.subarray(3, 3 + args[2]).toString()}`);
+      }
+      if (`${cls}.${meth}` === want) return args;
+    }
+  };
+  try {
+    sock.write(Buffer.from('AMQP\x00\x00\x09\x01', 'latin1'));
+    await method('10.10');
+    const user = decodeURIComponent(u.username || 'guest'), pass = decodeURIComponent(u.password || 'guest');
+    send(0, 10, 11, Buffer.concat([u32(0), shortstr('PLAIN'), longstr(`\0${user}\0${pass}`), shortstr('en_US')]));
+    const tune = await method('10.30');
+    send(0, 10, 31, Buffer.concat([tune.subarray(0, 2), tune.subarray(2, 6), u16(0)]));
+    const vhost = u.pathname.length > 1 ? decodeURIComponent(u.pathname.slice(1)) : '/';
+    send(0, 10, 40, Buffer.concat([shortstr(vhost), shortstr(''), Buffer.from([0])]));
+    await method('10.41');
+    send(1, 20, 10, shortstr(''));
+    await method('20.11');
+    for (const q of queues) {
+      send(1, 50, 40, Buffer.concat([u16(0), shortstr(q), Buffer.from([0])]));
+      await method('50.41');
+    }
+    for (const x of exchanges) {
+      send(1, 40, 20, Buffer.concat([u16(0), shortstr(x), Buffer.from([0])]));
+      await method('40.21');
+    }
+    send(0, 10, 50, Buffer.concat([u16(200), shortstr('bye'), u16(0), u16(0)]));
+    await method('10.51').catch(() => {});
+  } finally {
+    sock.destroy();
   }
 }
 
