@@ -360,7 +360,7 @@ export class Hub extends Emitter {
     if (this._closed || this._ws || this._timers.reconnect) return;
     if (status === 401 && attempt.usedToken) {
       this._forgetSession();
-      this._emit('refused', { status, reason: 'token refused (expired, invalid, or from a restarted hub)', dropped: 'token' });
+      this._emit('refused', { status, reason: 'expired, invalid, or from a hub that restarted', dropped: 'token' });
       this._attempt = 0;
       this._connect();
       return;
