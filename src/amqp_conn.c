@@ -49,6 +49,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/time.h>
 #include <uv.h>
 
@@ -61,6 +62,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 #define DRAIN_BUDGET 256
+#define SEND_BUFFER_BYTES (4 * 1024 * 1024) /* capped by net.core.wmem_max */
 #define EPOCH_MASK ((1u << MH_AMQP_CONN_EPOCH_BITS) - 1)
 
 struct mh_amqp_conn {
@@ -225,6 +227,9 @@ static const char *open_socket(mh_amqp_conn_t *c)
     }
     amqp_set_handshake_timeout(c->amqp, &tv);
     amqp_set_rpc_timeout(c->amqp, &tv);
+    /* room for big publishes: the broker adapter sends only what fits without waiting */
+    int sndbuf = SEND_BUFFER_BYTES;
+    setsockopt(amqp_get_sockfd(c->amqp), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     return NULL;
 }
 

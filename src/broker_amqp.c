@@ -11,8 +11,7 @@
  * from the frames amqp_conn hands to the frame hook.
  *
  * CH_PUB is in confirm mode, for publishing; CH_CONS consumes P.inst.I
- * (consumer tag "inst") and P.stranded ("stranded") with basic.qos
- * prefetch and manual acks.
+ * (consumer tag "inst") with basic.qos prefetch and manual acks.
  *
  * Publishes are tracked by delivery tag (1, 2, ... per connection) in a
  * ring. Each publish carries its tag as message_id, so a basic.return
@@ -39,6 +38,9 @@
 
 #include <amqp.h>
 #include <inttypes.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +55,15 @@ enum { CH_PUB = MH_AMQP_CONN_CH_PUB, CH_CONS = MH_AMQP_CONN_CH_CONS };
 #define TAG_BITS (64 - MH_AMQP_CONN_EPOCH_BITS)
 #define TAG_MASK (((uint64_t)1 << TAG_BITS) - 1)
 #define NAME_MAX_LEN 255
-#define STRANDED_TAG "stranded"
+/*
+ * rabbitmq-c 0.11 sends with poll() and no deadline when the socket buffer
+ * is full (a frozen broker): a publish or ack that would not fit now fails
+ * at once instead. Above this many unsent bytes the broker counts as stalled.
+ */
+#define MAX_UNSENT_BYTES (256 * 1024)
+#define FRAME_OVERHEAD 512       /* method, header and body frame headers of one publish */
+#define CONFIRM_DEADLINE_MS 5000 /* an unconfirmed publish older than this: reconnect */
+#define ACK_BYTES 64
 
 typedef struct pending {
     mh_broker_publish_cb cb;
@@ -61,6 +71,7 @@ typedef struct pending {
     int returned;  /* came back with basic.return */
     int confirmed; /* acked or nacked, waiting for earlier publishes */
     int status;    /* when confirmed */
+    uint64_t sent_ms;
 } pending_t;
 
 typedef enum { C_IDLE = 0, C_HEADER, C_BODY } content_state_t;
@@ -72,13 +83,12 @@ typedef struct content {
     uint64_t size, got;
     unsigned char *body;
     uint64_t tag; /* delivery tag from basic.deliver */
-    int stranded;
 } content_t;
 
 struct mh_broker {
     mh_amqp_conn_t *conn;
-    char *q_inst, *q_stranded, *x_dlx, *rk_prefix, *instance;
-    uint32_t msg_ttl_ms, queue_expiry_ms, stranded_expiry_ms;
+    char *q_inst, *rk_prefix, *instance;
+    uint32_t msg_ttl_ms, queue_expiry_ms;
     uint16_t prefetch;
     mh_broker_state_fn on_state;
     mh_broker_delivery_fn on_delivery;
@@ -90,12 +100,9 @@ struct mh_broker {
     size_t head, len, cap;
     uint64_t head_tag;
     content_t pub_in, cons_in;
+    uint64_t fast_fails; /* publishes refused because the socket was full */
+    int ack_skipped;     /* an ack was not sent (socket full): the next one is multiple */
 };
-
-static int bytes_eq(amqp_bytes_t x, const char *s)
-{
-    return x.len == strlen(s) && memcmp(x.bytes, s, x.len) == 0;
-}
 
 static amqp_connection_state_t amqp(const mh_broker_t *b)
 {
@@ -123,7 +130,7 @@ static void ring_push(mh_broker_t *b, mh_broker_publish_cb cb, void *ud)
         b->cap = cap;
         b->head = 0;
     }
-    b->ring[(b->head + b->len) % b->cap] = (pending_t){cb, ud, 0, 0, 0};
+    b->ring[(b->head + b->len) % b->cap] = (pending_t){cb, ud, 0, 0, 0, mh_now_ms()};
     b->len++;
 }
 
@@ -207,24 +214,11 @@ static amqp_table_entry_t i64_entry(const char *key, int64_t v)
 static const char *declare_topology(mh_broker_t *b)
 {
     amqp_connection_state_t c = amqp(b);
-    if (!amqp_exchange_declare(c, CH_CONS, amqp_cstring_bytes(b->x_dlx),
-                               amqp_cstring_bytes("fanout"), 0, 1, 0, 0, amqp_empty_table))
-        return mh_amqp_conn_rpc_error(b->conn, "exchange.declare dlx");
-    /* the shared queue goes too once no instance has used it for that long */
-    amqp_table_entry_t sargs[1] = {i64_entry("x-expires", b->stranded_expiry_ms)};
-    amqp_table_t stable = {b->stranded_expiry_ms ? 1 : 0, sargs};
-    if (!amqp_queue_declare(c, CH_CONS, amqp_cstring_bytes(b->q_stranded), 0, 1, 0, 0, stable))
-        return mh_amqp_conn_rpc_error(b->conn, "queue.declare stranded");
-    if (!amqp_queue_bind(c, CH_CONS, amqp_cstring_bytes(b->q_stranded),
-                         amqp_cstring_bytes(b->x_dlx), amqp_empty_bytes, amqp_empty_table))
-        return mh_amqp_conn_rpc_error(b->conn, "queue.bind stranded");
-    amqp_table_entry_t args[3] = {i64_entry("x-message-ttl", b->msg_ttl_ms),
-                                  i64_entry("x-expires", b->queue_expiry_ms),
-                                  {.key = amqp_cstring_bytes("x-dead-letter-exchange")}};
-    args[2].value.kind = AMQP_FIELD_KIND_UTF8;
-    args[2].value.value.bytes = amqp_cstring_bytes(b->x_dlx);
+    /* pushes are shortcuts (the log is the truth): a stale one is simply dropped */
+    amqp_table_entry_t args[2] = {i64_entry("x-message-ttl", b->msg_ttl_ms),
+                                  i64_entry("x-expires", b->queue_expiry_ms)};
     if (!amqp_queue_declare(c, CH_CONS, amqp_cstring_bytes(b->q_inst), 0, 1, 0, 0,
-                            (amqp_table_t){3, args}))
+                            (amqp_table_t){2, args}))
         return mh_amqp_conn_rpc_error(b->conn, "queue.declare instance");
     return NULL;
 }
@@ -237,9 +231,6 @@ static const char *start_consumers(mh_broker_t *b)
     if (!amqp_basic_consume(c, CH_CONS, amqp_cstring_bytes(b->q_inst), amqp_cstring_bytes("inst"),
                             0, 0, 0, amqp_empty_table))
         return mh_amqp_conn_rpc_error(b->conn, "basic.consume instance");
-    if (!amqp_basic_consume(c, CH_CONS, amqp_cstring_bytes(b->q_stranded),
-                            amqp_cstring_bytes(STRANDED_TAG), 0, 0, 0, amqp_empty_table))
-        return mh_amqp_conn_rpc_error(b->conn, "basic.consume stranded");
     return NULL;
 }
 
@@ -302,7 +293,6 @@ static const char *on_content_method(mh_broker_t *b, amqp_channel_t ch, amqp_met
     if (m->id == AMQP_BASIC_DELIVER_METHOD) {
         amqp_basic_deliver_t *d = m->decoded;
         c->tag = d->delivery_tag;
-        c->stranded = bytes_eq(d->consumer_tag, STRANDED_TAG);
     }
     c->state = C_HEADER;
     return NULL;
@@ -349,7 +339,7 @@ static void content_done(mh_broker_t *b, amqp_channel_t ch, content_t *c)
     unsigned char *body = c->body;
     c->body = NULL;
     uint64_t tag = ((uint64_t)mh_amqp_conn_epoch(b->conn) << TAG_BITS) | (c->tag & TAG_MASK);
-    b->on_delivery(b->ud, tag, c->stranded, body, (size_t)c->size);
+    b->on_delivery(b->ud, tag, body, (size_t)c->size);
     free(body);
 }
 
@@ -431,13 +421,10 @@ static void init_names(mh_broker_t *b, const mh_broker_options_t *o)
     char *dot = mh_xstrcat(o->prefix, ".");
     b->rk_prefix = mh_xstrcat(dot, "inst.");
     b->q_inst = mh_xstrcat(b->rk_prefix, o->instance_id);
-    b->q_stranded = mh_xstrcat(dot, "stranded");
-    b->x_dlx = mh_xstrcat(dot, "dlx");
     b->instance = mh_xstrdup(o->instance_id);
     free(dot);
     b->msg_ttl_ms = o->msg_ttl_ms ? o->msg_ttl_ms : 10000;
     b->queue_expiry_ms = o->queue_expiry_ms ? o->queue_expiry_ms : 60000;
-    b->stranded_expiry_ms = o->stranded_expiry_ms;
     b->prefetch = o->prefetch ? o->prefetch : 256;
     b->on_state = o->on_state;
     b->on_delivery = o->on_delivery;
@@ -453,8 +440,6 @@ static void destroy(void *arg)
     free(b->ring);
     free(b->rk_prefix);
     free(b->q_inst);
-    free(b->q_stranded);
-    free(b->x_dlx);
     free(b->instance);
     free(b);
 }
@@ -490,10 +475,58 @@ int mh_broker_up(const mh_broker_t *b)
     return b && !b->closing && mh_amqp_conn_up(b->conn);
 }
 
+/* Bytes written to the socket and not yet acknowledged by the peer; -1 if unknown. */
+static int unsent_bytes(const mh_broker_t *b, int *sndbuf)
+{
+    int fd = amqp_get_sockfd(amqp(b)), unsent = 0;
+    socklen_t sl = sizeof(*sndbuf);
+    if (fd < 0 || ioctl(fd, SIOCOUTQ, &unsent) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_SNDBUF, sndbuf, &sl) < 0)
+        return -1;
+    return unsent;
+}
+
+/* 1 when writing len more bytes could wait for the peer (Linux reports twice the payload room). */
+static int would_block(const mh_broker_t *b, size_t len)
+{
+    int sndbuf = 0, unsent = unsent_bytes(b, &sndbuf);
+    if (unsent < 0)
+        return 0;
+    size_t room = (size_t)sndbuf / 2 > (size_t)unsent ? (size_t)sndbuf / 2 - (size_t)unsent : 0;
+    return unsent > MAX_UNSENT_BYTES || (unsent > 0 && len + FRAME_OVERHEAD > room);
+}
+
+int mh_broker_stalled(const mh_broker_t *b)
+{
+    if (!b || !mh_broker_up(b))
+        return 0;
+    int sndbuf = 0;
+    if (unsent_bytes(b, &sndbuf) > MAX_UNSENT_BYTES)
+        return 1;
+    return b->len && mh_now_ms() - b->ring[b->head].sent_ms > CONFIRM_DEADLINE_MS;
+}
+
+/* Fails fast instead of blocking: down, blocked, stalled or no room in the socket. */
+static int can_send(mh_broker_t *b, size_t len)
+{
+    if (!mh_broker_up(b) || mh_amqp_conn_blocked(b->conn))
+        return 0;
+    if (b->len && mh_now_ms() - b->ring[b->head].sent_ms > CONFIRM_DEADLINE_MS) {
+        mh_amqp_conn_broken(b->conn, "confirm deadline", AMQP_STATUS_TIMEOUT);
+        return 0;
+    }
+    if (would_block(b, len)) {
+        b->fast_fails++;
+        mh_debug("amqp_publish_would_block", "len=%zu fails=%" PRIu64, len, b->fast_fails);
+        return 0;
+    }
+    return 1;
+}
+
 void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, size_t len,
                        mh_broker_publish_cb cb, void *ud)
 {
-    if (!mh_broker_up(b) || mh_amqp_conn_blocked(b->conn)) {
+    if (!can_send(b, len)) {
         cb(ud, MH_EIO);
         return;
     }
@@ -522,12 +555,16 @@ void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, s
     mh_amqp_conn_drain_soon(b->conn); /* read confirms on the next turn */
 }
 
-void mh_broker_ack(mh_broker_t *b, uint64_t tag, int stranded)
+void mh_broker_ack(mh_broker_t *b, uint64_t tag)
 {
-    (void)stranded; /* both consumers share CH_CONS and its tag sequence */
     if (!mh_broker_up(b) || (tag >> TAG_BITS) != mh_amqp_conn_epoch(b->conn))
         return;
-    int rc = amqp_basic_ack(amqp(b), CH_CONS, tag & TAG_MASK, 0);
+    if (would_block(b, ACK_BYTES)) { /* the next ack covers it (multiple), or a redelivery does */
+        b->ack_skipped = 1;
+        return;
+    }
+    int rc = amqp_basic_ack(amqp(b), CH_CONS, tag & TAG_MASK, b->ack_skipped);
+    b->ack_skipped = 0;
     if (rc != AMQP_STATUS_OK)
         mh_amqp_conn_broken(b->conn, "basic.ack", rc);
 }

@@ -136,11 +136,10 @@ static void broker_state(void *ud, int up)
 
 /* ---- presence ---- */
 
-static void refreshed(void *ud, int status, uint64_t *stored, size_t n)
+static void refreshed(void *ud, int status)
 {
     if (status)
         mh_warn("presence_refresh_failed", "status=%d", status);
-    free(stored);
 }
 
 static void refresh_presence(mh_server_t *srv)
@@ -181,24 +180,22 @@ static void deliver_message(mh_server_t *srv, const mh_envelope_t *env)
     mh_frame_unref(f);
 }
 
-static void handle_envelope(mh_server_t *srv, int stranded, const void *body, size_t len)
+static void handle_envelope(mh_server_t *srv, const void *body, size_t len)
 {
     mh_envelope_t env;
     if (mh_codec_envelope_parse(body, len, &env)) {
         mh_warn("bad_envelope", "len=%zu msg=\"dropped\"", len);
         return;
     }
-    if (env.type == MH_ENV_KICK) {
-        /* a stranded kick was meant for a dead instance: its sessions are gone */
-        if (!stranded)
-            mh_session_kick(srv, env.ids[0], env.claimed_ms);
-    } else if (!stranded) /* the log has it; a stranded push is long stale */
+    if (env.type == MH_ENV_KICK)
+        mh_session_kick(srv, env.ids[0], env.claimed_ms);
+    else
         deliver_message(srv, &env);
     mh_codec_envelope_free(&env);
 }
 
 /* Acknowledged at once: handed to the local sessions, nothing waits on a socket. */
-static void on_delivery(void *ud, uint64_t tag, int stranded, const void *body, size_t len)
+static void on_delivery(void *ud, uint64_t tag, const void *body, size_t len)
 {
     mh_server_t *srv = ud;
     if (len && *(const char *)body == 'B') {
@@ -206,12 +203,12 @@ static void on_delivery(void *ud, uint64_t tag, int stranded, const void *body, 
         const char *env;
         int rc;
         while ((rc = mh_codec_batch_next(body, len, &pos, &env, &n)) == 1)
-            handle_envelope(srv, stranded, env, n);
+            handle_envelope(srv, env, n);
         if (rc < 0)
             mh_warn("bad_batch", "len=%zu msg=\"rest dropped\"", len);
     } else
-        handle_envelope(srv, stranded, body, len);
-    mh_broker_ack(srv->broker, tag, stranded);
+        handle_envelope(srv, body, len);
+    mh_broker_ack(srv->broker, tag);
 }
 
 /* ---- lifecycle ---- */
@@ -242,10 +239,6 @@ int mh_cluster_start(mh_server_t *srv)
         .instance_id = cfg->instance_id,
         .msg_ttl_ms = cfg->queue_msg_ttl_s * 1000u,
         .queue_expiry_ms = cfg->queue_expiry_s * 1000u,
-        /* stranded messages may wait as long as an inbox would keep them */
-        .stranded_expiry_ms =
-            (uint32_t)(cfg->inbox_ttl_s * 1000u > UINT32_MAX / 2 ? UINT32_MAX / 2
-                                                                 : cfg->inbox_ttl_s * 1000u),
         .prefetch = 256,
         .on_state = broker_state,
         .on_delivery = on_delivery,

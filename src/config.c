@@ -115,7 +115,7 @@ static const opt_t opts[] = {
     {"presence-ttl", "MSGHUB_PRESENCE_TTL", "SECONDS", K_U32, OFF(presence_ttl_s), 2, 86400, "15",
      NULL, "Distributed: presence lifetime (refreshed every third of it)."},
     {"queue-message-ttl", "MSGHUB_QUEUE_MESSAGE_TTL", "SECONDS", K_U32, OFF(queue_msg_ttl_s), 1,
-     86400, "10", NULL, "Distributed: wait in a dead instance's queue before re-routing."},
+     86400, "10", NULL, "Distributed: a push older than this is dropped (the log has it)."},
     {"queue-expiry", "MSGHUB_QUEUE_EXPIRY", "SECONDS", K_U32, OFF(queue_expiry_s), 2, 86400 * 30,
      "60", NULL, "Distributed: an instance queue unused this long is deleted by RabbitMQ."},
     {"log-level", "MSGHUB_LOG_LEVEL", "LEVEL", K_LEVEL, 0, 0, 0, "info", NULL,

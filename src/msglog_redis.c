@@ -16,13 +16,21 @@
  *                   <= it is acknowledged, bytes = sum of the sizes in the
  *                   log, lost = highest unacknowledged seq dropped by
  *                   retention (recovered = lost <= acked)
- * P:log:<id> and P:logm:<id> get the inbox TTL (PEXPIRE) on every append,
- * open and ack; the body of an entry expires with the entry's age limit,
- * so no body outlives the entries that refer to it by more than the TTL.
+ * P:log:<id> gets the inbox TTL (PEXPIRE) on every append, open and ack,
+ * P:logm:<id> twice the TTL: a log that expired while its meta lives is
+ * reported lost (recovered = 0) and seqs continue; an id idle for twice the
+ * TTL is forgotten (seqs restart at 1). The body of an entry expires with
+ * the entry's age limit, so no body outlives the entries that refer to it
+ * by more than the TTL.
  * An entry older than the TTL, beyond max_msgs, or making the log exceed
  * max_bytes is dropped from the head at the next append (the newest entry
  * always stays); an entry whose body is gone is skipped by read. Both
  * count as lost when unacknowledged.
+ *
+ * Scripts name keys from the prefix rather than in KEYS: one Redis (or a
+ * primary with replicas), not Redis Cluster. After SCRIPT FLUSH on a live
+ * connection, calls in flight are retried with EVAL and may run in another
+ * order than issued (each still gets its seq in the order it ran).
  *
  * Not here: what the hub does with seqs and routes, retries, metrics.
  * Ownership: the log is reference counted by its pending requests, so
@@ -39,7 +47,6 @@
 
 #include "msghub/redis_conn.h"
 
-#define SEQ_FIELD_LEN 7 /* strlen(",\"seq\":") */
 #define SHA_HEX_LEN 40
 #define APPEND_FIXED_ARGS 12 /* verb, script, numkeys, 2 keys, 7 ARGV before the ids */
 #define KEY_OP_ARGS 8        /* verb, script, numkeys, 2 keys, 3 ARGV */
@@ -112,7 +119,7 @@ typedef struct lop {
     "end\n"                                                                                        \
     "local function touch(mk, lk, ttl)\n"                                                          \
     "  if ttl > 0 then\n"                                                                          \
-    "    redis.call('PEXPIRE', mk, ttl)\n"                                                         \
+    "    redis.call('PEXPIRE', mk, 2 * ttl)\n"                                                     \
     "    redis.call('PEXPIRE', lk, ttl)\n"                                                         \
     "  end\n"                                                                                      \
     "end\n"                                                                                        \
@@ -138,14 +145,15 @@ typedef struct lop {
  * max_msgs, max_bytes, ids... Returns {last_id, dropped, seq, route, ...}.
  */
 static const char append_lua[] = LUA_COMMON
-    "local function retain(mk, lk, bytes, now, ttl, maxn, maxb)\n"
-    "  local n, acked, dropped, freed = redis.call('LLEN', lk), num(mk, 'acked'), 0, 0\n"
+    "local function retain(mk, lk, n, bytes, now, ttl, maxn, maxb)\n"
+    "  local acked, dropped, freed = nil, 0, 0\n"
     "  while n > 1 do\n"
     "    local s, z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
     "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or t + ttl > now) then break end\n"
     "    redis.call('LPOP', lk)\n"
     "    unref(m)\n"
     "    n, freed = n - 1, freed + z\n"
+    "    acked = acked or num(mk, 'acked')\n"
     "    if s > acked then\n"
     "      dropped = dropped + 1\n"
     "      lose(mk, s)\n"
@@ -154,7 +162,16 @@ static const char append_lua[] = LUA_COMMON
     "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"
     "  return dropped\n"
     "end\n"
+    /* an empty log is all acked, unless it expired (then what was unacked is lost) */
+    "local function push(mk, lk, entry, seq, size)\n"
+    "  local n = redis.call('RPUSH', lk, entry)\n"
+    "  if n > 1 then return n, redis.call('HINCRBY', mk, 'bytes', size) end\n"
+    "  if seq - 1 > num(mk, 'acked') then lose(mk, seq - 1) end\n"
+    "  redis.call('HSET', mk, 'bytes', size)\n"
+    "  return n, size\n"
+    "end\n"
     "local now, ttl = ARGV[4], tonumber(ARGV[5])\n"
+    "local nowv = tonumber(now)\n"
     "local maxn, maxb = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
     "local last_id = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     "local function known(i)\n"
@@ -163,29 +180,37 @@ static const char append_lua[] = LUA_COMMON
     "end\n"
     "local count = 0\n"
     "for i = 8, #ARGV do if known(i) then count = count + 1 end end\n"
-    "local out, dropped, mid = {last_id, 0}, 0, 0\n"
+    "local out, dropped, mid, routes = {last_id, 0}, 0, 0, {}\n"
     "if count > 0 then\n"
     "  mid = redis.call('INCR', KEYS[2])\n"
     "  local bk = pfx .. ':msg:' .. mid\n"
     "  redis.call('HSET', bk, 't', ARGV[2], 'a', ARGV[3], 'r', count)\n"
     "  if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
     "end\n"
+    /* 7 = #',"seq":', in the size of each entry */
     "local size0 = #ARGV[2] + 7\n"
     "for i = 8, #ARGV do\n"
+    "  local seq = 0\n"
     "  if known(i) then\n"
     "    local mk, lk = pfx .. ':logm:' .. ARGV[i], pfx .. ':log:' .. ARGV[i]\n"
-    "    check(mk, lk)\n"
-    "    local seq = redis.call('HINCRBY', mk, 'last', 1)\n"
+    "    seq = redis.call('HINCRBY', mk, 'last', 1)\n"
     "    local size = size0 + #tostring(seq)\n"
-    "    redis.call('RPUSH', lk, seq .. ':' .. size .. ':' .. now .. ':' .. mid)\n"
-    "    local bytes = redis.call('HINCRBY', mk, 'bytes', size)\n"
-    "    dropped = dropped + retain(mk, lk, bytes, tonumber(now), ttl, maxn, maxb)\n"
+    "    local e = seq .. ':' .. size .. ':' .. now .. ':' .. mid\n"
+    "    local n, bytes = push(mk, lk, e, seq, size)\n"
+    "    dropped = dropped + retain(mk, lk, n, bytes, nowv, ttl, maxn, maxb)\n"
     "    touch(mk, lk, ttl)\n"
-    "    out[#out + 1] = seq\n"
-    "    out[#out + 1] = redis.call('GET', pfx .. ':route:' .. ARGV[i])\n"
-    "  else\n"
-    "    out[#out + 1] = 0\n"
-    "    out[#out + 1] = false\n"
+    "    routes[#routes + 1] = pfx .. ':route:' .. ARGV[i]\n"
+    "  end\n"
+    "  out[#out + 1] = seq\n"
+    "  out[#out + 1] = false\n"
+    "end\n"
+    /* the known ids' routes, by MGET in chunks (unpack has a stack limit) */
+    "local j = 0\n"
+    "for c = 1, #routes, 1000 do\n"
+    "  local got = redis.call('MGET', unpack(routes, c, math.min(c + 999, #routes)))\n"
+    "  for _, v in ipairs(got) do\n"
+    "    repeat j = j + 1 until out[2 + 2 * j - 1] ~= 0\n"
+    "    out[2 + 2 * j] = v\n"
     "  end\n"
     "end\n"
     "out[2] = dropped\n"

@@ -41,12 +41,10 @@ typedef struct op {
         mh_redis_routes_cb routes;
         mh_redis_claim_cb claim;
         mh_redis_ids_cb ids;
-        mh_redis_frames_cb frames;
         mh_redis_secret_cb secret;
     } cb;
     void *ud;
     uint64_t val;  /* scalar result */
-    uint64_t max;  /* inbox cap of a push */
     size_t n;      /* ids of a lookup */
     char *str;     /* previous holder of a claim */
     uint64_t *ids; /* ids collected from several replies (refresh) */
@@ -330,69 +328,24 @@ void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uin
     mh_redis_conn_submit(&q->req);
 }
 
-/* KEYS: presence, route keys; ARGV: instance, ttl ms, expiry score, ids. */
-/*
- * KEYS: presence, routes...; ARGV: instance, ttl_ms, score, ids..., prefix.
- * Returns the ids whose inbox holds messages, so their sessions can fetch
- * messages stored while a publish could not be confirmed.
- */
-static const char refresh_lua[] = "local pfx = ARGV[#ARGV]\n"
-                                  "local stored = {}\n"
-                                  "for i = 2, #KEYS do\n"
-                                  "  local id = ARGV[i + 2]\n"
+/* KEYS: presence, routes...; ARGV: instance, ttl_ms, score, ids... */
+static const char refresh_lua[] = "for i = 2, #KEYS do\n"
                                   "  local v = redis.call('GET', KEYS[i])\n"
                                   "  if v == false or v == ARGV[1] then\n"
                                   "    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])\n"
-                                  "    redis.call('ZADD', KEYS[1], ARGV[3], id)\n"
-                                  "  end\n"
-                                  "  if redis.call('EXISTS', pfx .. ':inbox:' .. id) == 1 then\n"
-                                  "    stored[#stored + 1] = id\n"
+                                  "    redis.call('ZADD', KEYS[1], ARGV[3], ARGV[i + 2])\n"
                                   "  end\n"
                                   "end\n"
-                                  "return stored\n";
+                                  "return 0\n";
 
-/* Collects the ids each chunk's script returned. */
-static void each_refresh(req_t *req, size_t idx, const redisReply *r)
-{
-    op_t *q = (op_t *)req;
-    (void)idx;
-    if (r->type != REDIS_REPLY_ARRAY) {
-        mh_redis_conn_bad_reply(&q->req, r);
-        return;
-    }
-    q->ids = mh_xrealloc(q->ids, (q->n_ids + r->elements + 1) * sizeof(uint64_t));
-    for (size_t i = 0; i < r->elements; i++) {
-        const redisReply *e = r->element[i];
-        if (e->type == REDIS_REPLY_STRING && !parse_u64(e->str, e->len, &q->ids[q->n_ids]))
-            q->n_ids++;
-    }
-}
-
-static void finish_refresh(req_t *req, const redisReply *last)
-{
-    op_t *q = (op_t *)req;
-    (void)last;
-    uint64_t *ids = q->ids;
-    q->ids = NULL;
-    if (q->req.status) {
-        free(ids);
-        ids = NULL;
-        q->n_ids = 0;
-    }
-    if (q->cb.ids)
-        q->cb.ids(q->ud, q->req.status, ids, q->n_ids);
-    else
-        free(ids);
-}
-
-static const req_ops_t refresh_ops = {"refresh", each_refresh, finish_refresh};
+static const req_ops_t refresh_ops = {"refresh", NULL, finish_status};
 
 static void send_refresh_chunk(op_t *q, const uint64_t *ids, size_t k, const char *instance,
                                uint64_t ttl_ms, uint64_t score)
 {
     const mh_redis_store_t *rs = q->rs;
     cmd_t c;
-    mh_redis_conn_cmd_init(&c, 8 + 2 * k, "EVAL");
+    mh_redis_conn_cmd_init(&c, 7 + 2 * k, "EVAL");
     mh_redis_conn_cmd_bin(&c, refresh_lua, sizeof(refresh_lua) - 1);
     mh_redis_conn_cmd_fmt(&c, "%zu", k + 1);
     mh_redis_conn_cmd_bin(&c, rs->key_presence, strlen(rs->key_presence));
@@ -403,15 +356,14 @@ static void send_refresh_chunk(op_t *q, const uint64_t *ids, size_t k, const cha
     mh_redis_conn_cmd_fmt(&c, "%" PRIu64, score);
     for (size_t i = 0; i < k; i++)
         mh_redis_conn_cmd_fmt(&c, "%" PRIu64, ids[i]);
-    mh_redis_conn_cmd_bin(&c, rs->prefix, strlen(rs->prefix));
     mh_redis_conn_cmd_send(&q->req, &c);
 }
 
 void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
-                      uint64_t ttl_ms, mh_redis_ids_cb cb, void *ud)
+                      uint64_t ttl_ms, mh_redis_status_cb cb, void *ud)
 {
     op_t *q = op_new(rs, &refresh_ops, ud);
-    q->cb.ids = cb;
+    q->cb.status = cb;
     ttl_ms = ttl_ms ? ttl_ms : 1;
     uint64_t score = mh_now_ms() + ttl_ms;
     for (size_t i = 0; i < n && mh_redis_conn_up(rs->conn); i += REFRESH_CHUNK) {
@@ -477,129 +429,5 @@ void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_cb cb, vo
     q->cb.ids = cb;
     mh_redis_conn_send(&q->req, "ZREMRANGEBYSCORE %s -inf %" PRIu64, rs->key_presence, now_ms);
     mh_redis_conn_send(&q->req, "ZRANGEBYSCORE %s (%" PRIu64 " +inf", rs->key_presence, now_ms);
-    mh_redis_conn_submit(&q->req);
-}
-
-/* ---- inboxes ---- */
-
-/* RPUSH comes first: its reply is the new length, before LTRIM. */
-static void each_push(req_t *req, size_t idx, const redisReply *r)
-{
-    op_t *q = (op_t *)req;
-    if (idx != 0)
-        return;
-    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0)
-        mh_redis_conn_bad_reply(&q->req, r);
-    else if ((uint64_t)r->integer > q->max)
-        q->val = (uint64_t)r->integer - q->max;
-}
-
-static const req_ops_t push_ops = {"inbox_push", each_push, finish_u64};
-static const req_ops_t push_front_ops = {"inbox_push_front", NULL, finish_status};
-
-/* RPUSH / LPUSH of the payloads (binary safe), then EXPIRE unless ttl_s is 0. */
-static void send_frames(op_t *q, const char *verb, uint64_t id, mh_frame_t *const *frames, size_t n,
-                        int reverse)
-{
-    cmd_t c;
-    mh_redis_conn_cmd_init(&c, n + 2, verb);
-    mh_redis_conn_cmd_fmt(&c, "%s:inbox:%" PRIu64, q->rs->prefix, id);
-    for (size_t i = 0; i < n; i++) {
-        mh_frame_t *f = frames[reverse ? n - 1 - i : i];
-        mh_redis_conn_cmd_bin(&c, mh_frame_data(f), f->len);
-    }
-    mh_redis_conn_cmd_send(&q->req, &c);
-}
-
-void mh_redis_inbox_push(mh_redis_store_t *rs, uint64_t id, mh_frame_t *const *frames, size_t n,
-                         uint32_t max, uint64_t ttl_s, mh_redis_u64_cb cb, void *ud)
-{
-    op_t *q = op_new(rs, &push_ops, ud);
-    q->cb.u64 = cb;
-    q->max = max ? max : 1;
-    if (n && mh_redis_conn_up(rs->conn)) {
-        send_frames(q, "RPUSH", id, frames, n, 0);
-        mh_redis_conn_send(&q->req, "LTRIM %s:inbox:%" PRIu64 " -%" PRIu64 " -1", rs->prefix, id,
-                           q->max);
-        if (ttl_s)
-            mh_redis_conn_send(&q->req, "EXPIRE %s:inbox:%" PRIu64 " %" PRIu64, rs->prefix, id,
-                               ttl_s);
-    }
-    mh_redis_conn_submit(&q->req);
-}
-
-void mh_redis_inbox_push_front(mh_redis_store_t *rs, uint64_t id, mh_frame_t *const *frames,
-                               size_t n, uint64_t ttl_s, mh_redis_status_cb cb, void *ud)
-{
-    op_t *q = op_new(rs, &push_front_ops, ud);
-    q->cb.status = cb;
-    if (n && mh_redis_conn_up(rs->conn)) {
-        send_frames(q, "LPUSH", id, frames, n, 1);
-        if (ttl_s)
-            mh_redis_conn_send(&q->req, "EXPIRE %s:inbox:%" PRIu64 " %" PRIu64, rs->prefix, id,
-                               ttl_s);
-    }
-    mh_redis_conn_submit(&q->req);
-}
-
-static void finish_frames(req_t *req, const redisReply *last)
-{
-    op_t *q = (op_t *)req;
-    mh_frame_t **frames = NULL;
-    size_t n = 0;
-    if (last && !q->req.status && last->type != REDIS_REPLY_ARRAY)
-        mh_redis_conn_bad_reply(&q->req, last);
-    if (last && !q->req.status) {
-        frames = mh_xmalloc((last->elements ? last->elements : 1) * sizeof(*frames));
-        for (; n < last->elements && last->element[n]->type == REDIS_REPLY_STRING; n++) {
-            frames[n] = mh_frame_new(last->element[n]->str, last->element[n]->len);
-            frames[n]->is_message = 1;
-        }
-    }
-    if (q->cb.frames)
-        q->cb.frames(q->ud, q->req.status, frames, n);
-    else
-        for (size_t i = 0; i < n; i++)
-            mh_frame_unref(frames[i]);
-    free(frames);
-}
-
-static const req_ops_t peek_ops = {"inbox_peek", NULL, finish_frames};
-static const req_ops_t trim_ops = {"inbox_trim", NULL, finish_status};
-static const req_ops_t count_ops = {"inbox_count", each_int, finish_u64};
-
-/* LRANGE / LTRIM indexes are signed 64-bit. */
-static uint64_t clamp_index(size_t n)
-{
-    return n > (uint64_t)INT64_MAX ? (uint64_t)INT64_MAX : (uint64_t)n;
-}
-
-void mh_redis_inbox_peek(mh_redis_store_t *rs, uint64_t id, size_t max_n, mh_redis_frames_cb cb,
-                         void *ud)
-{
-    op_t *q = op_new(rs, &peek_ops, ud);
-    q->cb.frames = cb;
-    if (max_n)
-        mh_redis_conn_send(&q->req, "LRANGE %s:inbox:%" PRIu64 " 0 %" PRIu64, rs->prefix, id,
-                           clamp_index(max_n - 1));
-    mh_redis_conn_submit(&q->req);
-}
-
-void mh_redis_inbox_trim(mh_redis_store_t *rs, uint64_t id, size_t n, mh_redis_status_cb cb,
-                         void *ud)
-{
-    op_t *q = op_new(rs, &trim_ops, ud);
-    q->cb.status = cb;
-    if (n)
-        mh_redis_conn_send(&q->req, "LTRIM %s:inbox:%" PRIu64 " %" PRIu64 " -1", rs->prefix, id,
-                           clamp_index(n));
-    mh_redis_conn_submit(&q->req);
-}
-
-void mh_redis_inbox_count(mh_redis_store_t *rs, uint64_t id, mh_redis_u64_cb cb, void *ud)
-{
-    op_t *q = op_new(rs, &count_ops, ud);
-    q->cb.u64 = cb;
-    mh_redis_conn_send(&q->req, "LLEN %s:inbox:%" PRIu64, rs->prefix, id);
     mh_redis_conn_submit(&q->req);
 }

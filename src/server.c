@@ -17,6 +17,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "msghub/broker_amqp.h"
 #include "msghub/cluster.h"
 #include "msghub/http_api.h"
 #include "msghub/log.h"
@@ -42,7 +43,8 @@ int mh_server_ready(const mh_server_t *srv)
 {
     if (srv->draining || !srv->secret)
         return 0;
-    return !srv->distributed || (srv->redis_up && srv->broker_up);
+    return !srv->distributed ||
+           (srv->redis_up && srv->broker_up && !mh_broker_stalled(srv->broker));
 }
 
 unsigned char *mh_server_scratch(mh_server_t *srv, size_t n)

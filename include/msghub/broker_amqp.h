@@ -5,12 +5,9 @@
  * heartbeats are serviced from a uv timer.
  *
  * Topology (P = prefix, I = instance id), declared on every (re)connect:
- *   queue  P.inst.I      durable, x-message-ttl = msg_ttl_ms,
- *                        x-expires = queue_expiry_ms,
- *                        x-dead-letter-exchange = P.dlx
- *   exchange P.dlx       fanout, durable
- *   queue  P.stranded    durable, bound to P.dlx, x-expires = stranded_expiry_ms
- *                        (when set); every instance consumes it
+ *   queue  P.inst.I      durable, x-message-ttl = msg_ttl_ms (a stale push is
+ *                        dropped: the receivers' logs have the message),
+ *                        x-expires = queue_expiry_ms
  * Messages for instance J are published to the default exchange with
  * routing key P.inst.J, persistent, mandatory, on a channel in confirm
  * mode (AMQP_CONFIRM_SELECT_METHOD sent by hand: 0.11 has no helper).
@@ -24,8 +21,8 @@
  * runs at once, inside mh_broker_publish; otherwise always from the loop,
  * and callbacks run in publish order.
  *
- * Consuming: on_delivery runs for each message of P.inst.I and P.stranded
- * (stranded = 1 for the latter); body is valid only during the call. The
+ * Consuming: on_delivery runs for each message of P.inst.I; body is valid
+ * only during the call. The
  * hub acknowledges it later (or from inside on_delivery) with
  * mh_broker_ack(), after the work it implies is done. The tag is opaque: it
  * carries the connection's epoch, so a tag from before a reconnect is
@@ -38,9 +35,10 @@
  * on_state reports each change (not on mh_broker_free). Connection setup
  * uses short socket timeouts (it runs on the loop; docs/DISTRIBUTED.md and
  * src/broker_amqp.c say what that costs and why it is acceptable); reading
- * never blocks on the network, and a send (publish, ack, heartbeat) waits
- * only if the kernel's socket buffer is full. Heartbeats every 10 s: a server silent for 20 s
- * counts as a lost connection.
+ * never blocks on the network; publishes and acks that would not fit in the
+ * kernel's socket buffer are not sent (rabbitmq-c would poll() without a
+ * deadline): a publish fails with MH_EIO, an ack is folded into the next one. Heartbeats every 10
+ * s: a server silent for 20 s counts as a lost connection.
  */
 #ifndef MSGHUB_BROKER_AMQP_H
 #define MSGHUB_BROKER_AMQP_H
@@ -52,18 +50,16 @@ struct uv_loop_s;
 typedef struct mh_broker mh_broker_t;
 
 typedef void (*mh_broker_state_fn)(void *ud, int up);
-typedef void (*mh_broker_delivery_fn)(void *ud, uint64_t tag, int stranded, const void *body,
-                                      size_t len);
+typedef void (*mh_broker_delivery_fn)(void *ud, uint64_t tag, const void *body, size_t len);
 typedef void (*mh_broker_publish_cb)(void *ud, int status);
 
 typedef struct mh_broker_options {
     const char *url; /* amqp://user:pass@host:port/vhost */
     const char *prefix;
     const char *instance_id;
-    uint32_t msg_ttl_ms;         /* how long a message may wait in an instance queue [10000] */
-    uint32_t queue_expiry_ms;    /* an unused instance queue is deleted after [60000] */
-    uint32_t stranded_expiry_ms; /* P.stranded unused this long is deleted [0: never] */
-    uint16_t prefetch;           /* unacked deliveries per consumer [256] */
+    uint32_t msg_ttl_ms;      /* how long a message may wait in an instance queue [10000] */
+    uint32_t queue_expiry_ms; /* an unused instance queue is deleted after [60000] */
+    uint16_t prefetch;        /* unacked deliveries per consumer [256] */
     mh_broker_state_fn on_state;
     mh_broker_delivery_fn on_delivery;
     void *ud;
@@ -86,10 +82,22 @@ void mh_broker_free(mh_broker_t *b);
 /* 1 while connected with the topology declared and the consumers running. */
 int mh_broker_up(const mh_broker_t *b);
 
-/* Publishes body to instance's queue (copied). cb runs exactly once. */
+/*
+ * 1 while connected but unable to take more: the socket holds more unsent
+ * bytes than the hub allows, or a publish has waited for its confirm past the
+ * deadline (the connection is then dropped at the next publish). /readyz is
+ * 503 meanwhile.
+ */
+int mh_broker_stalled(const mh_broker_t *b);
+
+/*
+ * Publishes body to instance's queue (copied). cb runs exactly once. Never
+ * waits on the network: when the socket could not take the publish without
+ * blocking (a frozen broker), it fails at once with MH_EIO.
+ */
 void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, size_t len,
                        mh_broker_publish_cb cb, void *ud);
 /* Acknowledges a delivery; a tag from before a reconnect is ignored. */
-void mh_broker_ack(mh_broker_t *b, uint64_t tag, int stranded);
+void mh_broker_ack(mh_broker_t *b, uint64_t tag);
 
 #endif

@@ -6,8 +6,9 @@
  *   P:next_id              INCR counter; ids <= its value are known
  *   P:presence             ZSET member "<id>", score = presence expiry (Unix ms)
  *   P:route:<id>           STRING instance id holding <id>, PX = presence TTL
- *   P:inbox:<id>           LIST of message frames (JSON text), capped, EXPIRE = inbox TTL
  *   P:token_secret         STRING token secret of instances started without one (no expiry)
+ * The per-user logs (P:log:*, P:logm:*, P:msg:*) are msglog_redis' keys, over
+ * this store's connection (mh_redis_store_conn()).
  *
  * Every operation calls its callback exactly once: status 0 with the result,
  * or a negative MH_E* (MH_EIO when Redis is unreachable or the connection
@@ -113,47 +114,19 @@ void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uin
                     mh_redis_claim_cb cb, void *ud);
 /*
  * Refreshes presence and routes of many ids held by instance, pipelined (a
- * route held by another instance is left alone). The callback gets, in a
- * malloc'ed array it must free(), the ids among them whose inbox holds
- * messages (stored while a publish could not be confirmed, for example).
+ * route held by another instance is left alone).
  */
-typedef void (*mh_redis_ids_cb)(void *ud, int status, uint64_t *ids, size_t n);
 void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
-                      uint64_t ttl_ms, mh_redis_ids_cb cb, void *ud);
+                      uint64_t ttl_ms, mh_redis_status_cb cb, void *ud);
 /* Checks id out (route and presence) only if instance still holds it (atomic, Lua). */
 void mh_redis_checkout(mh_redis_store_t *rs, uint64_t id, const char *instance,
                        mh_redis_status_cb cb, void *ud);
+typedef void (*mh_redis_ids_cb)(void *ud, int status, uint64_t *ids, size_t n);
 /*
  * Ids present now (score > now_ms), ascending, in a malloc'ed array the
  * callback takes over (it must free() it; NULL on error). Also drops expired
  * members (ZREMRANGEBYSCORE) in the same round trip.
  */
 void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_cb cb, void *ud);
-
-/*
- * Appends frames to id's inbox (RPUSH, LTRIM to the newest max, EXPIRE ttl),
- * in order, pipelined. The callback gets how many old messages were dropped
- * for room. max 0 counts as 1; ttl_s 0 sets no expiry (also for push_front).
- * The payloads are copied; the caller keeps its references.
- */
-void mh_redis_inbox_push(mh_redis_store_t *rs, uint64_t id, mh_frame_t *const *frames, size_t n,
-                         uint32_t max, uint64_t ttl_s, mh_redis_u64_cb cb, void *ud);
-/* Puts frames back at the head of id's inbox, keeping their order (LPUSH in reverse). */
-void mh_redis_inbox_push_front(mh_redis_store_t *rs, uint64_t id, mh_frame_t *const *frames,
-                               size_t n, uint64_t ttl_s, mh_redis_status_cb cb, void *ud);
-/*
- * Reads up to max_n of the oldest messages without removing them (LRANGE).
- * The frames are new references (refs = 1, is_message = 1) the callback
- * takes over; the array holding them stays the store's (freed after the
- * callback). NULL and 0 on error.
- */
-typedef void (*mh_redis_frames_cb)(void *ud, int status, mh_frame_t **frames, size_t n);
-void mh_redis_inbox_peek(mh_redis_store_t *rs, uint64_t id, size_t max_n, mh_redis_frames_cb cb,
-                         void *ud);
-/* Removes the n oldest messages (LTRIM n -1) once they were written to the client. */
-void mh_redis_inbox_trim(mh_redis_store_t *rs, uint64_t id, size_t n, mh_redis_status_cb cb,
-                         void *ud);
-/* Number of stored messages (LLEN). */
-void mh_redis_inbox_count(mh_redis_store_t *rs, uint64_t id, mh_redis_u64_cb cb, void *ud);
 
 #endif

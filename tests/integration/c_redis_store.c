@@ -59,7 +59,6 @@ typedef struct res {
     char *inst[8];
     size_t n;
     uint64_t *ids;
-    mh_frame_t *frames[32];
 } res_t;
 
 /* ---- loop driving ---- */
@@ -142,24 +141,12 @@ static void cb_ids(void *ud, int status, uint64_t *ids, size_t n)
     r->n = n;
 }
 
-static void cb_frames(void *ud, int status, mh_frame_t **frames, size_t n)
-{
-    res_t *r = ud;
-    cb_status(ud, status);
-    assert_true(n <= 32);
-    r->n = n;
-    for (size_t i = 0; i < n; i++)
-        r->frames[i] = frames[i];
-}
-
 static void res_clear(res_t *r)
 {
     free(r->str);
     free(r->ids);
     for (size_t i = 0; i < 8; i++)
         free(r->inst[i]);
-    for (size_t i = 0; i < 32; i++)
-        mh_frame_unref(r->frames[i]);
     memset(r, 0, sizeof(*r));
 }
 
@@ -394,48 +381,6 @@ static void check_route(fx_t *f, uint64_t id, const char *want)
     res_clear(&r);
 }
 
-static mh_frame_t *msg(const char *s)
-{
-    mh_frame_t *fr = mh_frame_new(s, strlen(s));
-    fr->is_message = 1;
-    return fr;
-}
-
-static uint64_t push(fx_t *f, uint64_t id, mh_frame_t **frames, size_t n, uint32_t max)
-{
-    res_t r = {0};
-    mh_redis_inbox_push(f->rs, id, frames, n, max, 60, cb_u64, &r);
-    wait_res(f, &r);
-    assert_int_equal(r.status, 0);
-    return r.u64;
-}
-
-static uint64_t count(fx_t *f, uint64_t id)
-{
-    res_t r = {0};
-    mh_redis_inbox_count(f->rs, id, cb_u64, &r);
-    wait_res(f, &r);
-    assert_int_equal(r.status, 0);
-    return r.u64;
-}
-
-/* Peeks up to max_n and compares with the NUL-free texts want[0..n). */
-static void check_peek(fx_t *f, uint64_t id, size_t max_n, const char *const *want, size_t n)
-{
-    res_t r = {0};
-    mh_redis_inbox_peek(f->rs, id, max_n, cb_frames, &r);
-    wait_res(f, &r);
-    assert_int_equal(r.status, 0);
-    assert_int_equal(r.n, n);
-    for (size_t i = 0; i < n; i++) {
-        assert_int_equal(r.frames[i]->refs, 1);
-        assert_int_equal(r.frames[i]->is_message, 1);
-        assert_int_equal(r.frames[i]->len, strlen(want[i]));
-        assert_memory_equal(mh_frame_data(r.frames[i]), want[i], strlen(want[i]));
-    }
-    res_clear(&r);
-}
-
 static long long key_cmd(fx_t *f, const char *verb, const char *kind, uint64_t id, char *buf)
 {
     redisContext *c = sync_connect(g_url);
@@ -539,17 +484,11 @@ static void test_claim_previous(void **state)
 }
 
 /* Refreshes ids for instance; checks the ids reported as having stored messages. */
-static void refresh(fx_t *f, const uint64_t *ids, size_t n, const char *instance,
-                    const uint64_t *want_stored, size_t n_stored)
+static void refresh(fx_t *f, const uint64_t *ids, size_t n, const char *instance)
 {
     res_t r = {0};
-    mh_redis_refresh(f->rs, ids, n, instance, 10000, cb_ids, &r);
-    wait_res(f, &r);
-    assert_int_equal(r.status, 0);
-    assert_int_equal(r.n, n_stored);
-    for (size_t i = 0; i < n_stored; i++)
-        assert_int_equal(r.ids[i], want_stored[i]);
-    res_clear(&r);
+    mh_redis_refresh(f->rs, ids, n, instance, 10000, cb_status, &r);
+    wait_status(f, &r);
 }
 
 static void test_refresh(void **state)
@@ -558,12 +497,8 @@ static void test_refresh(void **state)
     open_main(f);
     claim(f, 1, "inst-a", 300, NULL);
     claim(f, 2, "inst-b", 10000, NULL);
-    mh_frame_t *m = msg("{\"stored\":1}");
-    push(f, 3, &m, 1, 10); /* id 3 has a stored message: reported */
-    mh_frame_unref(m);
     uint64_t ids[] = {1, 2, 3};
-    uint64_t stored[] = {3};
-    refresh(f, ids, 3, "inst-a", stored, 1);
+    refresh(f, ids, 3, "inst-a");
     run_for(f, 400); /* past the first claim's ttl */
     assert_true(key_cmd(f, "PTTL", "route", 1, NULL) > 8000);
     check_route(f, 1, "inst-a");
@@ -571,11 +506,11 @@ static void test_refresh(void **state)
     check_route(f, 3, "inst-a"); /* absent: registered again */
     uint64_t want[] = {1, 2, 3};
     check_list(f, want, 3);
-    refresh(f, NULL, 0, "inst-a", NULL, 0);
+    refresh(f, NULL, 0, "inst-a");
     uint64_t many[1200]; /* several EVAL chunks in one pipeline */
     for (size_t i = 0; i < 1200; i++)
         many[i] = 1000 + i;
-    refresh(f, many, 1200, "inst-c", NULL, 0);
+    refresh(f, many, 1200, "inst-c");
     check_route(f, 1000, "inst-c");
     check_route(f, 1600, "inst-c");
     check_route(f, 2199, "inst-c");
@@ -622,96 +557,13 @@ static void test_list_expiry(void **state)
     check_route(f, 4, NULL);
 }
 
-static void test_inbox_order(void **state)
-{
-    fx_t *f = *state;
-    open_main(f);
-    mh_frame_t *fr[3] = {msg("m1"), msg("m2"), msg("m3")};
-    assert_int_equal(push(f, 1, fr, 3, 10), 0);
-    assert_int_equal(fr[0]->refs, 1); /* copied, our references untouched */
-    for (int i = 0; i < 3; i++)
-        mh_frame_unref(fr[i]);
-    assert_int_equal(count(f, 1), 3);
-    long long ttl = key_cmd(f, "TTL", "inbox", 1, NULL);
-    assert_true(ttl > 0 && ttl <= 60);
-    const char *const a[] = {"m1", "m2", "m3"};
-    check_peek(f, 1, 2, a, 2);
-    check_peek(f, 1, 10, a, 3);
-    res_t r = {0};
-    mh_redis_inbox_trim(f->rs, 1, 1, cb_status, &r);
-    wait_status(f, &r);
-    check_peek(f, 1, 10, a + 1, 2);
-    mh_frame_t *back[2] = {msg("b1"), msg("b2")};
-    mh_redis_inbox_push_front(f->rs, 1, back, 2, 60, cb_status, &r);
-    wait_status(f, &r);
-    mh_frame_unref(back[0]);
-    mh_frame_unref(back[1]);
-    const char *const b[] = {"b1", "b2", "m2", "m3"};
-    check_peek(f, 1, 10, b, 4);
-    check_peek(f, 2, 10, NULL, 0); /* no inbox */
-    assert_int_equal(count(f, 2), 0);
-}
-
-static void test_inbox_cap(void **state)
-{
-    fx_t *f = *state;
-    open_main(f);
-    static const char *const t[] = {"n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9"};
-    mh_frame_t *fr[10];
-    for (int i = 0; i < 10; i++)
-        fr[i] = msg(t[i]);
-    assert_int_equal(push(f, 3, fr, 4, 6), 0);     /* n0..n3 */
-    assert_int_equal(push(f, 3, fr + 4, 4, 6), 2); /* 8 for 6: n0, n1 dropped */
-    assert_int_equal(push(f, 3, fr + 8, 1, 6), 1); /* n2 dropped */
-    assert_int_equal(count(f, 3), 6);
-    check_peek(f, 3, 10, t + 3, 6);
-    assert_int_equal(push(f, 3, fr, 0, 6), 0); /* nothing to push */
-    for (int i = 0; i < 10; i++)
-        mh_frame_unref(fr[i]);
-}
-
-static void test_inbox_binary_and_ttl(void **state)
-{
-    fx_t *f = *state;
-    open_main(f);
-    static const char bin[] = "a\0b\xff\"\r\n";
-    mh_frame_t *fr = mh_frame_new(bin, sizeof(bin));
-    res_t r = {0};
-    mh_redis_inbox_push(f->rs, 4, &fr, 1, 10, 0, cb_u64, &r); /* ttl 0: no expiry */
-    wait_status(f, &r);
-    mh_frame_unref(fr);
-    assert_int_equal(key_cmd(f, "TTL", "inbox", 4, NULL), -1);
-    mh_redis_inbox_peek(f->rs, 4, 5, cb_frames, &r);
-    wait_res(f, &r);
-    assert_int_equal(r.n, 1);
-    assert_int_equal(r.frames[0]->len, sizeof(bin));
-    assert_memory_equal(mh_frame_data(r.frames[0]), bin, sizeof(bin));
-    res_clear(&r);
-    mh_redis_inbox_push_front(f->rs, 4, NULL, 0, 30, cb_status, &r); /* nothing: no EXPIRE */
-    wait_status(f, &r);
-    mh_redis_inbox_peek(f->rs, 4, 0, cb_frames, &r);
-    wait_res(f, &r);
-    assert_int_equal(r.status, 0);
-    assert_int_equal(r.n, 0);
-    res_clear(&r);
-    mh_redis_inbox_trim(f->rs, 4, 0, cb_status, &r);
-    assert_int_equal(r.calls, 0); /* completions are never synchronous here */
-    wait_status(f, &r);
-    mh_frame_t *one = msg("x");
-    mh_redis_inbox_push_front(f->rs, 4, &one, 1, 30, cb_status, &r);
-    wait_status(f, &r);
-    mh_frame_unref(one);
-    long long ttl = key_cmd(f, "TTL", "inbox", 4, NULL);
-    assert_true(ttl > 0 && ttl <= 30);
-}
-
 static void test_free_fails_pending(void **state)
 {
     fx_t *f = *state;
     open_main(f);
     res_t a = {0}, b = {0}, c = {0};
     mh_redis_alloc_id(f->rs, cb_u64, &a);
-    mh_redis_inbox_count(f->rs, 1, cb_u64, &b);
+    mh_redis_last_id(f->rs, cb_u64, &b);
     mh_redis_list(f->rs, mh_now_ms(), cb_ids, &c);
     mh_redis_store_free(f->rs);
     f->rs = NULL;
@@ -745,7 +597,7 @@ static void test_free_in_callback(void **state)
     freer_t fr = {f, {0}};
     res_t b = {0};
     mh_redis_alloc_id(f->rs, cb_free_store, &fr);
-    mh_redis_inbox_count(f->rs, 1, cb_u64, &b);
+    mh_redis_last_id(f->rs, cb_u64, &b);
     wait_res(f, &b);
     assert_int_equal(fr.r.calls, 1);
     assert_int_equal(fr.r.status, 0);
@@ -770,7 +622,7 @@ static void test_down_fails_fast(void **state)
     wait_res(f, &r);
     assert_int_equal(r.status, MH_EIO);
     assert_true(r.t_us - t0 < 100000);
-    mh_redis_inbox_count(f->rs, 1, cb_u64, &q);
+    mh_redis_last_id(f->rs, cb_u64, &q);
     mh_redis_store_free(f->rs); /* a deferred failure is delivered by free */
     f->rs = NULL;
     assert_int_equal(q.calls, 1);
@@ -902,9 +754,6 @@ int main(void)
         T(test_refresh),
         T(test_checkout),
         T(test_list_expiry),
-        T(test_inbox_order),
-        T(test_inbox_cap),
-        T(test_inbox_binary_and_ttl),
         T(test_free_fails_pending),
         T(test_free_in_callback),
         T(test_down_fails_fast),

@@ -429,3 +429,63 @@ def test_large_bodies_arrive_intact(hub, clis):
     r = run("relay", "--to", b.id, "-", "--url", http_url(hub), stdin=big)
     assert r.returncode == 0, r
     assert b.expect(r"\[from 0\] (.*)").group(1) == big
+
+
+# ---- delivery v2: acks, --state, --since --------------------------------------
+
+def relay_n(hub, uid, bodies):
+    for b in bodies:
+        r = run("relay", "--to", uid, json.dumps(b, separators=(",", ":")), "--url",
+                http_url(hub))
+        assert r.returncode == 0, r
+
+
+def test_state_file_resumes_after_what_was_acknowledged(hub, clis, tmp_path):
+    state = tmp_path / "cli.state"
+    c = clis(hub, "--state", state).hello()
+    uid = c.id
+    assert state.read_text() == "%s 0\n" % c.token
+    relay_n(hub, uid, [{"n": i} for i in range(3)])
+    for i in range(3):
+        c.expect(r'\[from 0\] \{"n":%d\}' % i)
+    c.eof()  # acknowledges what was printed before it closes
+    assert c.wait() == 0
+    tok, seq = state.read_text().split()
+    assert (tok, seq) == (c.token, "3")
+    relay_n(hub, uid, [{"n": 3}])
+    # the next run resumes with ?since=3: only the new message, nothing printed twice
+    c2 = clis(hub, "--state", state).hello(resumed=True)
+    assert c2.id == uid
+    c2.expect(r'\[from 0\] \{"n":3\}')
+    c2.send("/ping")
+    c2.expect("pong")
+    assert not [l for l in c2.seen if '"n":0' in l or '"n":1' in l or '"n":2' in l], c2.seen
+    c2.eof()
+    assert c2.wait() == 0
+    assert state.read_text().split()[1] == "4"
+
+
+def test_acks_in_batches_and_duplicates_dropped(hub, clis):
+    c = clis(hub).hello()
+    uid, tok = c.id, c.token
+    relay_n(hub, uid, [{"k": i} for i in range(2)])
+    c.expect(r'\[from 0\] \{"k":1\}')
+    time.sleep(0.5)  # the batch timer (100 ms) acknowledged both
+    c.kill()
+    # not printed again after the resume: acknowledged, so not redelivered
+    c2 = clis(hub, "--token", tok).hello(resumed=True)
+    relay_n(hub, uid, [{"k": 2}])
+    c2.expect(r'\[from 0\] \{"k":2\}')
+    assert not [l for l in c2.seen if '"k":0' in l or '"k":1' in l], c2.seen
+    c2.kill()
+    # --since below the ack: the hub redelivers nothing acknowledged; above: refused
+    c3 = clis(hub, "--token", tok, "--since", 3).hello(resumed=True)
+    c3.send("/ping")
+    c3.expect("pong")
+    assert not [l for l in c3.seen if l.startswith("[from")], c3.seen
+    c3.eof()
+    assert c3.wait() == 0
+    r = run("connect", "--url", ws_url(hub), "--token", tok, "--since", 99, stdin="")
+    assert r.returncode == 1 and "HTTP 400" in r.stderr, r
+    r = run("connect", "--url", ws_url(hub), "--since", 1, stdin="")
+    assert r.returncode == 2, r

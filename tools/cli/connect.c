@@ -7,6 +7,14 @@
  * cannot pile up in memory. Every request carries a ref; `awaiting` counts
  * those without a reply yet, so end of input can wait for the answers
  * before closing.
+ *
+ * Delivery v2: every message's seq is remembered; one at or below the last
+ * seq seen is a duplicate (a redelivery after a resume) and is not printed.
+ * Messages are acknowledged in batches ({"type":"ack","seq":N} without a
+ * ref, so no answer is awaited): after ACK_BATCH messages or ACK_DELAY_MS
+ * after the first unacknowledged one, and before closing. With --state, the
+ * token and the last acknowledged seq are kept in a file and the next run
+ * resumes with ?token=...&since=....
  */
 #include "connect.h"
 
@@ -25,6 +33,8 @@
 #define CLOSE_GRACE_MS 5000
 #define MAX_INCOMING ((1ull << 30) + (1ull << 20))
 #define RX_CHUNK CLI_LOOP_READ_SIZE
+#define ACK_BATCH 100
+#define ACK_DELAY_MS 100
 
 enum { S_CONNECTING, S_OPEN, S_CLOSING, S_DONE };
 
@@ -40,6 +50,7 @@ typedef struct sess {
     struct lws *wsi;
     cli_input_t *input;
     uv_timer_t timer; /* connect deadline, then the close grace */
+    uv_timer_t ack_timer;
     uv_signal_t sigint, sigterm;
     outmsg_t *head, *tail;
     size_t out_bytes;
@@ -52,7 +63,13 @@ typedef struct sess {
     int close_sent;  /* we sent close 1000 */
     int peer_closed; /* the hub's close code was printed */
     int exit_code;
+    char token[160];   /* the session's token, from the hello */
+    uint64_t last_seq; /* highest seq printed */
+    uint64_t acked;    /* highest seq acknowledged */
+    unsigned unacked;  /* messages printed since the last ack */
 } sess_t;
+
+static void send_ack(sess_t *s);
 
 /* ---- output ---- */
 
@@ -93,6 +110,8 @@ static void request_close(sess_t *s)
     if (s->want_close || s->state == S_DONE)
         return;
     s->want_close = 1;
+    if (s->state == S_OPEN)
+        send_ack(s); /* what was printed is acknowledged before we go */
     if (s->input) {
         cli_input_close(s->input);
         s->input = NULL;
@@ -109,7 +128,7 @@ static void request_close(sess_t *s)
 
 /* ---- input ---- */
 
-static void enqueue(sess_t *s, const char *p, size_t n)
+static void enqueue_frame(sess_t *s, const char *p, size_t n, int awaits_reply)
 {
     outmsg_t *m = mh_xmalloc(sizeof(*m) + LWS_PRE + n);
     m->next = NULL;
@@ -121,10 +140,62 @@ static void enqueue(sess_t *s, const char *p, size_t n)
         s->head = m;
     s->tail = m;
     s->out_bytes += n;
-    s->awaiting++;
+    s->awaiting += awaits_reply != 0;
     if (s->out_bytes > OUT_HIGH && s->input)
         cli_input_pause(s->input);
     lws_callback_on_writable(s->wsi);
+}
+
+static void enqueue(sess_t *s, const char *p, size_t n)
+{
+    enqueue_frame(s, p, n, 1);
+}
+
+/* ---- acks and the state file ---- */
+
+static void save_state(sess_t *s)
+{
+    if (!s->o->state_path || !s->token[0])
+        return;
+    FILE *f = fopen(s->o->state_path, "w");
+    if (!f || fprintf(f, "%s %llu\n", s->token, (unsigned long long)s->acked) < 0)
+        fprintf(stderr, "msghub-cli: cannot write %s\n", s->o->state_path);
+    if (f)
+        fclose(f);
+}
+
+static void send_ack(sess_t *s)
+{
+    uv_timer_stop(&s->ack_timer);
+    s->unacked = 0;
+    if (s->last_seq <= s->acked || !s->wsi)
+        return;
+    char frame[64];
+    int n = snprintf(frame, sizeof(frame), "{\"type\":\"ack\",\"seq\":%llu}",
+                     (unsigned long long)s->last_seq);
+    enqueue_frame(s, frame, (size_t)n, 0);
+    s->acked = s->last_seq;
+    save_state(s);
+}
+
+static void on_ack_timer(uv_timer_t *t)
+{
+    send_ack(t->data);
+}
+
+/* A message with seq: 0 when it is new (print it), -1 for a duplicate. */
+static int note_seq(sess_t *s, uint64_t seq)
+{
+    if (!seq)
+        return 0;
+    if (seq <= s->last_seq)
+        return -1;
+    s->last_seq = seq;
+    if (++s->unacked >= ACK_BATCH)
+        send_ack(s);
+    else if (!uv_is_active((uv_handle_t *)&s->ack_timer))
+        uv_timer_start(&s->ack_timer, on_ack_timer, ACK_DELAY_MS, 0);
+    return 0;
 }
 
 static void on_line(void *ud, char *line, size_t len)
@@ -193,10 +264,16 @@ static void on_frame(sess_t *s, const char *p, size_t n)
 {
     cli_frame_info_t info;
     cli_repl_frame(p, n, &s->line, &info);
+    if (info.kind == CLI_IN_MESSAGE && note_seq(s, info.seq))
+        return; /* a duplicate by seq */
+    int hello = info.kind == CLI_IN_HELLO && s->state == S_CONNECTING;
+    if (hello) { /* saved before it is printed: whoever reads the line finds the file */
+        snprintf(s->token, sizeof(s->token), "%s", info.token);
+        save_state(s);
+    }
     print_line(s->line.data, s->line.len);
-    if (info.kind == CLI_IN_HELLO && s->state == S_CONNECTING)
-        on_hello(s);
-    else if (info.kind == CLI_IN_REPLY && s->awaiting)
+    if (hello)
+        on_hello(s); else if (info.kind == CLI_IN_REPLY && s->awaiting)
         s->awaiting--;
     if (s->state == S_CLOSING && !s->awaiting)
         lws_callback_on_writable(s->wsi);
@@ -334,6 +411,7 @@ static void on_stop(cli_loop_t *l)
     cli_input_close(s->input);
     s->input = NULL;
     uv_close((uv_handle_t *)&s->timer, NULL);
+    uv_close((uv_handle_t *)&s->ack_timer, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
@@ -345,6 +423,10 @@ static void build_path(const cli_connect_opts_t *o, mh_buf_t *path)
     if (o->token) {
         mh_buf_puts(path, "?token=");
         cli_query_escape(path, o->token);
+        if (o->since) {
+            mh_buf_puts(path, "&since=");
+            mh_buf_u64(path, o->since);
+        }
     }
 }
 
@@ -368,6 +450,11 @@ int cli_connect_run(const cli_connect_opts_t *o)
         goto out;
     s->loop.on_stop = on_stop;
     uv_timer_init(&s->loop.uv, &s->timer);
+    uv_timer_init(&s->loop.uv, &s->ack_timer);
+    s->ack_timer.data = s;
+    s->last_seq = s->acked = o->since;
+    if (o->token)
+        snprintf(s->token, sizeof(s->token), "%s", o->token);
     uv_signal_init(&s->loop.uv, &s->sigint);
     uv_signal_init(&s->loop.uv, &s->sigterm);
     s->timer.data = s->sigint.data = s->sigterm.data = s;

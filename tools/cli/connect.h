@@ -11,13 +11,17 @@
 #ifndef MSGHUB_CLI_CONNECT_H
 #define MSGHUB_CLI_CONNECT_H
 
+#include <stdint.h>
+
 #include "url.h"
 
 typedef struct cli_connect_opts {
     const cli_url_t *url;
-    const char *url_text; /* for messages */
-    const char *token;    /* resume this session, or NULL */
-    int timeout_s;        /* connect + hello */
+    const char *url_text;   /* for messages */
+    const char *token;      /* resume this session, or NULL */
+    uint64_t since;         /* with token: everything <= is already received (acknowledges) */
+    const char *state_path; /* --state: token and last acked seq kept here, or NULL */
+    int timeout_s;          /* connect + hello */
     int verbose;
 } cli_connect_opts_t;
 

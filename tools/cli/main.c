@@ -33,6 +33,8 @@ enum {
     O_JSON = 1 << 5,
     O_TIMEOUT = 1 << 6,
     O_VERBOSE = 1 << 7,
+    O_SINCE = 1 << 8,
+    O_STATE = 1 << 9,
 };
 
 static const struct {
@@ -42,12 +44,13 @@ static const struct {
 } optdefs[] = {
     {"url", O_URL, 1},         {"token", O_TOKEN, 1},     {"api-key", O_API_KEY, 1},
     {"to", O_TO, 1},           {"from", O_FROM, 1},       {"json", O_JSON, 0},
-    {"timeout", O_TIMEOUT, 1}, {"verbose", O_VERBOSE, 0},
+    {"timeout", O_TIMEOUT, 1}, {"verbose", O_VERBOSE, 0}, {"since", O_SINCE, 1},
+    {"state", O_STATE, 1},
 };
 
 typedef struct opts {
     const char *cmd;
-    const char *url, *token, *api_key, *from, *timeout;
+    const char *url, *token, *api_key, *from, *timeout, *since, *state;
     mh_buf_t to; /* every --to value, joined with ',' */
     int json, verbose, help;
     const char *pos[4];
@@ -78,7 +81,8 @@ static const char usage_main[] =
     "by the hub, timeout), 2 usage error\n";
 
 static const char usage_connect[] =
-    "usage: msghub-cli connect [--url URL] [--token TOKEN] [--timeout S] [--verbose]\n"
+    "usage: msghub-cli connect [--url URL] [--token TOKEN [--since SEQ]] [--state FILE]\n"
+    "                          [--timeout S] [--verbose]\n"
     "\n"
     "Connects to URL/ws and prints, one line each:\n"
     "  hello id=7 token=... resumed=false   on connecting (keep the token to resume)\n"
@@ -100,7 +104,12 @@ static const char usage_connect[] =
     "options:\n"
     "  --url URL        hub address [$MSGHUB_URL or ws://127.0.0.1:8080]\n"
     "  --token TOKEN    resume the session this token belongs to (same id,\n"
-    "                   stored messages delivered after the hello)\n"
+    "                   unacknowledged messages delivered after the hello)\n"
+    "  --since SEQ      with --token: messages up to SEQ were already received\n"
+    "  --state FILE     keep the token and the last acknowledged seq in FILE and\n"
+    "                   resume from them on the next run\n"
+    "Messages are acknowledged in batches (100 messages or 100 ms); a message\n"
+    "whose seq was already printed (a redelivery) is not printed again.\n"
     "  --timeout S      seconds to wait for the hello [10]\n"
     "  --verbose        libwebsockets' own log on stderr\n"
     "\n"
@@ -188,6 +197,12 @@ static int set_option(opts_t *o, int bit, const char *v)
         break;
     case O_TIMEOUT:
         o->timeout = v;
+        break;
+    case O_SINCE:
+        o->since = v;
+        break;
+    case O_STATE:
+        o->state = v;
         break;
     case O_TO:
         if (o->to.len)
@@ -465,16 +480,44 @@ static int cmd_session(opts_t *o)
     return rc;
 }
 
+/* --state FILE: "TOKEN SEQ" from an earlier run, when --token is not given. */
+static int load_state(opts_t *o, char *token, size_t len, uint64_t *since)
+{
+    FILE *f = o->state ? fopen(o->state, "r") : NULL;
+    if (!f)
+        return 0; /* first run: the file is written at the hello */
+    char tok[160];
+    unsigned long long seq = 0;
+    int n = fscanf(f, "%159s %llu", tok, &seq);
+    fclose(f);
+    if (n != 2)
+        return usage_error(o, "--state %s: expected 'TOKEN SEQ'", o->state);
+    if (!o->token) {
+        snprintf(token, len, "%s", tok);
+        o->token = token;
+        *since = seq;
+    }
+    return 0;
+}
+
 static int cmd_connect(opts_t *o)
 {
     if (o->npos)
         return usage_error(o, "unexpected argument '%s'", o->pos[0]);
+    uint64_t since = 0;
+    char token[160];
+    if (o->since && (cli_id_parse(o->since, strlen(o->since), &since) || !o->token))
+        return usage_error(o, "--since wants a seq (1 or more) and --token, not '%s'", o->since);
+    if (load_state(o, token, sizeof(token), &since))
+        return EXIT_USAGE;
     char text[sizeof(o->parsed_url.prefix) + 320];
     snprintf(text, sizeof(text), "ws://%s%s/ws", o->parsed_url.authority, o->parsed_url.prefix);
     cli_connect_opts_t co = {
         .url = &o->parsed_url,
         .url_text = text,
         .token = o->token,
+        .since = since,
+        .state_path = o->state,
         .timeout_s = o->timeout_s,
         .verbose = o->verbose,
     };
@@ -487,7 +530,8 @@ static const struct {
     const char *usage;
     int (*run)(opts_t *o);
 } commands[] = {
-    {"connect", O_URL | O_TOKEN | O_TIMEOUT | O_VERBOSE, 0, usage_connect, cmd_connect},
+    {"connect", O_URL | O_TOKEN | O_SINCE | O_STATE | O_TIMEOUT | O_VERBOSE, 0, usage_connect,
+     cmd_connect},
     {"relay", O_URL | O_API_KEY | O_TO | O_FROM | O_TIMEOUT | O_VERBOSE, 1, usage_relay, cmd_relay},
     {"list", O_URL | O_API_KEY | O_JSON | O_TIMEOUT | O_VERBOSE, 0, usage_list, cmd_list},
     {"session", O_URL | O_API_KEY | O_JSON | O_TIMEOUT | O_VERBOSE, 0, usage_session, cmd_session},

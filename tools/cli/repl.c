@@ -218,6 +218,7 @@ static void put_list(mh_buf_t *out, const mh_json_span_t *arr, const char *sep)
 
 typedef struct fields {
     mh_json_span_t type, id, from, body, token, resumed, ids, code, message, ref, accepted, unknown;
+    mh_json_span_t seq;
 } fields_t;
 
 static int span_is(const mh_json_span_t *s, const char *lit)
@@ -238,6 +239,7 @@ static void collect(const mh_json_span_t *root, fields_t *f)
         {"ids", offsetof(fields_t, ids)},           {"code", offsetof(fields_t, code)},
         {"message", offsetof(fields_t, message)},   {"ref", offsetof(fields_t, ref)},
         {"accepted", offsetof(fields_t, accepted)}, {"unknown", offsetof(fields_t, unknown)},
+        {"seq", offsetof(fields_t, seq)},
     };
     memset(f, 0, sizeof(*f));
     size_t pos = 0;
@@ -254,6 +256,8 @@ static int format_known(const fields_t *f, mh_buf_t *out, cli_frame_info_t *info
     const mh_json_span_t *t = &f->type;
     if (span_is(t, "\"message\"") && f->body.p && f->from.p) {
         info->kind = CLI_IN_MESSAGE;
+        if (f->seq.kind == MH_JSON_NUMBER && mh_json_parse_id(&f->seq, &info->seq))
+            info->seq = 0;
         mh_buf_puts(out, "[from ");
         mh_buf_append(out, f->from.p, f->from.len);
         mh_buf_puts(out, "] ");
@@ -261,6 +265,11 @@ static int format_known(const fields_t *f, mh_buf_t *out, cli_frame_info_t *info
     } else if (span_is(t, "\"hello\"") && f->id.kind == MH_JSON_NUMBER && f->token.p) {
         info->kind = CLI_IN_HELLO;
         snprintf(info->id, sizeof(info->id), "%.*s", (int)f->id.len, f->id.p);
+        if (f->token.len < sizeof(info->token) + 2)
+            snprintf(info->token, sizeof(info->token), "%.*s", (int)f->token.len - 2,
+                     f->token.p + 1);
+        if (f->seq.kind == MH_JSON_NUMBER && mh_json_parse_id(&f->seq, &info->seq))
+            info->seq = 0;
         mh_buf_printf(out, "hello id=%s token=", info->id);
         put_string(out, &f->token);
         mh_buf_printf(out, " resumed=%s", f->resumed.kind == MH_JSON_TRUE ? "true" : "false");

@@ -47,7 +47,9 @@ typedef enum {
 
 typedef struct cli_frame_info {
     cli_in_kind_t kind;
-    char id[24]; /* hello: the id as sent */
+    char id[24];     /* hello: the id as sent */
+    char token[160]; /* hello: the token (base64url, no escapes) */
+    uint64_t seq;    /* message: its seq; hello: the id's highest seq (0 when absent) */
 } cli_frame_info_t;
 
 /* Formats a frame from the hub as one printable line (no newline) into out. */
