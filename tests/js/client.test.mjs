@@ -138,7 +138,7 @@ test('1,000 messages through four connection drops: every seq once, in order, ac
       assert.ok(hellos.length >= cuts.length, `resumed ${hellos.length} times for ${cuts.length} cuts`);
       assert.ok(hellos.every((h) => h.id === hr.id && h.resumed && h.recovered), JSON.stringify(hellos));
       const acks = sent.map((s) => JSON.parse(s)).filter((f) => f.type === 'ack');
-      assert.ok(acks.length >= 9 && acks.length <= 60, `${acks.length} ack frames for ${N} messages`);
+      assert.ok(acks.length >= 5 && acks.length <= N / 10, `${acks.length} ack frames for ${N} messages: not batched`);
       assert.equal(acks.at(-1).seq, N, 'the last ack is not the last seq');
       assert.ok(acks.every((a, i) => i === 0 || a.seq > acks[i - 1].seq), 'acks not increasing');
       // Resuming now gets nothing again: everything was acknowledged.
