@@ -297,3 +297,36 @@ test('keepalive: the application ping where no WebSocket ping is used, and a dea
     }
   });
 });
+
+test('backoff: exponential with full jitter below the cap (no hub: every attempt fails)', async () => {
+  const urls = [];
+  class Unreachable {
+    constructor(url) {
+      urls.push(url);
+      this.readyState = 0;
+      setTimeout(() => {
+        this.readyState = 3;
+        this.onerror?.({ message: 'connect ECONNREFUSED' });
+        this.onclose?.({ code: 1006, reason: '' });
+      }, 1);
+    }
+    send() {}
+    close() {}
+  }
+  const c = connect('ws://127.0.0.1:9/ws', { WebSocket: Unreachable, reconnectDelay: 10, reconnectDelayMax: 80 });
+  const seen = [];
+  c.on('reconnecting', (r) => seen.push(r));
+  try {
+    await waitFor('12 reconnect attempts', () => seen.length >= 12, 10_000);
+  } finally {
+    c.close();
+  }
+  for (const r of seen) {
+    const cap = Math.min(80, 10 * 2 ** (r.attempt - 1));
+    assert.ok(r.delay >= 0 && r.delay < cap, `attempt ${r.attempt}: delay ${r.delay} not in [0, ${cap})`);
+  }
+  assert.deepEqual(seen.slice(0, 5).map((r) => r.attempt), [1, 2, 3, 4, 5]);
+  assert.ok(new Set(seen.map((r) => r.delay)).size > 3, `no jitter: ${seen.map((r) => r.delay)}`);
+  assert.ok(urls.every((u) => u === 'ws://127.0.0.1:9/ws'), 'a fresh client sent a token or since');
+  assert.equal(c.state, 'closed');
+});
