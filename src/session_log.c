@@ -16,7 +16,8 @@
 #include "msghub/session.h"
 #include "msghub/token.h"
 
-#define READ_SLICE 64 /* log entries read at a time */
+#define READ_SLICE 64     /* log entries read at a time */
+#define EMPTY_READS_MAX 2 /* empty reads in a row before the cursor trusts the log */
 
 /* ---- async context: the session's weak handle ---- */
 
@@ -90,8 +91,16 @@ static void read_done(void *ud, int status, const mh_msglog_entry_t *e, size_t n
     if (n == 0 && last_seq >= s->next_seq)
         s->next_seq = last_seq + 1; /* acknowledged elsewhere or dropped by retention */
     uint64_t want = last_seq > s->seen_seq ? last_seq : s->seen_seq;
-    if (n == 0 || s->next_seq > want)
-        s->backlog = 0; /* caught up: live pushes flow again */
+    /*
+     * Caught up: live pushes flow again. A push seen while the read was in
+     * flight may be newer than the read's snapshot: read once more (at most
+     * EMPTY_READS_MAX times, so a log that lost its seqs cannot loop us).
+     */
+    s->empty_reads = n ? 0 : s->empty_reads + 1;
+    if (s->next_seq > want || s->empty_reads > EMPTY_READS_MAX) {
+        s->backlog = 0;
+        s->empty_reads = 0;
+    }
     if (s->outq.len)
         lws_callback_on_writable(s->wsi);
     start_read(srv, s);

@@ -61,6 +61,7 @@ struct mh_session {
     int reading;          /* a log read is in flight */
     int in_read;          /* inside start_read's loop (memory logs call back at once) */
     int read_again;       /* a read finished inside that loop and more is owed */
+    int empty_reads;      /* reads in a row that found nothing new */
     uint64_t next_seq;    /* next seq to queue */
     uint64_t known_seq;   /* highest seq this connection knows of (hello.seq, queued) */
     uint64_t seen_seq;    /* highest seq pushed live, queued or not */
