@@ -267,7 +267,7 @@ export class Hub extends Emitter {
       return;
     }
     this._ws = ws;
-    const attempt = { opened: false, status: 0, usedToken, usedSince };
+    const attempt = { opened: false, hello: false, status: 0, usedToken, usedSince };
     ws.onopen = () => {
       if (this._ws !== ws) return;
       attempt.opened = true;
@@ -339,6 +339,14 @@ export class Hub extends Emitter {
     }
     if (!attempt.opened) {
       this._onRefused(attempt, code, why);
+      return;
+    }
+    if (code === 1008 && !attempt.hello && attempt.usedSince) {
+      // A distributed hub learns only after the upgrade that `since` is above the id's highest
+      // seq (its Redis lost the log): an error frame, then 1008. Resume with the token alone.
+      this._skipSince = true;
+      this._emit('refused', { status: 400, reason: 'resume point refused; resuming with the token alone', dropped: 'since' });
+      this._connect();
       return;
     }
     if (code === 1001) this._attempt = 0; // the hub is draining: come back at once, elsewhere
@@ -477,6 +485,7 @@ export class Hub extends Emitter {
   }
 
   _onHello(m, attempt) {
+    attempt.hello = true;
     const previousId = this._id;
     this._id = m.id;
     this._store.set('id', m.id);

@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from '../../clients/js/msghub.js';
-import { Cluster, NO_BACKPLANE, Proxy, WebSocket, next, sleep, waitFor } from './harness.mjs';
+import { Cluster, NO_BACKPLANE, Proxy, REDIS_URL, WebSocket, deleteRedisKeys, next, relayHttp, sleep, waitFor } from './harness.mjs';
 
 const FAST = { WebSocket, reconnectDelay: 50, reconnectDelayMax: 500, presenceEvery: 0 };
 
@@ -119,4 +119,43 @@ test('a token from one instance resumes on another; a takeover across instances 
     await sleep(500);
     assert.equal(a.state, 'closed');
   });
+});
+
+test('a log that Redis lost: since is refused after the upgrade (1008); the client resumes with the token alone', { skip: NO_BACKPLANE, timeout: 120_000 }, async () => {
+  const cluster = new Cluster();
+  await cluster.start(2);
+  const [h1, h2] = cluster.hubs;
+  const mem = new Map();
+  const storage = { getItem: (k) => mem.get(k) ?? null, setItem: (k, v) => mem.set(k, String(v)), removeItem: (k) => mem.delete(k) };
+  let a;
+  let b;
+  try {
+    a = connect(h1.wsUrl, { ...FAST, storage });
+    const h = await next(a, 'hello');
+    const got = [];
+    a.on('message', (m) => got.push(m));
+    for (const n of [1, 2, 3]) await relayHttp(h1, [h.id], n);
+    await waitFor('three messages', () => got.length === 3);
+    a.close();
+    assert.equal(mem.get('msghub.seq'), '3');
+    await deleteRedisKeys(REDIS_URL, `${cluster.prefix}:logm`); // the id's highest seq is gone
+    await deleteRedisKeys(REDIS_URL, `${cluster.prefix}:log`);
+    b = connect(h2.wsUrl, { ...FAST, storage });
+    const refused = await next(b, 'refused');
+    assert.deepEqual([refused.status, refused.dropped], [400, 'since']);
+    const h2ello = await next(b, 'hello');
+    assert.deepEqual([h2ello.id, h2ello.resumed, h2ello.recovered], [h.id, true, false]);
+    const got2 = [];
+    b.on('message', (m) => got2.push(m));
+    await relayHttp(h2, [h.id], 4);
+    await waitFor('the message after the loss', () => got2.length === 1);
+    assert.deepEqual([got2[0].seq, got2[0].body], [1, 4]);
+  } catch (e) {
+    e.message += cluster.hubs.map((x) => `\n--- ${x.name} ---\n${x.log()}`).join('');
+    throw e;
+  } finally {
+    a?.close();
+    b?.close();
+    await cluster.cleanup();
+  }
 });
