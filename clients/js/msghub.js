@@ -136,7 +136,7 @@ function wsUrl(url) {
 
 function receiverText(r) {
   const s = typeof r === 'bigint' ? r.toString() : typeof r === 'number' && Number.isInteger(r) ? String(r) : r;
-  if (typeof s !== 'string' || !/^[0-9]{1,20}$/.test(s)) return null;
+  if (typeof s !== 'string' || !/^(0|[1-9][0-9]{0,19})$/.test(s)) return null; // valid JSON numbers only
   return s; // range (1..2^64-1) is the hub's to check: it answers bad_request
 }
 
@@ -192,7 +192,13 @@ export class Hub extends Emitter {
     if (!ids.length || ids.includes(null)) {
       return Promise.reject(new HubError('bad_request', 'receivers must be positive integer ids'));
     }
-    const json = JSON.stringify(body === undefined ? null : body);
+    let json;
+    try {
+      json = JSON.stringify(body === undefined ? null : body);
+    } catch (e) {
+      json = undefined; // a BigInt or a cycle
+    }
+    if (json === undefined) return Promise.reject(new HubError('bad_request', 'body must be a JSON value'));
     return this._request((ref) => `{"type":"relay","receivers":[${ids.join(',')}],"body":${json},"ref":${ref}}`, timeout);
   }
 
@@ -230,8 +236,9 @@ export class Hub extends Emitter {
   }
 
   close(code = 1000, reason = 'client closed') {
-    if (this._closed && this._state === 'closed') return;
+    const wasClosed = this._state === 'closed' && !this._ws;
     this._closed = true;
+    if (wasClosed) return; // after a takeover or a fatal refusal: already reported
     this._flushAck();
     const ws = this._ws;
     this._drop(null);

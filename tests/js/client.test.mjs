@@ -72,6 +72,9 @@ test('hello, relay with ref, list, identity, presence events, error frames rejec
     assert.ok((await b.list()).includes(ha.id));
     await assert.rejects(b.relay(['18446744073709551616'], 1), (e) => e.code === 'bad_request' && e.frame?.type === 'error');
     await assert.rejects(b.relay(['x'], 1), (e) => e.code === 'bad_request');
+    await assert.rejects(b.relay(['007'], 1), (e) => e.code === 'bad_request'); // not a JSON number
+    await assert.rejects(b.relay([ha.id], 10n), (e) => e.code === 'bad_request'); // not JSON
+    await assert.rejects(b.relay([0], 1), (e) => e.code === 'bad_request' && e.frame?.type === 'error'); // the hub's answer
     b.close();
     assert.equal(await next(a, 'offline', (id) => id === hb.id), hb.id);
   });
