@@ -231,7 +231,7 @@ export class Hub extends Emitter {
   reconnect() {
     this._closed = false;
     this._attempt = 0;
-    this._drop(null);
+    this._drop('reconnecting');
     this._connect();
   }
 
@@ -320,10 +320,11 @@ export class Hub extends Emitter {
       this._timers[k] = null;
     }
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.onerror = () => {}; // the ws package throws an error nobody listens to (closing while connecting)
       if (why) {
         try {
-          ws.close(4000, why);
+          ws.close(1000, why);
         } catch {
           /* not open yet */
         }

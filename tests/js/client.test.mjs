@@ -333,3 +333,18 @@ test('backoff: exponential with full jitter below the cap (no hub: every attempt
   assert.ok(urls.every((u) => u === 'ws://127.0.0.1:9/ws'), 'a fresh client sent a token or since');
   assert.equal(c.state, 'closed');
 });
+
+test('close() and reconnect() while the connection is still being made', async () => {
+  await withHub([], async (hub, open) => {
+    const a = open(hub.wsUrl);
+    a.close();
+    assert.equal(a.state, 'closed');
+    const b = open(hub.wsUrl);
+    b.reconnect(); // drops the attempt in progress, starts another
+    const h = await next(b, 'hello');
+    assert.ok(h.id > 0);
+    await sleep(200); // an error from the abandoned attempt would surface here
+    assert.equal(a.state, 'closed');
+    assert.equal(b.state, 'open');
+  });
+});
