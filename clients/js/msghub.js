@@ -157,6 +157,7 @@ export class Hub extends Emitter {
     this._state = 'idle';
     this._attempt = 0;
     this._skipSince = false; // the last upgrade with since was refused: try once without
+    this._refusedUp = 0; // upgrades without since refused in a row while the hub answered /healthz
     this._refs = new Map(); // ref -> {resolve, reject, timer}
     this._nextRef = 1;
     this._online = new Map(); // id -> true, from the last list
@@ -362,20 +363,28 @@ export class Hub extends Emitter {
   }
 
   // The upgrade failed. The ws package names the HTTP status; a browser cannot see it, so ask
-  // the hub: when it is up and ready, first retry without `since` (refused when the hub no
-  // longer knows that seq, e.g. a standalone hub that restarted), then ask whether the token
-  // is refused (401 on a GET of the endpoint).
+  // the hub, as quietly as possible (a browser logs every 4xx/5xx answer): when it is up
+  // (GET /healthz), first retry without `since` (refused when the hub no longer knows that seq,
+  // e.g. a standalone hub that restarted); after two such refusals in a row, ask whether the
+  // token is refused (401 on a GET of the endpoint). Transient refusals (503 while the hub
+  // drains or its backplane is down) are over by then.
   async _onRefused(attempt, code, why) {
     let status = attempt.status;
     if (!status && attempt.usedToken) {
-      const up = await this._hubReady();
-      if (up && attempt.usedSince) status = 400;
-      else if (up) status = await this._probeToken(attempt.usedToken);
-      if (up && !status) this._attempt = Math.min(this._attempt, 1); // refused, not down: retry soon
+      if (!(await this._hubUp())) {
+        this._refusedUp = 0; // down, not refusing
+      } else if (attempt.usedSince) {
+        status = 400;
+      } else {
+        this._refusedUp += 1;
+        if (this._refusedUp >= 2) status = await this._probeToken(attempt.usedToken);
+        if (!status) this._attempt = Math.min(this._attempt, 1); // refused, not down: retry soon
+      }
     }
     if (this._closed || this._ws || this._timers.reconnect) return;
     if (status === 401 && attempt.usedToken) {
       this._forgetSession();
+      this._refusedUp = 0;
       this._emit('refused', { status, reason: 'expired, invalid, or from a hub that restarted', dropped: 'token' });
       this._attempt = 0;
       this._connect();
@@ -414,8 +423,8 @@ export class Hub extends Emitter {
     }
   }
 
-  async _hubReady() {
-    return (await this._fetchStatus(this._httpUrl(this._url.pathname.replace(/\/ws$/, '') + '/readyz'))) === 200;
+  async _hubUp() {
+    return (await this._fetchStatus(this._httpUrl(this._url.pathname.replace(/\/ws$/, '') + '/healthz'))) === 200;
   }
 
   async _probeToken(token) {
@@ -513,6 +522,7 @@ export class Hub extends Emitter {
     this._acked = attempt.usedSince && !newId && !reset ? attempt.usedSince : 0;
     this._attempt = 0;
     this._skipSince = false;
+    this._refusedUp = 0;
     this._setState('open');
     this._emit('hello', {
       id: m.id,
