@@ -294,16 +294,21 @@ export class Hub extends Emitter {
       }
       if (m && typeof m === 'object') this._onFrame(m, attempt);
     };
+    const closed = (code, reason) => {
+      clearTimeout(attempt.errorTimer);
+      if (this._ws !== ws) return;
+      this._drop(null);
+      this._onClose(code || 1006, reason || '', attempt);
+    };
     ws.onerror = (ev) => {
       // The ws package names the HTTP status of a refused upgrade; browsers do not.
       const st = /Unexpected server response: (\d{3})/.exec(ev?.message || ev?.error?.message || '');
       if (st) attempt.status = Number(st[1]);
+      // A close event must follow; Node.js 20's built-in WebSocket may not send one.
+      clearTimeout(attempt.errorTimer);
+      attempt.errorTimer = setTimeout(() => closed(1006, ''), 1000);
     };
-    ws.onclose = (ev) => {
-      if (this._ws !== ws) return;
-      this._drop(null);
-      this._onClose(ev.code || 1006, ev.reason || '', attempt);
-    };
+    ws.onclose = (ev) => closed(ev.code, ev.reason);
     if (typeof ws.on === 'function' && typeof ws.ping === 'function') {
       ws.on('pong', () => {
         if (this._ws === ws) this._lastRecv = Date.now();

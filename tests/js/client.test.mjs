@@ -8,8 +8,9 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import { connect } from '../../clients/js/msghub.js';
-import { HubProc, Proxy, WebSocket, next, readLib, recordingWebSocket, relayHttp, sleep, waitFor } from './harness.mjs';
+import { HubProc, LIB_PATH, Proxy, WebSocket, next, readLib, recordingWebSocket, relayHttp, sleep, waitFor } from './harness.mjs';
 
 const SECRET = 'js-client-test-secret-not-for-production';
 const FAST = { WebSocket, reconnectDelay: 50, reconnectDelayMax: 500, presenceEvery: 0 };
@@ -346,5 +347,26 @@ test('close() and reconnect() while the connection is still being made', async (
     await sleep(200); // an error from the abandoned attempt would surface here
     assert.equal(a.state, 'closed');
     assert.equal(b.state, 'open');
+  });
+});
+
+test("Node.js's built-in WebSocket (no WebSocket option): refusal, hello, relay, message", async () => {
+  await withHub([], async (hub) => {
+    const script = `
+      import { connect } from ${JSON.stringify(LIB_PATH)};
+      const hub = connect(${JSON.stringify(hub.wsUrl)}, { token: 'bad', reconnectDelay: 50 });
+      const out = {};
+      hub.on('refused', (r) => { out.refused = r.status; });
+      const done = () => { if (out.message && out.relayed) { hub.close(); console.log(JSON.stringify(out)); } };
+      hub.on('message', (m) => { out.message = [m.seq, m.body]; done(); });
+      hub.once('hello', async (h) => { out.hello = h.id > 0; out.relayed = (await hub.relay([h.id], 'self')).accepted; done(); });
+      setTimeout(() => { console.log(JSON.stringify(out)); process.exit(1); }, 8000).unref(); // close() must let Node.js exit
+    `;
+    const flags = typeof globalThis.WebSocket === 'function' ? [] : ['--experimental-websocket'];
+    const stdout = await new Promise((resolve, reject) => {
+      execFile(process.execPath, [...flags, '--no-warnings', '--input-type=module', '-e', script], { timeout: 15_000 },
+        (err, so, se) => (err ? reject(new Error(`${err.message}\n${so}\n${se}`)) : resolve(so)));
+    });
+    assert.deepEqual(JSON.parse(stdout.trim().split('\n').pop()), { refused: 401, hello: true, relayed: 1, message: [1, 'self'] });
   });
 });
