@@ -17,6 +17,7 @@
 
 #include "msghub/broker_amqp.h"
 #include "msghub/log.h"
+#include "msghub/msglog_closed.h"
 #include "msghub/msglog_redis.h"
 #include "msghub/pubbatch.h"
 #include "msghub/redis_store.h"
@@ -282,8 +283,8 @@ void mh_cluster_stop(mh_server_t *srv)
     srv->pubbatch = NULL;
     mh_broker_free(srv->broker);
     srv->broker = NULL;
-    mh_msglog_free(&srv->log); /* before the store: calls pending on it fail when it goes */
-    srv->log.ops = NULL;
+    mh_msglog_free(&srv->log);   /* before the store: calls pending on it fail when it goes */
+    mh_msglog_closed(&srv->log); /* sessions closing later meet a log that fails, not a freed one */
     mh_redis_store_free(srv->redis);
     srv->redis = NULL;
     srv->redis_up = srv->broker_up = 0;

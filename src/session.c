@@ -111,7 +111,6 @@ void mh_session_queue_message(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, 
 {
     int was_empty = s->outq.len == 0;
     mh_outq_push_seq(&s->outq, f, seq, live);
-    s->next_seq = seq + 1;
     if (seq > s->known_seq)
         s->known_seq = seq;
     queued(srv, s, was_empty);

@@ -1,7 +1,8 @@
 /*
  * session_log: a session's cursor over its id's log (see session.h): open
  * and hello, live pushes in seq order, reads that fill gaps and redeliver
- * after a reconnect, client acks and ?ack=auto's batched acks.
+ * after a reconnect, client acks and ?ack=auto's batched acks. The
+ * decisions are cursor.c's (pure, unit tested); this file does the I/O.
  *
  * Works with logs that call back inside the call (memory) and later
  * (Redis): a read started from inside a read's callback is turned into one
@@ -16,8 +17,8 @@
 #include "msghub/session.h"
 #include "msghub/token.h"
 
-#define READ_SLICE 64     /* log entries read at a time */
-#define EMPTY_READS_MAX 2 /* empty reads in a row before the cursor trusts the log */
+#define READ_SLICE 64   /* log entries read at a time */
+#define HOLD_WAIT_MS 50 /* how long a push above the cursor waits for the ones before it */
 
 /* ---- async context: the session's weak handle ---- */
 
@@ -53,26 +54,43 @@ static mh_session_t *lctx_end(lctx_t *c)
 /* ---- reading the log ---- */
 
 static void start_read(mh_server_t *srv, mh_session_t *s);
+static void want_tick(mh_server_t *srv, mh_session_t *s);
 
 static int can_read(const mh_server_t *srv, const mh_session_t *s)
 {
-    return s->backlog && !s->reading && s->opened && !s->closing &&
+    return s->cur.backlog && !s->reading && s->opened && !s->closing &&
            s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2;
 }
 
-/* Queues the entries read that are still owed, while the queue is under half the limit. */
-static void queue_entries(mh_server_t *srv, mh_session_t *s, const mh_msglog_entry_t *e, size_t n)
+/* The cursor's queue callback: (f, seq) onto the outbound queue; nonzero once closing. */
+typedef struct sink {
+    mh_server_t *srv;
+    mh_session_t *s;
+} sink_t;
+
+static int sink_queue(void *ud, mh_frame_t *f, uint64_t seq, int live)
 {
-    uint64_t half = srv->cfg->outbound_buffer_bytes / 2;
-    for (size_t i = 0; i < n && !s->closing; i++) {
-        if (e[i].seq < s->next_seq)
-            continue;
-        if (s->outq.bytes >= half)
-            break; /* the rest is read again once the queue drains */
-        if (e[i].seq <= s->owed_seq)
-            srv->metrics.redeliveries_total++;
-        mh_session_queue_message(srv, s, e[i].frame, e[i].seq, 0);
-    }
+    sink_t *k = ud;
+    if (!live && seq <= k->s->owed_seq)
+        k->srv->metrics.redeliveries_total++;
+    mh_session_queue_message(k->srv, k->s, f, seq, live);
+    return k->s->closing;
+}
+
+/* Log entries are queued while the queue is under half the limit. */
+static int sink_room(void *ud)
+{
+    sink_t *k = ud;
+    return k->s->outq.bytes < k->srv->cfg->outbound_buffer_bytes / 2;
+}
+
+/* What the cursor asks for next: a read of the log, or a tick for held pushes. */
+static void follow(mh_server_t *srv, mh_session_t *s, mh_cursor_action_t a)
+{
+    if (a == MH_CURSOR_READ)
+        start_read(srv, s);
+    else if (a == MH_CURSOR_HELD)
+        want_tick(srv, s);
 }
 
 static void read_done(void *ud, int status, const mh_msglog_entry_t *e, size_t n, uint64_t last_seq)
@@ -87,23 +105,11 @@ static void read_done(void *ud, int status, const mh_msglog_entry_t *e, size_t n
         mh_warn("log_read_failed", "id=%llu status=%d", (unsigned long long)s->id, status);
         return;
     }
-    queue_entries(srv, s, e, n);
-    if (n == 0 && last_seq >= s->next_seq)
-        s->next_seq = last_seq + 1; /* acknowledged elsewhere or dropped by retention */
-    uint64_t want = last_seq > s->seen_seq ? last_seq : s->seen_seq;
-    /*
-     * Caught up: live pushes flow again. A push seen while the read was in
-     * flight may be newer than the read's snapshot: read once more (at most
-     * EMPTY_READS_MAX times, so a log that lost its seqs cannot loop us).
-     */
-    s->empty_reads = n ? 0 : s->empty_reads + 1;
-    if (s->next_seq > want || s->empty_reads > EMPTY_READS_MAX) {
-        s->backlog = 0;
-        s->empty_reads = 0;
-    }
-    if (s->outq.len)
+    sink_t k = {srv, s};
+    mh_cursor_action_t a = mh_cursor_read_done(&s->cur, e, n, last_seq, sink_room, sink_queue, &k);
+    if (s->outq.len && !s->closing)
         lws_callback_on_writable(s->wsi);
-    start_read(srv, s);
+    follow(srv, s, a);
 }
 
 static void start_read(mh_server_t *srv, mh_session_t *s)
@@ -118,7 +124,7 @@ static void start_read(mh_server_t *srv, mh_session_t *s)
         if (!can_read(srv, s))
             break;
         s->reading = 1;
-        mh_msglog_read(&srv->log, s->id, s->next_seq - 1, READ_SLICE, read_done,
+        mh_msglog_read(&srv->log, s->id, s->cur.next_seq - 1, READ_SLICE, read_done,
                        lctx_new(srv, s, NULL, 0));
     } while (s->read_again);
     s->in_read = 0;
@@ -131,27 +137,17 @@ void mh_session_log_room(mh_server_t *srv, mh_session_t *s)
 
 void mh_session_deliver(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq)
 {
-    if (s->closing || !seq)
+    if (s->closing)
         return;
-    if (seq > s->seen_seq)
-        s->seen_seq = seq;
-    if (!s->opened)
-        return; /* the open reads the log from the acknowledged seq on */
-    if (seq < s->next_seq)
-        return; /* a duplicate: already queued */
-    if (s->backlog || seq > s->next_seq) {
-        s->backlog = 1; /* a gap (a lost or late push): the log fills it, in order */
-        start_read(srv, s);
-        return;
-    }
-    mh_session_queue_message(srv, s, f, seq, 1);
+    sink_t k = {srv, s};
+    follow(srv, s, mh_cursor_push(&s->cur, f, seq, mh_now_ms(), sink_queue, &k));
 }
 
 void mh_session_check_log(mh_server_t *srv, mh_session_t *s)
 {
     if (!s->opened || s->closing)
         return;
-    s->backlog = 1;
+    mh_cursor_recheck(&s->cur);
     start_read(srv, s);
 }
 
@@ -199,12 +195,10 @@ static void opened(void *ud, int status, const mh_msglog_state_t *st)
         srv->metrics.acks_total++;
     s->opened = 1;
     s->acked_seq = st->acked_seq;
-    s->next_seq = st->acked_seq + 1;
     s->known_seq = s->owed_seq = st->last_seq;
     send_hello(srv, s, st);
     lws_rx_flow_control(s->wsi, 1);
-    if (st->last_seq >= s->next_seq || s->seen_seq >= s->next_seq)
-        mh_session_check_log(srv, s);
+    follow(srv, s, mh_cursor_open(&s->cur, st->acked_seq, st->last_seq));
 }
 
 void mh_session_log_open(mh_server_t *srv, mh_session_t *s)
@@ -287,18 +281,12 @@ static void flush_auto_ack(mh_server_t *srv, mh_session_t *s)
     mh_msglog_ack(&srv->log, s->id, s->written_seq, NULL, NULL);
 }
 
-void mh_session_log_written(mh_server_t *srv, mh_session_t *s, uint64_t seq)
+/* Puts s on the server's list for the next tick (auto acks, held pushes). */
+static void want_tick(mh_server_t *srv, mh_session_t *s)
 {
-    if (!s->opts.ack_auto)
+    if (s->tick_pending)
         return;
-    s->written_seq = seq;
-    if (++s->written_unacked >= MH_SESSION_ACK_BATCH) {
-        flush_auto_ack(srv, s);
-        return;
-    }
-    if (s->ack_pending)
-        return;
-    s->ack_pending = 1;
+    s->tick_pending = 1;
     if (srv->n_ack_pending == srv->cap_ack_pending) {
         srv->cap_ack_pending = srv->cap_ack_pending ? srv->cap_ack_pending * 2 : 64;
         srv->ack_pending =
@@ -307,17 +295,38 @@ void mh_session_log_written(mh_server_t *srv, mh_session_t *s, uint64_t seq)
     srv->ack_pending[srv->n_ack_pending++] = mh_handle_ref(s->handle);
 }
 
+void mh_session_log_written(mh_server_t *srv, mh_session_t *s, uint64_t seq)
+{
+    if (!s->opts.ack_auto)
+        return;
+    s->written_seq = seq;
+    if (++s->written_unacked >= MH_SESSION_ACK_BATCH)
+        flush_auto_ack(srv, s);
+    else
+        want_tick(srv, s);
+}
+
+/* A gap that pushes did not fill within HOLD_WAIT_MS: the log fills it. */
+static void tick_held(mh_server_t *srv, mh_session_t *s, uint64_t now_ms)
+{
+    follow(srv, s, mh_cursor_tick(&s->cur, now_ms, HOLD_WAIT_MS));
+}
+
 void mh_session_flush_auto_acks(mh_server_t *srv)
 {
     size_t n = srv->n_ack_pending;
     mh_handle_t **list = srv->ack_pending;
+    uint64_t now = mh_now_ms();
     srv->ack_pending = NULL;
     srv->n_ack_pending = srv->cap_ack_pending = 0;
     for (size_t i = 0; i < n; i++) {
         mh_session_t *s = mh_handle_get(list[i]);
         if (s) {
-            s->ack_pending = 0;
-            flush_auto_ack(srv, s);
+            s->tick_pending = 0;
+            if (s->opts.ack_auto)
+                flush_auto_ack(srv, s);
+            if (!s->closing)
+                tick_held(srv, s, now);
         }
         mh_handle_unref(list[i]);
     }
@@ -328,4 +337,5 @@ void mh_session_log_close(mh_server_t *srv, mh_session_t *s)
 {
     if (s->opts.ack_auto && s->opened)
         flush_auto_ack(srv, s);
+    mh_cursor_release(&s->cur);
 }

@@ -202,9 +202,7 @@ mh_frame_t *mh_frame_new(const void *p, size_t n)
     f->local_left = 0;
     f->t0_us = 0;
     f->is_message = 0;
-    f->from_inbox = 0;
-    f->on_local_done = NULL;
-    f->local_ud = NULL;
+    f->seq_at = 0;
     f->len = n;
     if (n)
         memcpy(f->mem + MH_FRAME_HEADROOM, p, n);

@@ -36,7 +36,7 @@ typedef struct mh_server {
     uint64_t (*log_sweep)(mh_msglog_t *log, uint64_t now_ms);
     unsigned char *scratch; /* per-loop write buffer, MH_FRAME_HEADROOM in front */
     size_t scratch_cap;
-    mh_handle_t **ack_pending; /* sessions with an auto ack to flush */
+    mh_handle_t **ack_pending; /* sessions wanting the next tick: auto acks, held pushes */
     size_t n_ack_pending, cap_ack_pending;
     mh_metrics_t metrics;
     mh_codec_limits_t limits;

@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "msghub/cursor.h"
 #include "msghub/outq.h"
 #include "msghub/ratelimit.h"
 #include "msghub/server.h"
@@ -56,20 +57,17 @@ struct mh_session {
     int close_sent;
     int rx_binary;
     mh_session_opts_t opts;
-    /* cursor over the id's log (session_log.c) */
-    int backlog;          /* the log holds messages to queue before any live one */
+    /* the position in the id's log (cursor.h) and its reads (session_log.c) */
+    mh_cursor_t cur;
     int reading;          /* a log read is in flight */
     int in_read;          /* inside start_read's loop (memory logs call back at once) */
     int read_again;       /* a read finished inside that loop and more is owed */
-    int empty_reads;      /* reads in a row that found nothing new */
-    uint64_t next_seq;    /* next seq to queue */
     uint64_t known_seq;   /* highest seq this connection knows of (hello.seq, queued) */
-    uint64_t seen_seq;    /* highest seq pushed live, queued or not */
     uint64_t acked_seq;   /* acknowledged in the log as far as this connection knows */
     uint64_t owed_seq;    /* last seq at open: messages up to it are redeliveries */
     uint64_t written_seq; /* ?ack=auto: highest seq written to the socket */
     uint32_t written_unacked;
-    int ack_pending; /* in the server's list of auto acks to flush */
+    int tick_pending; /* in the server's list for the next tick (auto ack, held pushes) */
     mh_outq_t outq;
     mh_rate_t rate;
     mh_buf_t rx;
@@ -102,13 +100,13 @@ void mh_session_check_log(mh_server_t *srv, mh_session_t *s);
 void mh_session_ack(mh_server_t *srv, mh_session_t *s, uint64_t seq, const char *ref,
                     size_t ref_len);
 
-/* Flushes the auto acks due (the server's timer, every MH_SESSION_ACK_FLUSH_MS). */
+/* The server's timer, every MH_SESSION_ACK_FLUSH_MS: auto acks due, gaps pushes did not fill. */
 void mh_session_flush_auto_acks(mh_server_t *srv);
 #define MH_SESSION_ACK_FLUSH_MS 100
 #define MH_SESSION_ACK_BATCH 100 /* auto: ack at the latest after this many writes */
 
 /* ---- between session.c and session_log.c ---- */
-/* Queues (f, seq) and advances the cursor; closes with 4008 past the outbound limit. */
+/* Queues (f, seq); closes with 4008 past the outbound limit. */
 void mh_session_queue_message(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq,
                               int live);
 /* Attach: opens the log with opts.since, sends hello, starts redelivery. */

@@ -69,23 +69,19 @@ void mh_buf_json_string(mh_buf_t *b, const char *s, size_t n);
 
 /*
  * A finished outgoing text frame. Built once, shared by reference by every
- * outbound queue and inbox that holds it; immutable after construction
- * except the header bytes in the headroom, which the transport rewrites
- * identically on every send.
+ * outbound queue and log that holds it; immutable after construction. A
+ * message frame's text has no seq: each receiver's wire text is composed at
+ * write time (codec.h, mh_codec_message_seq_into).
  */
 typedef struct mh_frame {
     uint32_t refs;
-    uint32_t local_left; /* local writes still pending, for relay latency */
+    uint32_t local_left; /* local live writes still pending, for the relay latency */
     uint64_t t0_us;      /* mh_mono_us() at receipt of the relay, 0 if none */
     size_t len;          /* payload length, excluding headroom */
-    int is_message;      /* a relayed message (kept for offline delivery), not a reply */
-    int from_inbox;      /* read from a Redis inbox: still stored there until trimmed */
+    int is_message;      /* a relayed message (its text has no seq, see seq_at), not a reply */
     /* message frames (contract v2): offset in the text where `,"seq":N` is
      * inserted for each receiver (see msglog.h); 0 for frames without seq */
     uint32_t seq_at;
-    /* called once local_left drops to 0 (every local receiver wrote or stored it) */
-    void (*on_local_done)(void *ud);
-    void *local_ud;
     unsigned char mem[]; /* MH_FRAME_HEADROOM + len + 1 (NUL) bytes */
 } mh_frame_t;
 

@@ -7,8 +7,8 @@ secret. The backplane comes from MSGHUB_TEST_REDIS_URL / MSGHUB_TEST_AMQP_URL
 distributed suites are skipped with a message that says so.
 
 `Cluster.cleanup()` stops its hubs, deletes its Redis keys (SCAN + DEL of
-"<prefix>:*") and its RabbitMQ queues and exchange (P.inst.<instance> for
-every instance it started, P.stranded, P.dlx) through a minimal AMQP 0-9-1
+"<prefix>:*") and its RabbitMQ queues (P.inst.<instance> for every instance
+it started; P.stranded and P.dlx too, which only v1 hubs declared) through a minimal AMQP 0-9-1
 client, so nothing is left on a shared server. Should that fail (a test
 killed mid-way), instance queues expire by themselves (x-expires =
 --queue-expiry); P.stranded and P.dlx would stay.

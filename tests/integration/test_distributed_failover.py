@@ -291,10 +291,10 @@ def test_kill9_mid_burst_every_accepted_message_arrives(cl):
 
 def test_resume_after_kill9_survives_its_own_takeover_signal(cluster_factory):
     """A resume while the route still names a dead instance sends that
-    instance a takeover signal, which nobody consumes: after the queue
-    message TTL it is dead-lettered to P.stranded. The instance consuming it
-    must not close the session that sent it. With one survivor, the survivor
-    is the only consumer of P.stranded, so this is deterministic."""
+    instance a takeover signal, which nobody consumes: it expires with the
+    queue message TTL (contract v2 has no stranded queue; v1 dead-lettered
+    it to every instance). Either way it must never close the session that
+    sent it."""
     c = cluster_factory(presence_ttl=PRESENCE_TTL, queue_message_ttl=QUEUE_MSG_TTL,
                         queue_expiry=10)
     survivor = c.start_hub()
