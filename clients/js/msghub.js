@@ -370,9 +370,9 @@ export class Hub extends Emitter {
   // The upgrade failed. The ws package names the HTTP status; a browser cannot see it, so ask
   // the hub, as quietly as possible (a browser logs every 4xx/5xx answer): when it is up
   // (GET /healthz), first retry without `since` (refused when the hub no longer knows that seq,
-  // e.g. a standalone hub that restarted); after two such refusals in a row, ask whether the
-  // token is refused (401 on a GET of the endpoint). Transient refusals (503 while the hub
-  // drains or its backplane is down) are over by then.
+  // e.g. a standalone hub that restarted); after two refusals in a row without `since`, ask
+  // whether the token is refused (401 on a GET of the endpoint). Transient refusals (503 while
+  // the hub drains or its backplane is down) are usually over by then.
   async _onRefused(attempt, code, why) {
     let status = attempt.status;
     if (!status && attempt.usedToken) {
