@@ -489,3 +489,24 @@ def test_acks_in_batches_and_duplicates_dropped(hub, clis):
     assert r.returncode == 1 and "HTTP 400" in r.stderr, r
     r = run("connect", "--url", ws_url(hub), "--since", 1, stdin="")
     assert r.returncode == 2, r
+
+
+def test_reconnect_resumes_with_since(hub_factory, clis):
+    h = hub_factory("--idle-timeout", "3")  # the hub closes a quiet connection: 4000
+    c = clis(h, "--reconnect").hello()
+    uid = c.id
+    relay_n(h, uid, [{"r": 1}])
+    c.expect(r'\[from 0\] \{"r":1\}')
+    c.expect(r"closed 4000 idle timeout", timeout=6)
+    relay_n(h, uid, [{"r": 2}])  # while it is away: kept in its log
+    m = c.expect(r"hello id=(\d+) token=\S+ resumed=(true|false)", timeout=6)
+    assert (int(m.group(1)), m.group(2)) == (uid, "true"), m.group(0)
+    c.expect(r'\[from 0\] \{"r":2\}')
+    assert [l for l in c.seen if '"r":1' in l] == ['[from 0] {"r":1}'], c.seen
+    assert "reconnecting in" in c.stderr() and "since=1" in c.stderr(), c.stderr()
+    c.eof()
+    rc = c.wait()
+    rest = []
+    while not c.lines.empty():
+        rest.append(c.lines.get())
+    assert rc == 0, (rc, rest, c.stderr())

@@ -35,6 +35,8 @@
 #define RX_CHUNK CLI_LOOP_READ_SIZE
 #define ACK_BATCH 100
 #define ACK_DELAY_MS 100
+#define REDIAL_MIN_MS 500
+#define REDIAL_MAX_MS 15000
 
 enum { S_CONNECTING, S_OPEN, S_CLOSING, S_DONE };
 
@@ -51,6 +53,10 @@ typedef struct sess {
     cli_input_t *input;
     uv_timer_t timer; /* connect deadline, then the close grace */
     uv_timer_t ack_timer;
+    uv_timer_t redial_timer; /* --reconnect */
+    unsigned redials;        /* attempts since the last hello */
+    int close_code;          /* the hub's last close code */
+    mh_buf_t path;
     uv_signal_t sigint, sigterm;
     outmsg_t *head, *tail;
     size_t out_bytes;
@@ -70,6 +76,7 @@ typedef struct sess {
 } sess_t;
 
 static void send_ack(sess_t *s);
+static int redial(sess_t *s, int code);
 
 /* ---- output ---- */
 
@@ -252,7 +259,13 @@ static void on_connect_deadline(uv_timer_t *t)
 static void on_hello(sess_t *s)
 {
     s->state = S_OPEN;
+    s->redials = 0;
+    s->exit_code = 0; /* a close before a reconnect does not count */
     uv_timer_stop(&s->timer);
+    if (s->input) { /* a reconnect: requests queued meanwhile go out now */
+        lws_callback_on_writable(s->wsi);
+        return;
+    }
     if (isatty(STDIN_FILENO))
         fprintf(stderr, "msghub-cli: connected; type /help for commands, Ctrl-D to leave\n");
     s->input = cli_input_new(&s->loop.uv, STDIN_FILENO, on_line, on_input_end, s);
@@ -273,7 +286,8 @@ static void on_frame(sess_t *s, const char *p, size_t n)
     }
     print_line(s->line.data, s->line.len);
     if (hello)
-        on_hello(s); else if (info.kind == CLI_IN_REPLY && s->awaiting)
+        on_hello(s);
+    else if (info.kind == CLI_IN_REPLY && s->awaiting)
         s->awaiting--;
     if (s->state == S_CLOSING && !s->awaiting)
         lws_callback_on_writable(s->wsi);
@@ -310,8 +324,8 @@ static int on_writeable(sess_t *s, struct lws *wsi)
         free(m);
         if (n < 0)
             return -1;
-        if (s->head)
-            lws_callback_on_writable(wsi);
+        if (s->head || (s->state == S_CLOSING && !s->awaiting))
+            lws_callback_on_writable(wsi); /* more to write, or the close is next */
         else if (s->input && s->out_bytes < OUT_LOW)
             cli_input_resume(s->input);
         return 0;
@@ -358,6 +372,7 @@ static void on_peer_close(sess_t *s, const unsigned char *in, size_t len)
     }
     print_line(s->line.data, s->line.len);
     s->peer_closed = 1;
+    s->close_code = code;
     if (!s->close_sent)
         s->exit_code = code == 1000 ? 0 : 1;
 }
@@ -369,12 +384,16 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     if (!s)
         return 0;
     switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        int status = wsi ? (int)lws_http_client_http_response(wsi) : 0;
         if (s->state != S_DONE)
             describe_refusal(s, wsi, in);
         s->wsi = NULL;
-        stop(s, 1);
+        /* a 4xx refusal (bad token, bad since) would be refused again */
+        if (s->state == S_DONE || (status >= 400 && status < 500) || !redial(s, 0))
+            stop(s, 1);
         return 0;
+    }
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         s->wsi = wsi;
         return 0;
@@ -395,7 +414,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             static const char lost[] = "closed 1006 connection lost";
             print_line(lost, sizeof(lost) - 1);
             s->exit_code = 1;
+            s->close_code = 1006;
         }
+        if (!s->close_sent && redial(s, s->close_code))
+            return 0;
         stop(s, s->close_sent ? 0 : s->exit_code);
         return 0;
     default:
@@ -412,22 +434,76 @@ static void on_stop(cli_loop_t *l)
     s->input = NULL;
     uv_close((uv_handle_t *)&s->timer, NULL);
     uv_close((uv_handle_t *)&s->ack_timer, NULL);
+    uv_close((uv_handle_t *)&s->redial_timer, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
 }
 
-static void build_path(const cli_connect_opts_t *o, mh_buf_t *path)
+/* /ws with the session's token and, once something was received, since. */
+static void build_path(sess_t *s)
 {
-    mh_buf_puts(path, o->url->prefix);
-    mh_buf_puts(path, "/ws");
-    if (o->token) {
-        mh_buf_puts(path, "?token=");
-        cli_query_escape(path, o->token);
-        if (o->since) {
-            mh_buf_puts(path, "&since=");
-            mh_buf_u64(path, o->since);
+    mh_buf_reset(&s->path);
+    mh_buf_puts(&s->path, s->o->url->prefix);
+    mh_buf_puts(&s->path, "/ws");
+    if (s->token[0]) {
+        mh_buf_puts(&s->path, "?token=");
+        cli_query_escape(&s->path, s->token);
+        if (s->last_seq) {
+            mh_buf_puts(&s->path, "&since=");
+            mh_buf_u64(&s->path, s->last_seq);
         }
     }
+}
+
+static void dial(sess_t *s)
+{
+    const cli_connect_opts_t *o = s->o;
+    build_path(s);
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof(ci));
+    ci.context = s->loop.lws;
+    ci.address = o->url->host;
+    ci.port = o->url->port;
+    ci.path = s->path.data;
+    ci.host = o->url->authority;
+    ci.ietf_version_or_minus_one = -1;
+    ci.pwsi = &s->wsi;
+    uv_timer_start(&s->timer, on_connect_deadline, (uint64_t)o->timeout_s * 1000u, 0);
+    if (!lws_client_connect_via_info(&ci) && s->state != S_DONE && !redial(s, 0)) {
+        char why[256];
+        fprintf(stderr, "msghub-cli: cannot connect to %s: %s\n", o->url_text,
+                cli_connect_error(o->url->host, NULL, why, sizeof(why)));
+        stop(s, 1);
+    }
+}
+
+static void on_redial(uv_timer_t *t)
+{
+    dial(t->data);
+}
+
+/*
+ * --reconnect: after a connection lost or closed by the hub (not 4409, not a
+ * refusal with an HTTP 4xx), dial again with the token and since, with
+ * exponential backoff and jitter. Returns 1 when a redial was scheduled.
+ */
+static int redial(sess_t *s, int code)
+{
+    if (!s->o->reconnect || s->want_close || s->state == S_DONE || code == 4409 || code == 1000 ||
+        !s->token[0])
+        return 0;
+    uint64_t ms = REDIAL_MIN_MS << (s->redials < 5 ? s->redials : 5);
+    ms = ms > REDIAL_MAX_MS ? REDIAL_MAX_MS : ms;
+    ms = ms * (80 + (uint64_t)(rand() % 41)) / 100; /* +-20 % */
+    s->redials++;
+    s->state = S_CONNECTING;
+    s->wsi = NULL;
+    s->close_sent = s->peer_closed = 0;
+    uv_timer_stop(&s->timer);
+    uv_timer_start(&s->redial_timer, on_redial, ms, 0);
+    fprintf(stderr, "msghub-cli: reconnecting in %llu ms (since=%llu)\n", (unsigned long long)ms,
+            (unsigned long long)s->last_seq);
+    return 1;
 }
 
 int cli_connect_run(const cli_connect_opts_t *o)
@@ -441,42 +517,25 @@ int cli_connect_run(const cli_connect_opts_t *o)
     s->state = S_CONNECTING;
     mh_buf_init(&s->rx);
     mh_buf_init(&s->line);
+    mh_buf_init(&s->path);
     cli_repl_init(&s->repl);
-    mh_buf_t path;
-    mh_buf_init(&path);
-    build_path(o, &path);
     int rc = 1;
     if (cli_loop_init(&s->loop, protocols, s, o->verbose))
         goto out;
     s->loop.on_stop = on_stop;
     uv_timer_init(&s->loop.uv, &s->timer);
     uv_timer_init(&s->loop.uv, &s->ack_timer);
-    s->ack_timer.data = s;
+    uv_timer_init(&s->loop.uv, &s->redial_timer);
+    s->ack_timer.data = s->redial_timer.data = s;
     s->last_seq = s->acked = o->since;
     if (o->token)
         snprintf(s->token, sizeof(s->token), "%s", o->token);
     uv_signal_init(&s->loop.uv, &s->sigint);
     uv_signal_init(&s->loop.uv, &s->sigterm);
     s->timer.data = s->sigint.data = s->sigterm.data = s;
-    uv_timer_start(&s->timer, on_connect_deadline, (uint64_t)o->timeout_s * 1000u, 0);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
-
-    struct lws_client_connect_info ci;
-    memset(&ci, 0, sizeof(ci));
-    ci.context = s->loop.lws;
-    ci.address = o->url->host;
-    ci.port = o->url->port;
-    ci.path = path.data;
-    ci.host = o->url->authority;
-    ci.ietf_version_or_minus_one = -1;
-    ci.pwsi = &s->wsi;
-    if (!lws_client_connect_via_info(&ci) && s->state != S_DONE) {
-        char why[256];
-        fprintf(stderr, "msghub-cli: cannot connect to %s: %s\n", o->url_text,
-                cli_connect_error(o->url->host, NULL, why, sizeof(why)));
-        stop(s, 1);
-    }
+    dial(s);
     cli_loop_run(&s->loop);
     rc = s->exit_code;
 out:
@@ -485,7 +544,7 @@ out:
         s->head = m->next;
         free(m);
     }
-    mh_buf_free(&path);
+    mh_buf_free(&s->path);
     mh_buf_free(&s->rx);
     mh_buf_free(&s->line);
     cli_repl_free(&s->repl);

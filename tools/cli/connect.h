@@ -21,6 +21,7 @@ typedef struct cli_connect_opts {
     const char *token;      /* resume this session, or NULL */
     uint64_t since;         /* with token: everything <= is already received (acknowledges) */
     const char *state_path; /* --state: token and last acked seq kept here, or NULL */
+    int reconnect;          /* --reconnect: dial again after a drop, with token and since */
     int timeout_s;          /* connect + hello */
     int verbose;
 } cli_connect_opts_t;

@@ -35,6 +35,7 @@ enum {
     O_VERBOSE = 1 << 7,
     O_SINCE = 1 << 8,
     O_STATE = 1 << 9,
+    O_RECONNECT = 1 << 10,
 };
 
 static const struct {
@@ -42,17 +43,17 @@ static const struct {
     int bit;
     int has_value;
 } optdefs[] = {
-    {"url", O_URL, 1},         {"token", O_TOKEN, 1},     {"api-key", O_API_KEY, 1},
-    {"to", O_TO, 1},           {"from", O_FROM, 1},       {"json", O_JSON, 0},
-    {"timeout", O_TIMEOUT, 1}, {"verbose", O_VERBOSE, 0}, {"since", O_SINCE, 1},
-    {"state", O_STATE, 1},
+    {"url", O_URL, 1},         {"token", O_TOKEN, 1},         {"api-key", O_API_KEY, 1},
+    {"to", O_TO, 1},           {"from", O_FROM, 1},           {"json", O_JSON, 0},
+    {"timeout", O_TIMEOUT, 1}, {"verbose", O_VERBOSE, 0},     {"since", O_SINCE, 1},
+    {"state", O_STATE, 1},     {"reconnect", O_RECONNECT, 0},
 };
 
 typedef struct opts {
     const char *cmd;
     const char *url, *token, *api_key, *from, *timeout, *since, *state;
     mh_buf_t to; /* every --to value, joined with ',' */
-    int json, verbose, help;
+    int json, verbose, help, reconnect;
     const char *pos[4];
     int npos;
     cli_url_t parsed_url;
@@ -82,7 +83,7 @@ static const char usage_main[] =
 
 static const char usage_connect[] =
     "usage: msghub-cli connect [--url URL] [--token TOKEN [--since SEQ]] [--state FILE]\n"
-    "                          [--timeout S] [--verbose]\n"
+    "                          [--reconnect] [--timeout S] [--verbose]\n"
     "\n"
     "Connects to URL/ws and prints, one line each:\n"
     "  hello id=7 token=... resumed=false   on connecting (keep the token to resume)\n"
@@ -108,6 +109,9 @@ static const char usage_connect[] =
     "  --since SEQ      with --token: messages up to SEQ were already received\n"
     "  --state FILE     keep the token and the last acknowledged seq in FILE and\n"
     "                   resume from them on the next run\n"
+    "  --reconnect      after a dropped connection or a close by the hub (not\n"
+    "                   1000 or 4409), connect again with the token and since\n"
+    "                   (backoff 0.5 s doubling to 15 s, +-20 % jitter)\n"
     "Messages are acknowledged in batches (100 messages or 100 ms); a message\n"
     "whose seq was already printed (a redelivery) is not printed again.\n"
     "  --timeout S      seconds to wait for the hello [10]\n"
@@ -203,6 +207,9 @@ static int set_option(opts_t *o, int bit, const char *v)
         break;
     case O_STATE:
         o->state = v;
+        break;
+    case O_RECONNECT:
+        o->reconnect = 1;
         break;
     case O_TO:
         if (o->to.len)
@@ -518,6 +525,7 @@ static int cmd_connect(opts_t *o)
         .token = o->token,
         .since = since,
         .state_path = o->state,
+        .reconnect = o->reconnect,
         .timeout_s = o->timeout_s,
         .verbose = o->verbose,
     };
@@ -530,8 +538,8 @@ static const struct {
     const char *usage;
     int (*run)(opts_t *o);
 } commands[] = {
-    {"connect", O_URL | O_TOKEN | O_SINCE | O_STATE | O_TIMEOUT | O_VERBOSE, 0, usage_connect,
-     cmd_connect},
+    {"connect", O_URL | O_TOKEN | O_SINCE | O_STATE | O_RECONNECT | O_TIMEOUT | O_VERBOSE, 0,
+     usage_connect, cmd_connect},
     {"relay", O_URL | O_API_KEY | O_TO | O_FROM | O_TIMEOUT | O_VERBOSE, 1, usage_relay, cmd_relay},
     {"list", O_URL | O_API_KEY | O_JSON | O_TIMEOUT | O_VERBOSE, 0, usage_list, cmd_list},
     {"session", O_URL | O_API_KEY | O_JSON | O_TIMEOUT | O_VERBOSE, 0, usage_session, cmd_session},
