@@ -1,8 +1,9 @@
 // Tests of clients/js/msghub.js in Node.js against the real hub, standalone:
 // GET /msghub.js, reconnect after the hub or the network drops the connection,
 // resume with nothing lost or doubled while 1,000 messages flow, batched
-// acks, shutdown (1001) and restart, takeover (4409), refused tokens, and the
-// keepalive ping on a dead link.
+// acks and their thresholds, shutdown (1001) and restart, takeover (4409),
+// refused tokens, the keepalive ping on a dead link, the backoff, and Node.js's
+// built-in WebSocket.
 //
 //   MSGHUB_BIN=build/msghub node --test tests/js/client.test.mjs
 
@@ -156,6 +157,27 @@ test('1,000 messages through four connection drops: every seq once, in order, ac
     } finally {
       await proxy.close();
     }
+  });
+});
+
+test('ack thresholds are configurable: every ackEvery messages, after ackDelay, and on close()', async () => {
+  await withHub([], async (hub, open) => {
+    const sent = [];
+    const c = open(hub.wsUrl, { WebSocket: recordingWebSocket(sent), ackEvery: 10, ackDelay: 60_000 });
+    const h = await next(c, 'hello');
+    const got = [];
+    c.on('message', (m) => got.push(m.seq));
+    for (let i = 0; i < 25; i++) await relayHttp(hub, [h.id], i);
+    await waitFor('25 messages', () => got.length === 25);
+    const acks = () => sent.map((x) => JSON.parse(x)).filter((f) => f.type === 'ack').map((f) => f.seq);
+    assert.deepEqual(acks(), [10, 20]);
+    c.close();
+    assert.deepEqual(acks(), [10, 20, 25]);
+    const d = open(hub.wsUrl, { WebSocket: recordingWebSocket(sent), ackEvery: 1000, ackDelay: 50 });
+    const hd = await next(d, 'hello');
+    await relayHttp(hub, [hd.id], 'x');
+    await waitFor('an ack after ackDelay', () => acks().length === 4, 2000);
+    assert.equal(acks()[3], 1);
   });
 });
 
