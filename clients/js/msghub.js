@@ -34,6 +34,7 @@ const DEFAULTS = {
   pongTimeout: 10000, // ms to wait for any frame after that ping before reconnecting
   appPing: 'auto', // 'auto': WebSocket ping where the socket can send one, else {"type":"ping"}; true: always app ping
   requestTimeout: 0, // ms before a relay/list/identity promise rejects; 0: only on disconnect
+  offlineQueue: 100, // requests made while (re)connecting wait for the connection, up to this many; 0: reject
 };
 
 // Close codes of the contract (section 2).
@@ -158,7 +159,8 @@ export class Hub extends Emitter {
     this._attempt = 0;
     this._skipSince = false; // the last upgrade with since was refused: try once without
     this._refusedUp = 0; // upgrades without since refused in a row while the hub answered /healthz
-    this._refs = new Map(); // ref -> {resolve, reject, timer}
+    this._refs = new Map(); // ref -> request sent, awaiting its answer
+    this._queue = []; // requests made while (re)connecting, sent after hello
     this._nextRef = 1;
     this._online = new Map(); // id -> true, from the last list
     this._seenIds = new Set(); // v1 hubs (no seq): recent message ids
@@ -463,6 +465,11 @@ export class Hub extends Emitter {
   _setClosed(info) {
     clearTimeout(this._timers.reconnect);
     this._timers.reconnect = null;
+    const err = new HubError('closed', `closed before it could be sent: ${info.reason}`);
+    for (const p of this._queue.splice(0)) {
+      clearTimeout(p.timer);
+      p.reject(err);
+    }
     this._setState('closed');
     this._emit('close', info);
   }
@@ -529,6 +536,7 @@ export class Hub extends Emitter {
     this._skipSince = false;
     this._refusedUp = 0;
     this._setState('open');
+    for (const p of this._queue.splice(0)) this._sendRequest(p); // in the order they were made
     this._emit('hello', {
       id: m.id,
       token: this._token,
@@ -578,25 +586,34 @@ export class Hub extends Emitter {
 
   _request(build, timeout = this._opt.requestTimeout) {
     return new Promise((resolve, reject) => {
-      if (this._state !== 'open' || !this._ws) {
-        reject(new HubError('disconnected', 'not connected'));
-        return;
-      }
-      const ref = String(this._nextRef++);
-      const p = { resolve, reject, timer: null };
+      const p = { build, resolve, reject, timer: null, ref: null };
       if (timeout > 0) {
         p.timer = setTimeout(() => {
-          this._refs.delete(ref);
+          if (p.ref) this._refs.delete(p.ref);
+          const i = this._queue.indexOf(p);
+          if (i >= 0) this._queue.splice(i, 1);
           reject(new HubError('timeout', `no answer within ${timeout} ms`));
         }, timeout);
       }
-      this._refs.set(ref, p);
-      if (!this._send(build(JSON.stringify(ref)))) {
-        this._refs.delete(ref);
+      if (this._state === 'open' && this._ws) {
+        this._sendRequest(p);
+      } else if (this._state !== 'closed' && this._queue.length < this._opt.offlineQueue) {
+        this._queue.push(p); // never sent, so sending it after hello cannot double it
+      } else {
         clearTimeout(p.timer);
         reject(new HubError('disconnected', 'not connected'));
       }
     });
+  }
+
+  _sendRequest(p) {
+    p.ref = String(this._nextRef++);
+    this._refs.set(p.ref, p);
+    if (!this._send(p.build(JSON.stringify(p.ref)))) {
+      this._refs.delete(p.ref);
+      clearTimeout(p.timer);
+      p.reject(new HubError('disconnected', 'not connected'));
+    }
   }
 
   _settle(m) {

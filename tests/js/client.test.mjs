@@ -181,6 +181,35 @@ test('ack thresholds are configurable: every ackEvery messages, after ackDelay, 
   });
 });
 
+test('requests made while connecting or reconnecting wait for the connection; close() rejects them', async () => {
+  await withHub([], async (hub, open) => {
+    const proxy = await new Proxy([{ port: hub.port }]).start();
+    try {
+      const c = open(proxy.wsUrl);
+      const early = c.relay([1], 'sent before hello'); // id 1 is this client: the first of a fresh hub
+      const got = next(c, 'message');
+      assert.equal((await early).accepted, 1);
+      assert.equal((await got).body, 'sent before hello');
+      proxy.cut();
+      await next(c, 'reconnecting');
+      assert.equal(c.state, 'reconnecting');
+      const during = c.identity();
+      assert.equal(await during, 1);
+      const d = open(hub.wsUrl, { offlineQueue: 0 });
+      await assert.rejects(d.list(), (e) => e.code === 'disconnected');
+      const queued = d.list();
+      d.close();
+      await assert.rejects(queued, (e) => e.code === 'disconnected' || e.code === 'closed');
+      const e2 = open(hub.wsUrl);
+      const pending = e2.identity();
+      e2.close();
+      await assert.rejects(pending, (e) => e.code === 'closed');
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 test('ack: auto sends no acks; the hub counts written messages', async () => {
   await withHub([], async (hub, open) => {
     const sent = [];
