@@ -160,6 +160,38 @@ test('1,000 messages through four connection drops: every seq once, in order, ac
   });
 });
 
+test('a client that stops reading is closed as a slow consumer (4008) and gets everything on resume, once', async () => {
+  const big = 'x'.repeat(64 * 1024);
+  await withHub(['--outbound-buffer-bytes', 256 * 1024, '--inbox-max-bytes', 256 * 1024 * 1024], async (hub, open) => {
+    const proxy = await new Proxy([{ port: hub.port }]).start();
+    try {
+      const rx = open(proxy.wsUrl, { keepalive: 0 });
+      const h = await next(rx, 'hello');
+      const got = [];
+      const drops = [];
+      rx.on('message', (m) => got.push(m.body.n));
+      rx.on('reconnecting', (r) => drops.push(r.code));
+      await relayHttp(hub, [h.id], { n: 0, big });
+      await waitFor('the first message', () => got.length === 1);
+      proxy.stall(); // the receiver stops reading: kernel buffers fill, then the hub's queue
+      const N = 300; // 19 MiB: far beyond the socket buffers and the 256 KiB outbound limit
+      for (let i = 1; i < N; i++) await relayHttp(hub, [h.id], { n: i, big });
+      await waitFor('the hub closing the stalled connection', async () => {
+        const r = await fetch(`${hub.url}/metrics`);
+        return /^msghub_connections 0$/m.test(await r.text());
+      }, 20_000, 100);
+      proxy.resume(); // whatever was in the buffers arrives, then the close
+      await waitFor(`all ${N} messages (have ${got.length})`, () => got.length >= N, 30_000);
+      await sleep(300);
+      assert.deepEqual(got, [...Array(N).keys()], 'messages lost, doubled or out of order');
+      assert.ok(drops.length >= 1, 'never reconnected');
+      assert.ok([4008, 1006].includes(drops[0]), `first drop ${drops[0]}`);
+    } finally {
+      await proxy.close();
+    }
+  });
+});
+
 test('ack thresholds are configurable: every ackEvery messages, after ackDelay, and on close()', async () => {
   await withHub([], async (hub, open) => {
     const sent = [];

@@ -344,7 +344,8 @@ export async function deleteAmqpNames(url, queues, exchanges) {
 // Each accepted connection goes to the next live backend (round robin; a
 // backend that refuses is skipped). cut() destroys every connection (the
 // client sees its connection drop with whatever was in flight lost), freeze()
-// stops forwarding without closing (a dead link), thaw() resumes.
+// stops forwarding without closing (a dead link), thaw() resumes, stall() stops
+// reading the open connections (a client that stops reading).
 
 export class Proxy {
   constructor(backends) {
@@ -422,6 +423,22 @@ export class Proxy {
 
   freeze() {
     this.frozen = true;
+  }
+
+  // Stops reading both sides of the open connections (TCP backpressure builds up, as with a
+  // client that stops reading); new connections flow normally. resume() reads again.
+  stall() {
+    for (const c of this.conns) {
+      c.client.pause();
+      c.up.pause();
+    }
+  }
+
+  resume() {
+    for (const c of this.conns) {
+      c.client.resume();
+      c.up.resume();
+    }
   }
 
   thaw() {
