@@ -279,6 +279,7 @@ def test_malformed_since_and_ack_refused_400(make_env):
            "/ws?since=&token=" + tok, "/ws?since=1.5&token=" + tok,
            "/ws?since=%2B1&token=" + tok, "/ws?since=18446744073709551616&token=" + tok,
            "/ws?since=1", "/ws?since=0", "/ws?ack=bogus", "/ws?ack=", "/ws?ack=AUTO",
+           "/ws?ack", "/ws?since&token=" + tok,
            "/ws?ack=auto&since=x&token=" + tok]
     if env.mode == "standalone":  # the memory log knows the id's seq before the upgrade
         bad.append("/ws?since=2&token=" + tok)
