@@ -17,6 +17,7 @@ COPY cmake/ cmake/
 COPY include/ include/
 COPY src/ src/
 COPY web/ web/
+COPY clients/js/msghub.js clients/js/
 COPY docker/build.sh docker/
 RUN docker/build.sh /src /out
 

@@ -20,9 +20,11 @@
 #include "msghub/msglog.h"
 #include "msghub/presence.h"
 #include "msghub/registry.h"
+#include "msghub/timerwheel.h"
 #include "msghub/transport.h"
 #include "msghub/util.h"
 
+struct lws;
 struct lws_context;
 struct uv_loop_s;
 struct mh_redis_store;
@@ -66,7 +68,11 @@ typedef struct mh_server {
     uint64_t started_ms;
     struct mh_conntrack *conntrack; /* every accepted socket, request deadlines */
     struct mh_u64map *partials;     /* ws.c: sessions holding part of a message, by address */
-    struct mh_server_priv *priv;    /* timers and signal handles (server.c) */
+    mh_timerwheel_t *timers;        /* per-connection deadlines (liveness.c), swept by server.c */
+    struct lws **fresh;             /* sockets accepted in this loop turn (liveness.c) */
+    size_t nfresh, fresh_cap;
+    uint32_t live_kills;         /* connections liveness.c dropped in this sweep */
+    struct mh_server_priv *priv; /* timers and signal handles (server.c) */
 } mh_server_t;
 
 /*

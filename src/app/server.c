@@ -23,6 +23,7 @@
 #include "msghub/conntrack.h"
 #include "msghub/hub.h"
 #include "msghub/http_api.h"
+#include "msghub/liveness.h"
 #include "msghub/log.h"
 #include "msghub/msglog_mem.h"
 #include "msghub/presence_mem.h"
@@ -44,6 +45,8 @@ typedef struct mh_server_priv {
     uv_timer_t drain;     /* polls for the last session to go during shutdown */
     uv_timer_t deadlines; /* closes HTTP requests past --request-timeout */
     unsigned long sweeps;
+    uv_timer_t wheel; /* sweeps srv->timers: every per-connection deadline */
+    uv_check_t turn;  /* after each loop turn: liveness' accept step */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -104,9 +107,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
     case LWS_CALLBACK_WSI_CREATE:
-    case LWS_CALLBACK_WSI_DESTROY:
         return track(srv, wsi, (int)reason);
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+        mh_live_accepted(srv, wsi);
+        return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
+        mh_live_headers_done(srv, wsi);
         mh_err_code_t code;
         const char *msg;
         int status = mh_ws_check_upgrade(srv, wsi, &code, &msg);
@@ -116,8 +122,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         mh_conntrack_upgraded(srv->conntrack, wsi);
         return conn ? mh_ws_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     case LWS_CALLBACK_RECEIVE:
+    case LWS_CALLBACK_RECEIVE_PONG:
     case LWS_CALLBACK_SERVER_WRITEABLE:
-    case LWS_CALLBACK_TIMER:
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return conn ? mh_ws_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     case LWS_CALLBACK_CLOSED:
@@ -127,11 +133,19 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         }
         return 0;
     case LWS_CALLBACK_HTTP:
+        mh_live_headers_done(srv, wsi);
+        return conn ? mh_http_callback(srv, wsi, (int)reason, conn, in, len) : 0;
+    case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+        if (conn)
+            mh_live_gone(srv, conn); /* lws may free or replace conn's memory next */
+        return conn ? mh_http_callback(srv, wsi, (int)reason, conn, in, len) : 0;
+    case LWS_CALLBACK_WSI_DESTROY: /* the last callback with conn's memory intact */
+        mh_live_destroyed(srv, wsi, conn);
+        return track(srv, wsi, (int)reason);
     case LWS_CALLBACK_HTTP_BODY:
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
     case LWS_CALLBACK_HTTP_WRITEABLE:
-    case LWS_CALLBACK_CLOSED_HTTP:
-    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         return conn ? mh_http_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     default:
         return 0;
@@ -173,11 +187,15 @@ static void finish(mh_server_t *srv)
     mh_session_flush_auto_acks(srv);
     uv_timer_stop(&p->deadlines);
     uv_close((uv_handle_t *)&p->deadlines, NULL);
+    uv_timer_stop(&p->wheel);
+    uv_check_stop(&p->turn);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     uv_close((uv_handle_t *)&p->drain, NULL);
     uv_close((uv_handle_t *)&p->sweep, NULL);
     uv_close((uv_handle_t *)&p->acks, NULL);
+    uv_close((uv_handle_t *)&p->wheel, NULL);
+    uv_close((uv_handle_t *)&p->turn, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
@@ -231,6 +249,17 @@ static void on_deadlines(uv_timer_t *t)
     srv->metrics.request_timeouts_total += n;
     if (n)
         mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
+}
+
+static void on_wheel_tick(uv_timer_t *t)
+{
+    mh_server_t *srv = t->data;
+    mh_live_tick(srv, mh_mono_us() / 1000u);
+}
+
+static void on_loop_turn(uv_check_t *c)
+{
+    mh_live_loop_turn(c->data);
 }
 
 static void init_secret(mh_server_t *srv)
@@ -319,9 +348,12 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
 static int run_loop(mh_server_t *srv)
 {
     const mh_config_t *cfg = srv->cfg;
-    lws_retry_bo_t retry = {
-        .secs_since_valid_ping = (uint16_t)cfg->ping_interval_s,
-        .secs_since_valid_hangup = (uint16_t)(cfg->ping_interval_s + cfg->pong_timeout_s),
+    /* No lws validity timer: with both 0 lws 4.1 arms none (_lws_validity_confirmed_role);
+     * pings, pong timeout and idle are on srv->timers (liveness.c). Without a policy lws would
+     * use its default (a ping after 300 s). Static: lws keeps the pointer. */
+    static const lws_retry_bo_t retry = {
+        .secs_since_valid_ping = 0,
+        .secs_since_valid_hangup = 0,
     };
     struct lws_protocols protocols[] = {
         {"msghub", callback, sizeof(mh_conn_t), 65536, 0, NULL, 0},
@@ -343,13 +375,17 @@ static int run_loop(mh_server_t *srv)
     uv_timer_init(srv->loop, &p->drain);
     uv_timer_init(srv->loop, &p->acks);
     uv_timer_init(srv->loop, &p->deadlines);
+    uv_timer_init(srv->loop, &p->wheel);
+    uv_check_init(srv->loop, &p->turn);
     p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->acks.data = srv;
-    p->deadlines.data = srv;
+    p->deadlines.data = p->wheel.data = p->turn.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_timer_start(&p->acks, on_acks, MH_SESSION_ACK_FLUSH_MS, MH_SESSION_ACK_FLUSH_MS);
     uv_timer_start(&p->deadlines, on_deadlines, DEADLINE_SWEEP_MS, DEADLINE_SWEEP_MS);
+    uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
+    uv_check_start(&p->turn, on_loop_turn);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
             cfg->listen_host, cfg->listen_port, srv->distributed ? "distributed" : "standalone",
             cfg->instance_id, cfg->max_connections,
@@ -375,6 +411,7 @@ int mh_server_run(const mh_config_t *cfg)
     init_limits(&srv);
     srv.conntrack = mh_conntrack_new();
     srv.partials = mh_u64map_new();
+    srv.timers = mh_timerwheel_new(mh_mono_us() / 1000u, MH_LIVE_TICK_MS, MH_LIVE_SLOTS);
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
     srv.started_ms = mh_now_ms();
@@ -401,6 +438,8 @@ int mh_server_run(const mh_config_t *cfg)
     if (uv_loop_close(&loop))
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
     mh_msglog_free(&srv.log);
+    mh_timerwheel_free(srv.timers);
+    free(srv.fresh);
     mh_registry_free(srv.registry);
     free(srv.shared_secret);
     free(srv.scratch);

@@ -22,6 +22,9 @@
 
 extern const unsigned char mh_web_index[];
 extern const size_t mh_web_index_len;
+extern const unsigned char mh_client_js[];
+extern const size_t mh_client_js_len;
+extern const char mh_client_js_etag[];
 
 #define BODY_SLACK (64 * 1024)
 #define MH_HTTP_BAD_REQUEST 400
@@ -32,6 +35,7 @@ extern const size_t mh_web_index_len;
 
 typedef enum {
     R_INDEX,
+    R_CLIENT_JS,
     R_HEALTHZ,
     R_READYZ,
     R_METRICS,
@@ -48,6 +52,7 @@ static const struct {
     int auth; /* needs the API key */
 } routes[] = {
     {"/", R_INDEX, 0, 0},
+    {"/msghub.js", R_CLIENT_JS, 0, 0},
     {"/healthz", R_HEALTHZ, 0, 0},
     {"/readyz", R_READYZ, 0, 0},
     {"/metrics", R_METRICS, 0, 0},
@@ -73,6 +78,8 @@ struct mh_http {
     int rx_paused; /* input stopped while an asynchronous answer is awaited */
     int phase;     /* 0 idle or reading, 1 headers due, 2 body due */
     const char *ctype;
+    const char *cache; /* Cache-Control, NULL: no-store */
+    const char *etag;
     mh_buf_t in;
     mh_buf_t out; /* LWS_PRE bytes of headroom, then the body */
 };
@@ -255,6 +262,21 @@ static void list_clients(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
     mh_presence_list(&srv->presence, mh_now_ms(), clients_listed, http_ctx(srv, h));
 }
 
+/* The client library, cacheable: revalidated with its ETag, 304 when unchanged. */
+static void serve_client_js(struct lws *wsi, struct mh_http *h)
+{
+    char inm[256];
+    h->cache = "no-cache";
+    h->etag = mh_client_js_etag;
+    if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
+        (strstr(inm, mh_client_js_etag) || strcmp(inm, "*") == 0)) {
+        respond(wsi, h, 304, "text/javascript; charset=utf-8");
+        return;
+    }
+    mh_buf_append(&h->out, mh_client_js, mh_client_js_len);
+    respond(wsi, h, 200, "text/javascript; charset=utf-8");
+}
+
 static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
 {
     out_reset(h);
@@ -263,6 +285,9 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
         if (!srv->cfg->web_root || append_file(&h->out, srv->cfg->web_root, "index.html"))
             mh_buf_append(&h->out, mh_web_index, mh_web_index_len);
         respond(wsi, h, 200, "text/html; charset=utf-8");
+        return;
+    case R_CLIENT_JS:
+        serve_client_js(wsi, h);
         return;
     case R_HEALTHZ:
         mh_buf_puts(&h->out, "{\"status\":\"ok\"}");
@@ -492,6 +517,7 @@ static void http_reset(mh_server_t *srv, struct mh_http *h)
     h->has_error = 0;
     h->err_status = 0;
     h->allow = NULL;
+    h->cache = h->etag = NULL;
     h->close_after = 0;
     h->handled = 0;
     h->phase = 0;
@@ -523,9 +549,13 @@ static int write_headers(struct lws *wsi, struct mh_http *h)
     size_t len = h->out.len - LWS_PRE;
     if (lws_add_http_common_headers(wsi, (unsigned)h->status, h->ctype, len, &p, end))
         return -1;
-    static const char nocache[] = "no-store";
+    const char *cache = h->cache ? h->cache : "no-store";
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",
-                                    (const unsigned char *)nocache, sizeof(nocache) - 1, &p, end))
+                                    (const unsigned char *)cache, (int)strlen(cache), &p, end))
+        return -1;
+    if (h->etag && lws_add_http_header_by_name(
+                       wsi, (const unsigned char *)"etag:", (const unsigned char *)h->etag,
+                       (int)strlen(h->etag), &p, end))
         return -1;
     if (h->allow && lws_add_http_header_by_name(
                         wsi, (const unsigned char *)"allow:", (const unsigned char *)h->allow,

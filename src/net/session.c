@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "msghub/liveness.h"
 #include "msghub/log.h"
 #include "msghub/codec.h"
 #include "msghub/token.h"
@@ -76,7 +77,7 @@ void mh_session_close(mh_server_t *srv, mh_session_t *s, int code)
     unregister(srv, s); /* checked out of presence now, not when the socket goes */
     mh_session_log_close(srv, s);
     drop_messages(&s->outq); /* the log holds whatever was not acknowledged */
-    lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, CLOSE_DEADLINE_S);
+    mh_live_closing(srv, s->wsi, CLOSE_DEADLINE_S); /* O(1), not lws' sorted list */
     lws_callback_on_writable(s->wsi);
 }
 

@@ -2,7 +2,8 @@
  * ws: the libwebsockets side of WebSocket connections: the upgrade checks,
  * the reassembly of fragmented messages, and the requests of the client
  * protocol (identity, list, relay, ping, ack). Queues, the log cursor and
- * closing live in session.c and session_log.c.
+ * closing live in session.c and session_log.c; ping / pong and idle
+ * deadlines in liveness.c.
  */
 #include "msghub/ws.h"
 
@@ -12,6 +13,7 @@
 
 #include "msghub/http_api.h"
 #include "msghub/json.h"
+#include "msghub/liveness.h"
 #include "msghub/log.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
@@ -515,27 +517,6 @@ static int on_peer_close(mh_server_t *srv, mh_session_t *s, const void *in, size
     return -1;
 }
 
-/* ---- liveness ---- */
-
-static void arm_idle_timer(mh_server_t *srv, mh_session_t *s, uint64_t after_us)
-{
-    if (srv->cfg->idle_timeout_s)
-        lws_set_timer_usecs(s->wsi, (lws_usec_t)after_us);
-}
-
-static void on_timer(mh_server_t *srv, mh_session_t *s)
-{
-    uint64_t idle_us = (uint64_t)srv->cfg->idle_timeout_s * 1000000u;
-    uint64_t quiet = mh_mono_us() - s->last_app_us;
-    if (!idle_us || s->closing)
-        return;
-    if (quiet >= idle_us) {
-        mh_info("idle_timeout", "id=%llu", (unsigned long long)s->id);
-        mh_session_close(srv, s, MH_CLOSE_IDLE);
-    } else
-        arm_idle_timer(srv, s, idle_us - quiet);
-}
-
 static int on_established(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn)
 {
     char token[256];
@@ -548,7 +529,7 @@ static int on_established(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn)
     if (parse_opts(wsi, id != 0, &opts)) /* checked before the upgrade: cannot happen */
         memset(&opts, 0, sizeof(opts));
     conn->ws = mh_session_open(srv, wsi, id, &opts);
-    arm_idle_timer(srv, conn->ws, (uint64_t)srv->cfg->idle_timeout_s * 1000000u);
+    mh_live_established(srv, wsi, conn);
     return 0;
 }
 
@@ -560,15 +541,19 @@ int mh_ws_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *con
         return on_established(srv, wsi, conn);
     case LWS_CALLBACK_RECEIVE:
         return conn->ws ? on_receive(srv, conn->ws, wsi, in, len) : -1;
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return conn->ws ? mh_session_writeable(srv, conn->ws) : 0;
-    case LWS_CALLBACK_TIMER:
-        if (conn->ws)
-            on_timer(srv, conn->ws);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        mh_live_pong(conn);
         return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        int rc = mh_live_writeable(srv, wsi, conn);
+        if (rc)
+            return rc < 0 ? -1 : 0;
+        return conn->ws ? mh_session_writeable(srv, conn->ws) : 0;
+    }
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         return on_peer_close(srv, conn->ws, in, len);
     case LWS_CALLBACK_CLOSED:
+        mh_live_gone(srv, conn);
         if (conn->ws) {
             rx_release(srv, conn->ws); /* a partial message goes with its connection */
             mh_session_closed(srv, conn->ws);

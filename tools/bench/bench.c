@@ -16,6 +16,7 @@
  * centrifugo (JSON protocol, personal channels, client publish).
  *
  * Only loopback addresses are accepted as targets. */
+#include "floor.h"
 #include "hist.h"
 #include "wsc.h"
 
@@ -76,6 +77,8 @@ static struct options {
     const char *channel_fmt;  /* centrifugo: personal channel of a user id */
     uint64_t seed;
     int verbose;
+    struct sockaddr_in source; /* --source: local address of every client */
+    int has_source;
 } O = {
     .dialect = D_MSGHUB,
     .connections = 100,
@@ -644,6 +647,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: msghub-bench --url ws://127.0.0.1:PORT/PATH [OPTION]...\n"
+            "       msghub-bench floor [--help]   one frame per send(), no hub\n"
+            "       msghub-bench --self-test      quick checks of the tool itself (CI)\n"
             "Drives a WebSocket hub with relays and prints one JSON line of results.\n\n"
             "  --url URL                 target (repeat: clients are spread round-robin);\n"
             "                            loopback addresses only\n"
@@ -667,6 +672,8 @@ static void usage(FILE *f)
             "  --token-secret KEY        centrifugo: HS256 key of the connection JWTs\n"
             "  --channel FMT             centrifugo: personal channel, printf of the id [#%%llu]\n"
             "  --seed N                  random seed [from the clock]\n"
+            "  --source ADDR             local address of the clients (127.x.y.z): more\n"
+            "                            than one process of clients get more ports\n"
             "  --verbose                 progress on stderr\n");
 }
 
@@ -788,6 +795,12 @@ static void parse_args(int argc, char **argv)
             if (!pc || strncmp(pc, "%llu", 4) != 0 || strchr(pc + 1, '%') || strlen(v) > 64)
                 die("--channel wants a printf format with exactly one %%llu");
             O.channel_fmt = v;
+        } else if (!strcmp(a, "--source")) {
+            O.source.sin_family = AF_INET;
+            if (inet_pton(AF_INET, v, &O.source.sin_addr) != 1 ||
+                (ntohl(O.source.sin_addr.s_addr) >> 24) != 127)
+                die("--source wants a loopback IPv4 address, got '%s'", v);
+            O.has_source = 1;
         } else if (!strcmp(a, "--seed")) {
             O.seed = (uint64_t)num_arg(a, v, 0, 1e18);
         } else {
@@ -831,10 +844,53 @@ static void on_signal(int sig)
     interrupted = 1;
 }
 
+/* ---- self-test (the only part of the bench CI runs) ---- */
+
+static int self_test(void)
+{
+    int bad = 0;
+    hist_t *h = calloc(1, sizeof(*h));
+    for (uint64_t v = 1; v <= 100000; v++)
+        hist_add(h, v * 1000);
+    uint64_t p50 = hist_quantile(h, 0.5), p99 = hist_quantile(h, 0.99);
+    if (h->count != 100000 || h->max != 100000000 || fabs((double)p50 / 50e6 - 1) > 0.01 ||
+        fabs((double)p99 / 99e6 - 1) > 0.01) {
+        fprintf(stderr, "self-test: histogram p50 %" PRIu64 " p99 %" PRIu64 "\n", p50, p99);
+        bad++;
+    }
+    free(h);
+    floor_opts_t fo = {
+        .connections = 8, .frame_bytes = 184, .duration = 0.3, .warmup = 0.1, .label = "self-test"};
+    floor_result_t fr;
+    if (floor_run(&fo, &fr) || fr.frames_window == 0) {
+        floor_report(stderr, &fo, &fr);
+        fprintf(stderr, "self-test: floor did not deliver every byte it sent\n");
+        bad++;
+    }
+    fo.frame_bytes = 1000; /* the 16-bit length form */
+    if (floor_run(&fo, &fr) || fr.frames_window == 0) {
+        floor_report(stderr, &fo, &fr);
+        bad++;
+    }
+    printf("self-test: %s\n", bad ? "FAILED" : "ok");
+    return bad ? 1 : 0;
+}
+
+static double wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
 /* ---- main ---- */
 
 int main(int argc, char **argv)
 {
+    if (argc > 1 && !strcmp(argv[1], "floor"))
+        return floor_main(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "--self-test"))
+        return self_test();
     parse_args(argc, argv);
     signal(SIGPIPE, SIG_IGN);
     signal(SIGINT, on_signal);
@@ -859,6 +915,7 @@ int main(int argc, char **argv)
         die("epoll_create1: %s", strerror(errno));
 
     proc_sample_t p0 = sample_pids();
+    double wall0 = wall_s();
     int64_t t0 = now_ns();
     int64_t connect_deadline = t0 + (int64_t)(O.connect_timeout * 1e9);
     int started = 0, inflight = 0;
@@ -879,7 +936,8 @@ int main(int argc, char **argv)
                 c->id = (uint64_t)started + 1;
             const target_t *t = &O.urls[c->target];
             started++;
-            if (wsc_connect(&c->ws, ep, &t->addr, t->host, t->path) < 0) {
+            if (wsc_connect(&c->ws, ep, &t->addr, O.has_source ? &O.source : NULL, t->host,
+                            t->path) < 0) {
                 c->done = 1;
                 ST.connect_failed++;
                 note_error("connect(%s): %s", t->url, strerror(errno));
@@ -910,6 +968,7 @@ int main(int argc, char **argv)
         }
     }
     int64_t t_connected = now_ns();
+    double wall_connected = wall_s();
     nready = 0;
     for (int i = 0; i < O.connections; i++)
         if (C[i].ready && !C[i].done)
@@ -1052,6 +1111,7 @@ int main(int argc, char **argv)
             O.connections, nready, nsenders, O.receivers, O.fixed ? "fixed" : "random",
             O.rate > 0 ? "open" : "closed", O.rate, O.window, O.body_bytes, O.duration, O.warmup,
             (t_connected - t0) / 1e9);
+    fprintf(f, ",\"start_unix_s\":%.3f,\"connected_unix_s\":%.3f", wall0, wall_connected);
     fprintf(f,
             ",\"relays_sent\":%" PRIu64 ",\"relays_window\":%" PRIu64 ",\"relays_per_s\":%.1f"
             ",\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"delivered_per_s\":%.1f"
@@ -1085,6 +1145,9 @@ int main(int argc, char **argv)
                 ",\"hub_hwm_kb\":%ld,\"hub_cpu_pct\":%.1f",
                 p0.rss_kb, p1.rss_kb, pend.rss_kb, pend.hwm_kb,
                 100.0 * (pm1.cpu_s - pm0.cpu_s) / mwin);
+        /* absolute hub CPU (utime + stime) before and once every client was in: with several
+         * client processes, scripts/bench takes the last process's figure */
+        fprintf(f, ",\"hub_cpu_start_s\":%.3f,\"hub_cpu_connected_s\":%.3f", p0.cpu_s, p1.cpu_s);
         if (nready > 0)
             fprintf(f, ",\"rss_per_conn_b\":%.0f",
                     (double)(pend.rss_kb - p0.rss_kb) * 1024.0 / nready);

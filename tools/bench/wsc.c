@@ -198,8 +198,8 @@ int wsc_send(wsc_conn_t *c, int opcode, const void *p, size_t n)
 
 /* ---- connecting and the handshake ---- */
 
-int wsc_connect(wsc_conn_t *c, int epfd, const struct sockaddr_in *addr, const char *host,
-                const char *path)
+int wsc_connect(wsc_conn_t *c, int epfd, const struct sockaddr_in *addr,
+                const struct sockaddr_in *src, const char *host, const char *path)
 {
     c->host = host;
     c->path = path;
@@ -213,6 +213,13 @@ int wsc_connect(wsc_conn_t *c, int epfd, const struct sockaddr_in *addr, const c
     }
     int one = 1;
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (src) { /* the port is picked at connect: one per (source, destination) pair */
+        setsockopt(c->fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(c->fd, (const struct sockaddr *)src, sizeof(*src)) < 0) {
+            wsc_drop(c);
+            return -1;
+        }
+    }
     struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) {
         wsc_drop(c);

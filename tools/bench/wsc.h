@@ -61,11 +61,12 @@ typedef struct wsc_conn {
     uint64_t frames_in, frames_out, pings;
 } wsc_conn_t;
 
-/* Starts a non-blocking connect and registers the socket with epfd
- * (edge-triggered, the event's data.ptr = c). The handshake is sent when the
- * socket becomes writable. Returns 0, or -1 with c->state == WSC_CLOSED. */
-int wsc_connect(wsc_conn_t *c, int epfd, const struct sockaddr_in *addr, const char *host,
-                const char *path);
+/* Starts a non-blocking connect from src (NULL: the kernel picks the local
+ * address) and registers the socket with epfd (edge-triggered, the event's
+ * data.ptr = c). The handshake is sent when the socket becomes writable.
+ * Returns 0, or -1 with c->state == WSC_CLOSED. */
+int wsc_connect(wsc_conn_t *c, int epfd, const struct sockaddr_in *addr,
+                const struct sockaddr_in *src, const char *host, const char *path);
 
 /* Handles an epoll event for c. Calls ops as things happen. */
 void wsc_handle(wsc_conn_t *c, uint32_t events);
