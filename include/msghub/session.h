@@ -83,6 +83,9 @@ void mh_session_closed(mh_server_t *srv, mh_session_t *s);
 
 /* Queues a reply frame (not a message) built in b; b is reset. */
 void mh_session_send_text(mh_server_t *srv, mh_session_t *s, mh_buf_t *b);
+/* Queues an error frame (echoing ref when ref_len > 0) and counts it in the metrics. */
+void mh_session_send_error(mh_server_t *srv, mh_session_t *s, mh_err_code_t code, const char *msg,
+                           const char *ref, size_t ref_len);
 /*
  * A message with this receiver's seq is in its log: queue it if it is the
  * next one, drop a duplicate, or read the log to fill a gap (see above).

@@ -51,15 +51,9 @@ static const struct {
     int post; /* 1: POST, 0: GET */
     int auth; /* needs the API key */
 } routes[] = {
-    {"/", R_INDEX, 0, 0},
-    {"/msghub.js", R_CLIENT_JS, 0, 0},
-    {"/healthz", R_HEALTHZ, 0, 0},
-    {"/readyz", R_READYZ, 0, 0},
-    {"/metrics", R_METRICS, 0, 0},
-    {"/clients", R_CLIENTS, 0, 1},
-    {"/relay", R_RELAY, 1, 1},
-    {"/sessions", R_SESSIONS, 1, 1},
-    {"/ws", R_WS, 0, 0},
+    {"/", R_INDEX, 0, 0},        {"/msghub.js", R_CLIENT_JS, 0, 0}, {"/healthz", R_HEALTHZ, 0, 0},
+    {"/readyz", R_READYZ, 0, 0}, {"/metrics", R_METRICS, 0, 0},     {"/clients", R_CLIENTS, 0, 1},
+    {"/relay", R_RELAY, 1, 1},   {"/sessions", R_SESSIONS, 1, 1},   {"/ws", R_WS, 0, 0},
 };
 
 struct mh_http {

@@ -125,6 +125,17 @@ void mh_session_send_text(mh_server_t *srv, mh_session_t *s, mh_buf_t *b)
     mh_frame_unref(f);
 }
 
+void mh_session_send_error(mh_server_t *srv, mh_session_t *s, mh_err_code_t code, const char *msg,
+                           const char *ref, size_t ref_len)
+{
+    mh_buf_t b;
+    mh_buf_init(&b);
+    mh_codec_error(&b, code, msg, ref, ref_len);
+    mh_session_send_text(srv, s, &b);
+    mh_buf_free(&b);
+    mh_metrics_error(&srv->metrics, code);
+}
+
 /* ---- writing ---- */
 
 static const char *close_reason(int code)

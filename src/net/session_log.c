@@ -220,17 +220,6 @@ static void send_acked(mh_server_t *srv, mh_session_t *s, const char *ref, size_
     mh_buf_free(&b);
 }
 
-static void send_ack_error(mh_server_t *srv, mh_session_t *s, mh_err_code_t code, const char *msg,
-                           const char *ref, size_t ref_len)
-{
-    mh_buf_t b;
-    mh_buf_init(&b);
-    mh_codec_error(&b, code, msg, ref, ref_len);
-    mh_session_send_text(srv, s, &b);
-    mh_buf_free(&b);
-    mh_metrics_error(&srv->metrics, code);
-}
-
 static void client_acked(void *ud, int status)
 {
     lctx_t *c = ud;
@@ -243,8 +232,8 @@ static void client_acked(void *ud, int status)
     if (!s)
         return;
     if (status) {
-        send_ack_error(srv, s, MH_ERR_UNAVAILABLE, "log unavailable: not acknowledged, retry later",
-                       r, r ? ref_len : 0);
+        mh_session_send_error(srv, s, MH_ERR_UNAVAILABLE,
+                              "log unavailable: not acknowledged, retry later", r, r ? ref_len : 0);
         return;
     }
     srv->metrics.acks_total++;
@@ -257,8 +246,9 @@ void mh_session_ack(mh_server_t *srv, mh_session_t *s, uint64_t seq, const char 
                     size_t ref_len)
 {
     if (seq > s->known_seq) {
-        send_ack_error(srv, s, MH_ERR_BAD_REQUEST,
-                       "'seq' is above the highest seq sent to this connection", ref, ref_len);
+        mh_session_send_error(srv, s, MH_ERR_BAD_REQUEST,
+                              "'seq' is above the highest seq sent to this connection", ref,
+                              ref_len);
         return;
     }
     if (seq <= s->acked_seq) { /* changes nothing, still answered */

@@ -238,17 +238,6 @@ static const char *ctx_ref(const reply_ctx_t *c)
     return c->ref_len ? c->ref : NULL;
 }
 
-static void send_error(mh_server_t *srv, mh_session_t *s, mh_err_code_t code, const char *msg,
-                       const char *ref, size_t ref_len)
-{
-    mh_buf_t b;
-    mh_buf_init(&b);
-    mh_codec_error(&b, code, msg, ref, ref_len);
-    mh_session_send_text(srv, s, &b);
-    mh_buf_free(&b);
-    mh_metrics_error(&srv->metrics, code);
-}
-
 static void send_list(mh_server_t *srv, mh_session_t *s, const uint64_t *ids, size_t n,
                       const char *ref, size_t ref_len)
 {
@@ -264,8 +253,8 @@ static void listed(void *ud, int status, uint64_t *ids, size_t n)
     reply_ctx_t *c = ud;
     mh_session_t *s = mh_handle_get(c->h);
     if (s && status)
-        send_error(c->srv, s, MH_ERR_UNAVAILABLE, "presence store unavailable, retry later",
-                   ctx_ref(c), c->ref_len);
+        mh_session_send_error(c->srv, s, MH_ERR_UNAVAILABLE,
+                              "presence store unavailable, retry later", ctx_ref(c), c->ref_len);
     else if (s) {
         size_t w = 0; /* drop the requester */
         for (size_t i = 0; i < n; i++)
@@ -288,8 +277,9 @@ static void relayed(void *ud, int status, const mh_relay_result_t *res)
     reply_ctx_t *c = ud;
     mh_session_t *s = mh_handle_get(c->h);
     if (s && status)
-        send_error(c->srv, s, MH_ERR_UNAVAILABLE, "backplane unavailable: not relayed, retry later",
-                   ctx_ref(c), c->ref_len);
+        mh_session_send_error(c->srv, s, MH_ERR_UNAVAILABLE,
+                              "backplane unavailable: not relayed, retry later", ctx_ref(c),
+                              c->ref_len);
     else if (s && c->ref_len) {
         mh_buf_t b;
         mh_buf_init(&b);
@@ -323,9 +313,10 @@ static void handle_message(mh_server_t *srv, mh_session_t *s, const char *text, 
     mh_codec_error_t err;
     int rc = mh_codec_parse_ws(text, len, &srv->limits, &req, &err);
     if (!mh_rate_take(&s->rate, t0))
-        send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", req.ref, req.ref_len);
+        mh_session_send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", req.ref,
+                              req.ref_len);
     else if (rc)
-        send_error(srv, s, err.code, err.message, req.ref, req.ref_len);
+        mh_session_send_error(srv, s, err.code, err.message, req.ref, req.ref_len);
     else if (req.type == MH_REQ_LIST)
         do_list(srv, s, &req);
     else if (req.type == MH_REQ_RELAY)
@@ -439,9 +430,10 @@ static void binary_done(mh_server_t *srv, mh_session_t *s)
     s->last_app_us = mh_mono_us();
     srv->metrics.frames_received_total++;
     if (!mh_rate_take(&s->rate, s->last_app_us)) /* every frame counts */
-        send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
+        mh_session_send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
     else
-        send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL, 0);
+        mh_session_send_error(srv, s, MH_ERR_BAD_REQUEST, "binary frames are not accepted", NULL,
+                              0);
     s->rx.len = 0;
 }
 
@@ -466,9 +458,9 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
         return 0;
     }
     if (!s->opened && !mh_rate_take(&s->rate, mh_mono_us()))
-        send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
+        mh_session_send_error(srv, s, MH_ERR_RATE_LIMITED, "rate limit exceeded", NULL, 0);
     else if (!s->opened)
-        send_error(srv, s, MH_ERR_UNAVAILABLE, "session not ready yet", NULL, 0);
+        mh_session_send_error(srv, s, MH_ERR_UNAVAILABLE, "session not ready yet", NULL, 0);
     else
         handle_message(srv, s, s->rx.data ? s->rx.data : "", s->rx.len);
     rx_release(srv, s);
