@@ -61,6 +61,11 @@ typedef struct mh_server {
     int distributed; /* Redis + RabbitMQ configured */
     /* distributed: 1 while the backplane can take work (cluster.c); NULL: always */
     int (*backplane_ready)(const struct mh_server *srv);
+    /*
+     * distributed: 1 while relays can be made durable (the log is up), even
+     * with the transport between instances down or stalled; NULL: always
+     */
+    int (*backplane_can_relay)(const struct mh_server *srv);
     struct mh_redis_store *redis; /* distributed mode only */
     struct mh_broker *broker;     /* distributed mode only */
     int redis_up, broker_up;
@@ -80,6 +85,12 @@ typedef struct mh_server {
  * if distributed, Redis and RabbitMQ are up.
  */
 int mh_server_ready(const mh_server_t *srv);
+/*
+ * 1 while relays are accepted: not draining and the log can take them.
+ * Unlike mh_server_ready(), a transport (RabbitMQ) down or stalled does not
+ * count: what is in the log reaches other instances' receivers later.
+ */
+int mh_server_can_relay(const mh_server_t *srv);
 
 /*
  * The loop's write buffer with room for n bytes after MH_FRAME_HEADROOM

@@ -223,6 +223,16 @@ static int backplane_ready(const mh_server_t *srv)
     return srv->redis_up && srv->broker_up && !mh_broker_stalled(srv->broker);
 }
 
+/*
+ * The hub's relay hook (hub.h): Redis, the log, is up. RabbitMQ down or
+ * stalled does not refuse relays: the log has them, and the receivers'
+ * instances re-read it after their reconnect to RabbitMQ (sweep_logs).
+ */
+static int backplane_can_relay(const mh_server_t *srv)
+{
+    return srv->redis_up;
+}
+
 static cluster_t *cluster_of(mh_server_t *srv)
 {
     return (cluster_t *)srv->cluster;
@@ -276,6 +286,7 @@ int mh_cluster_start(mh_server_t *srv)
     uv_timer_start(&c->presence, on_presence_timer, every, every);
     srv->distributed = 1;
     srv->backplane_ready = backplane_ready;
+    srv->backplane_can_relay = backplane_can_relay;
     return 0;
 }
 

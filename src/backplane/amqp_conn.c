@@ -14,22 +14,26 @@
  * next loop turn through a uv_idle_t. Connection-level methods are handled
  * here; every other frame goes to the owner's frame hook.
  *
- * Blocking, on purpose: connection setup (TCP connect, login, channels,
- * and the owner's declarations and consumers in its setup hook) runs on
- * the loop as blocking calls, each bounded by SETUP_TIMEOUT_MS. Measured on
- * the loop: a refused port fails in 0.1-0.3 ms, a healthy local RabbitMQ is
- * connected, declared and consuming in 3-9 ms. The cost is a server that
- * accepts TCP but does not answer (or a host that drops SYNs): each attempt
- * then stalls the loop for SETUP_TIMEOUT_MS, one attempt per backoff period
- * (at most every 5 s). Moving the TCP connect to uv_tcp/uv_getaddrinfo and
- * handing the fd to amqp_tcp_socket_set_sockfd() would remove the connect
- * part of that if it matters.
- * Sends (publish, ack, heartbeat) go through rabbitmq-c, which writes the
- * whole frame and waits in poll() if the kernel send buffer is full; frames
- * are small next to that buffer and RabbitMQ reads continuously, so this
- * does not stall the loop in practice. The one case where RabbitMQ stops
- * reading (connection.blocked on a memory or disk alarm) is announced to
- * us (we ask for it at login) and shown by mh_amqp_conn_blocked().
+ * Connection setup (TCP connect, login, channels, confirm.select and
+ * the owner's declarations and consumers in its setup hook) is blocking
+ * rabbitmq-c code, each step bounded by SETUP_TIMEOUT_MS; it runs on a uv
+ * worker thread (uv_queue_work), never on the loop, so a broker that
+ * accepts TCP and then does not answer (frozen, SIGSTOPped) costs the loop
+ * nothing. Ownership: while an attempt is in flight (c->job set), its
+ * rabbitmq-c state and error text are the job's, touched only by the
+ * worker; the loop keeps c->amqp NULL and neither reads nor writes the
+ * job's fields until the after-work callback, which adopts the finished
+ * state (uv_queue_work orders the two). The worker reads only what never
+ * changes after _new() (the parsed URL, the name, the hooks). A _free()
+ * during an attempt cancels it if it has not started, or lets it finish
+ * and destroys its state; the memory waits for it like for a uv handle.
+ * Sends (publish, ack, heartbeat, close) go through rabbitmq-c, which
+ * writes the whole frame and waits in poll() with no deadline when the
+ * kernel send buffer is full: a broker that stops reading (frozen,
+ * connection.blocked) would stall the loop. Every send from the loop is
+ * therefore preceded by mh_amqp_conn_would_block() (POLLOUT with a zero
+ * timeout, and SIOCOUTQ against the send buffer) and is skipped or failed
+ * when it says so.
  *
  * Heartbeats: 10 s negotiated; a timer every 5 s sends one and declares the
  * server dead when nothing arrived for 2 intervals (rabbitmq-c's own check
@@ -45,10 +49,12 @@
 
 #include <amqp_tcp_socket.h>
 #include <inttypes.h>
+#include <linux/sockios.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <uv.h>
@@ -64,7 +70,19 @@
 #define BACKOFF_MAX_MS 5000
 #define DRAIN_BUDGET 256
 #define SEND_BUFFER_BYTES (4 * 1024 * 1024) /* capped by net.core.wmem_max */
+#define FRAME_OVERHEAD 512                  /* frame headers around a send's payload */
+#define HEARTBEAT_BYTES 8
 #define EPOCH_MASK ((1u << MH_AMQP_CONN_EPOCH_BITS) - 1)
+
+/* One connection attempt: the worker's until its after-work callback runs. */
+struct mh_amqp_setup {
+    uv_work_t req;
+    mh_amqp_conn_t *c;
+    amqp_connection_state_t amqp;
+    const char *why; /* NULL when connected and set up */
+    uint64_t t0_us;
+    char err[256];
+};
 
 struct mh_amqp_conn {
     uv_loop_t *loop;
@@ -77,8 +95,9 @@ struct mh_amqp_conn {
     amqp_connection_state_t amqp; /* NULL while down */
     uv_poll_t *poll;
     uv_timer_t retry, beat;
-    uv_idle_t more; /* continue a drain or handle a send error next turn */
-    int handles_open;
+    uv_idle_t more;       /* continue a drain or handle a send error next turn */
+    mh_amqp_setup_t *job; /* the attempt in flight on a worker thread, or NULL */
+    int handles_open;     /* uv handles, and the job, not yet finished */
     int up, closing, blocked, broken;
     uint32_t epoch;
     mh_backoff_t backoff; /* retries scheduled since the last success, jitter */
@@ -170,52 +189,59 @@ void mh_amqp_conn_broken(mh_amqp_conn_t *c, const char *what, int status)
     uv_idle_start(&c->more, on_more);
 }
 
-/* ---- connection setup (blocking, bounded by SETUP_TIMEOUT_MS per step) ---- */
+/* ---- connection setup (worker thread; blocking, SETUP_TIMEOUT_MS per step) ---- */
 
-/* Text for an RPC's failure, in c->err; NULL if it succeeded. */
-static const char *rpc_error(mh_amqp_conn_t *c, amqp_rpc_reply_t r, const char *what)
+/* Text for an RPC's failure, in err (256 bytes); NULL if it succeeded. */
+static const char *rpc_error(char *err, amqp_rpc_reply_t r, const char *what)
 {
     if (r.reply_type == AMQP_RESPONSE_NORMAL)
         return NULL;
+    const size_t errlen = 256;
     if (r.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
-        snprintf(c->err, sizeof(c->err), "%s: %s", what, amqp_error_string2(r.library_error));
+        snprintf(err, errlen, "%s: %s", what, amqp_error_string2(r.library_error));
     } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
                r.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
         amqp_connection_close_t *m = r.reply.decoded;
-        snprintf(c->err, sizeof(c->err), "%s: connection closed by server: %u %.*s", what,
-                 m->reply_code, (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        snprintf(err, errlen, "%s: connection closed by server: %u %.*s", what, m->reply_code,
+                 (int)m->reply_text.len, (char *)m->reply_text.bytes);
     } else if (r.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
                r.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
         amqp_channel_close_t *m = r.reply.decoded;
-        snprintf(c->err, sizeof(c->err), "%s: channel closed by server: %u %.*s", what,
-                 m->reply_code, (int)m->reply_text.len, (char *)m->reply_text.bytes);
+        snprintf(err, errlen, "%s: channel closed by server: %u %.*s", what, m->reply_code,
+                 (int)m->reply_text.len, (char *)m->reply_text.bytes);
     } else {
-        snprintf(c->err, sizeof(c->err), "%s: unexpected reply", what);
+        snprintf(err, errlen, "%s: unexpected reply", what);
     }
-    return c->err;
+    return err;
 }
 
-const char *mh_amqp_conn_rpc_error(mh_amqp_conn_t *c, const char *what)
+amqp_connection_state_t mh_amqp_setup_state(mh_amqp_setup_t *s)
 {
-    return rpc_error(c, amqp_get_rpc_reply(c->amqp), what);
+    return s->amqp;
 }
 
-static const char *open_socket(mh_amqp_conn_t *c)
+const char *mh_amqp_setup_rpc_error(mh_amqp_setup_t *s, const char *what)
 {
-    amqp_socket_t *s = amqp_tcp_socket_new(c->amqp);
+    return rpc_error(s->err, amqp_get_rpc_reply(s->amqp), what);
+}
+
+static const char *open_socket(mh_amqp_setup_t *j)
+{
+    const mh_amqp_conn_t *c = j->c;
+    amqp_socket_t *s = amqp_tcp_socket_new(j->amqp);
     if (!s)
         return "tcp socket: out of memory";
     struct timeval tv = tv_ms(SETUP_TIMEOUT_MS);
     int rc = amqp_socket_open_noblock(s, c->ci.host, c->ci.port, &tv);
     if (rc != AMQP_STATUS_OK) {
-        snprintf(c->err, sizeof(c->err), "connect: %s", amqp_error_string2(rc));
-        return c->err;
+        snprintf(j->err, sizeof(j->err), "connect: %s", amqp_error_string2(rc));
+        return j->err;
     }
-    amqp_set_handshake_timeout(c->amqp, &tv);
-    amqp_set_rpc_timeout(c->amqp, &tv);
+    amqp_set_handshake_timeout(j->amqp, &tv);
+    amqp_set_rpc_timeout(j->amqp, &tv);
     /* room for big publishes: the broker adapter sends only what fits without waiting */
     int sndbuf = SEND_BUFFER_BYTES;
-    setsockopt(amqp_get_sockfd(c->amqp), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+    setsockopt(amqp_get_sockfd(j->amqp), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     return NULL;
 }
 
@@ -227,8 +253,9 @@ static amqp_table_entry_t bool_entry(const char *key)
     return e;
 }
 
-static const char *login(mh_amqp_conn_t *c)
+static const char *login(mh_amqp_setup_t *j)
 {
+    const mh_amqp_conn_t *c = j->c;
     /* connection.blocked: RabbitMQ tells us before it stops reading. */
     amqp_table_entry_t caps[] = {bool_entry("connection.blocked"),
                                  bool_entry("consumer_cancel_notify")};
@@ -240,42 +267,48 @@ static const char *login(mh_amqp_conn_t *c)
     props[1].value.value.bytes = amqp_cstring_bytes(c->name);
     amqp_table_t table = {2, props};
     amqp_rpc_reply_t r =
-        amqp_login_with_properties(c->amqp, c->ci.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, HEARTBEAT_S,
+        amqp_login_with_properties(j->amqp, c->ci.vhost, 0, AMQP_DEFAULT_FRAME_SIZE, HEARTBEAT_S,
                                    &table, AMQP_SASL_METHOD_PLAIN, c->ci.user, c->ci.password);
-    return rpc_error(c, r, "login");
+    return rpc_error(j->err, r, "login");
 }
 
-static const char *open_channels(mh_amqp_conn_t *c)
+static const char *open_channels(mh_amqp_setup_t *j)
 {
-    if (!amqp_channel_open(c->amqp, MH_AMQP_CONN_CH_PUB))
-        return mh_amqp_conn_rpc_error(c, "channel.open");
-    if (!amqp_channel_open(c->amqp, MH_AMQP_CONN_CH_CONS))
-        return mh_amqp_conn_rpc_error(c, "channel.open");
+    if (!amqp_channel_open(j->amqp, MH_AMQP_CONN_CH_PUB))
+        return mh_amqp_setup_rpc_error(j, "channel.open");
+    if (!amqp_channel_open(j->amqp, MH_AMQP_CONN_CH_CONS))
+        return mh_amqp_setup_rpc_error(j, "channel.open");
     amqp_confirm_select_t req = {.nowait = 0};
-    if (!amqp_simple_rpc_decoded(c->amqp, MH_AMQP_CONN_CH_PUB, AMQP_CONFIRM_SELECT_METHOD,
+    if (!amqp_simple_rpc_decoded(j->amqp, MH_AMQP_CONN_CH_PUB, AMQP_CONFIRM_SELECT_METHOD,
                                  AMQP_CONFIRM_SELECT_OK_METHOD, &req))
-        return mh_amqp_conn_rpc_error(c, "confirm.select");
+        return mh_amqp_setup_rpc_error(j, "confirm.select");
     return NULL;
 }
 
-/* Connects, logs in, opens the channels, runs the owner's setup; NULL or why (conn destroyed). */
-static const char *setup(mh_amqp_conn_t *c)
+/*
+ * Worker thread: connects, logs in, opens the channels, runs the owner's
+ * setup; j->why NULL, or why with the state destroyed.
+ */
+static void setup_work(uv_work_t *req)
 {
-    c->amqp = amqp_new_connection();
-    if (!c->amqp)
-        return "out of memory";
-    const char *why = open_socket(c);
-    if (!why)
-        why = login(c);
-    if (!why)
-        why = open_channels(c);
-    if (!why)
-        why = c->hooks->setup(c->ud);
-    if (why) {
-        amqp_destroy_connection(c->amqp);
-        c->amqp = NULL;
+    mh_amqp_setup_t *j = req->data;
+    j->amqp = amqp_new_connection();
+    if (!j->amqp) {
+        j->why = "out of memory";
+        return;
     }
-    return why;
+    const char *why = open_socket(j);
+    if (!why)
+        why = login(j);
+    if (!why)
+        why = open_channels(j);
+    if (!why)
+        why = j->c->hooks->setup(j->c->ud, j);
+    if (why) {
+        amqp_destroy_connection(j->amqp);
+        j->amqp = NULL;
+    }
+    j->why = why;
 }
 
 static void on_poll(uv_poll_t *h, int status, int events);
@@ -310,13 +343,13 @@ static const char *go_up(mh_amqp_conn_t *c)
     return NULL;
 }
 
-static void connect_now(mh_amqp_conn_t *c)
+static void release(mh_amqp_conn_t *c);
+
+/* Loop: the attempt failed (why) or is adopted and goes up. */
+static void setup_finished(mh_amqp_conn_t *c, const char *why, double ms)
 {
-    uint64_t t0 = mh_mono_us();
-    const char *why = setup(c);
     if (!why)
         why = go_up(c);
-    double ms = (double)(mh_mono_us() - t0) / 1000.0;
     if (why) {
         c->failures++;
         unsigned retry = schedule_retry(c);
@@ -331,13 +364,57 @@ static void connect_now(mh_amqp_conn_t *c)
         uv_idle_start(&c->more, on_more);
 }
 
+/* Loop, after setup_work: the job's state becomes the connection's. */
+static void setup_done(uv_work_t *req, int status)
+{
+    mh_amqp_setup_t *j = req->data;
+    mh_amqp_conn_t *c = j->c;
+    double ms = (double)(mh_mono_us() - j->t0_us) / 1000.0;
+    c->job = NULL;
+    if (status != 0 && !j->why)
+        j->why = "cancelled";
+    if (c->closing || j->why) {
+        if (j->amqp)
+            amqp_destroy_connection(j->amqp);
+        if (j->why)
+            snprintf(c->err, sizeof(c->err), "%s", j->why);
+    } else {
+        c->amqp = j->amqp;
+    }
+    int failed = j->why != NULL;
+    free(j);
+    if (!c->closing)
+        setup_finished(c, failed ? c->err : NULL, ms);
+    release(c); /* the job counted like a handle: _free() may be waiting for it */
+}
+
+/* Starts an attempt on a worker thread; the loop goes on meanwhile. */
+static void connect_now(mh_amqp_conn_t *c)
+{
+    if (c->job || c->amqp || c->closing)
+        return;
+    mh_amqp_setup_t *j = mh_xcalloc(1, sizeof(*j));
+    j->c = c;
+    j->req.data = j;
+    j->t0_us = mh_mono_us();
+    int rc = uv_queue_work(c->loop, &j->req, setup_work, setup_done);
+    if (rc != 0) {
+        free(j);
+        snprintf(c->err, sizeof(c->err), "uv_queue_work: %s", uv_strerror(rc));
+        setup_finished(c, c->err, 0);
+        return;
+    }
+    c->job = j;
+    c->handles_open++;
+}
+
 /* ---- incoming frames ---- */
 
 static const char *server_closed(mh_amqp_conn_t *c, amqp_method_t *m, amqp_channel_t ch)
 {
     amqp_rpc_reply_t r = {.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION, .reply = *m};
-    rpc_error(c, r, ch ? "channel" : "connection");
-    if (m->id == AMQP_CONNECTION_CLOSE_METHOD) {
+    rpc_error(c->err, r, ch ? "channel" : "connection");
+    if (m->id == AMQP_CONNECTION_CLOSE_METHOD && !mh_amqp_conn_would_block(c, FRAME_OVERHEAD)) {
         amqp_connection_close_ok_t ok = {0};
         amqp_send_method(c->amqp, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, &ok); /* best effort */
     }
@@ -457,6 +534,8 @@ static void on_beat(uv_timer_t *t)
         conn_lost(c, c->err);
         return;
     }
+    if (mh_amqp_conn_would_block(c, HEARTBEAT_BYTES))
+        return; /* the broker is not reading: it would not see it anyway */
     amqp_frame_t hb = {.frame_type = AMQP_FRAME_HEARTBEAT, .channel = 0};
     int rc = amqp_send_frame(c->amqp, &hb);
     if (rc != AMQP_STATUS_OK) {
@@ -524,9 +603,9 @@ fail:
     return NULL;
 }
 
-static void on_handle_closed(uv_handle_t *h)
+/* A uv handle closed or the setup job finished: the last one frees the memory. */
+static void release(mh_amqp_conn_t *c)
 {
-    mh_amqp_conn_t *c = h->data;
     if (--c->handles_open > 0)
         return;
     void (*on_freed)(void *) = c->on_freed;
@@ -536,6 +615,11 @@ static void on_handle_closed(uv_handle_t *h)
         on_freed(arg);
 }
 
+static void on_handle_closed(uv_handle_t *h)
+{
+    release(h->data);
+}
+
 void mh_amqp_conn_free(mh_amqp_conn_t *c, void (*on_freed)(void *arg), void *arg)
 {
     if (!c || c->closing)
@@ -543,7 +627,9 @@ void mh_amqp_conn_free(mh_amqp_conn_t *c, void (*on_freed)(void *arg), void *arg
     c->closing = 1;
     c->on_freed = on_freed;
     c->freed_arg = arg;
-    if (c->amqp && c->up && !c->broken) {
+    if (c->job) /* not started yet: cancelled; running: its state is dropped when done */
+        uv_cancel((uv_req_t *)&c->job->req);
+    if (c->amqp && c->up && !c->broken && !mh_amqp_conn_would_block(c, FRAME_OVERHEAD)) {
         struct timeval tv = tv_ms(CLOSE_TIMEOUT_MS);
         amqp_set_rpc_timeout(c->amqp, &tv);
         amqp_connection_close(c->amqp, AMQP_REPLY_SUCCESS); /* best effort */
@@ -573,4 +659,31 @@ uint32_t mh_amqp_conn_epoch(const mh_amqp_conn_t *c)
 amqp_connection_state_t mh_amqp_conn_state(const mh_amqp_conn_t *c)
 {
     return c->amqp;
+}
+
+/* Bytes written to the socket and not yet acknowledged by the peer; -1 if unknown. */
+static int unsent_bytes(int fd, int *sndbuf)
+{
+    int unsent = 0;
+    socklen_t sl = sizeof(*sndbuf);
+    if (ioctl(fd, SIOCOUTQ, &unsent) < 0 || getsockopt(fd, SOL_SOCKET, SO_SNDBUF, sndbuf, &sl) < 0)
+        return -1;
+    return unsent;
+}
+
+int mh_amqp_conn_would_block(const mh_amqp_conn_t *c, size_t len)
+{
+    int fd = c && c->amqp ? amqp_get_sockfd(c->amqp) : -1;
+    if (fd < 0)
+        return 1;
+    struct pollfd p = {.fd = fd, .events = POLLOUT};
+    if (poll(&p, 1, 0) != 1 || !(p.revents & POLLOUT))
+        return 1;
+    int sndbuf = 0, unsent = unsent_bytes(fd, &sndbuf);
+    if (unsent < 0)
+        return 0; /* writable, the kernel says no more */
+    /* Linux reports twice the payload room in SO_SNDBUF */
+    size_t half = (size_t)sndbuf / 2;
+    size_t room = half > (size_t)unsent ? half - (size_t)unsent : 0;
+    return unsent > MH_AMQP_CONN_MAX_UNSENT || (unsent > 0 && len + FRAME_OVERHEAD > room);
 }

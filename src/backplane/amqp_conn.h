@@ -1,7 +1,7 @@
 /*
  * amqp_conn: the RabbitMQ connection under broker_amqp. One rabbitmq-c 0.11
  * connection at a time on the hub's libuv loop: the URL, the TCP connect
- * and login (blocking, bounded), two channels (MH_AMQP_CONN_CH_PUB in
+ * and login (blocking, bounded, on a uv worker thread), two channels (MH_AMQP_CONN_CH_PUB in
  * confirm mode, MH_AMQP_CONN_CH_CONS), the socket watched by a uv_poll_t
  * and drained frame by frame, heartbeats and dead-peer detection,
  * connection.blocked, and reconnection with backoff and jitter.
@@ -31,6 +31,8 @@
 
 struct uv_loop_s;
 typedef struct mh_amqp_conn mh_amqp_conn_t;
+/* One connection attempt, owned by the worker thread that runs it. */
+typedef struct mh_amqp_setup mh_amqp_setup_t;
 
 /* The channels every connection opens; CH_PUB is in confirm mode. */
 enum { MH_AMQP_CONN_CH_PUB = 1, MH_AMQP_CONN_CH_CONS = 2 };
@@ -47,10 +49,13 @@ typedef struct mh_amqp_conn_hooks {
     /*
      * On each connect, after login, the channels and confirm mode: declares
      * what the owner needs and starts its consumers, with blocking RPCs
-     * (bounded by the setup timeout). NULL, or why not (the connection is
-     * then dropped and retried later).
+     * (bounded by the setup timeout) on mh_amqp_setup_state(s). Runs on a
+     * uv worker thread, the only hook that does: it may read only what does
+     * not change while the connection object lives (names, options) and
+     * must call no other mh_amqp_conn_* function. NULL, or why not (the
+     * connection is then dropped and retried later).
      */
-    const char *(*setup)(void *ud);
+    const char *(*setup)(void *ud, mh_amqp_setup_t *s);
     /* The connection is up, with a new epoch. */
     void (*up)(void *ud);
     /*
@@ -93,8 +98,21 @@ uint32_t mh_amqp_conn_epoch(const mh_amqp_conn_t *c);
 /* The rabbitmq-c state, for the owner's calls; NULL while down. */
 amqp_connection_state_t mh_amqp_conn_state(const mh_amqp_conn_t *c);
 
-/* Text for a failed RPC (amqp_get_rpc_reply()) prefixed with what; NULL if it succeeded. */
-const char *mh_amqp_conn_rpc_error(mh_amqp_conn_t *c, const char *what);
+/* The connection being set up, for the setup hook's RPCs (worker thread). */
+amqp_connection_state_t mh_amqp_setup_state(mh_amqp_setup_t *s);
+/* Text for the setup's failed RPC (amqp_get_rpc_reply()) prefixed with what; NULL if it succeeded.
+ */
+const char *mh_amqp_setup_rpc_error(mh_amqp_setup_t *s, const char *what);
+/* Unsent bytes above this: the broker is not reading (frozen, overloaded). */
+#define MH_AMQP_CONN_MAX_UNSENT (256 * 1024)
+/*
+ * 1 when writing len more bytes to the socket now could wait for the
+ * broker (rabbitmq-c would then block in poll() with no deadline): the
+ * socket is not writable, the send buffer lacks room, or more than
+ * MH_AMQP_CONN_MAX_UNSENT bytes wait for the peer. 1 while down. Every
+ * send the loop makes checks this first and fails fast instead.
+ */
+int mh_amqp_conn_would_block(const mh_amqp_conn_t *c, size_t len);
 /* Reads what arrived (confirms after a publish, say) on the next loop turn. */
 void mh_amqp_conn_drain_soon(mh_amqp_conn_t *c);
 /*

@@ -38,8 +38,6 @@
 
 #include <amqp.h>
 #include <inttypes.h>
-#include <linux/sockios.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,11 +56,13 @@ enum { CH_PUB = MH_AMQP_CONN_CH_PUB, CH_CONS = MH_AMQP_CONN_CH_CONS };
 /*
  * rabbitmq-c 0.11 sends with poll() and no deadline when the socket buffer
  * is full (a frozen broker): a publish or ack that would not fit now fails
- * at once instead. Above this many unsent bytes the broker counts as stalled.
+ * at once instead (mh_amqp_conn_would_block()). A publish unconfirmed for
+ * STALL_MS makes the broker stalled: /readyz 503, publishes fail fast until
+ * the confirms come; one unconfirmed for CONFIRM_DEADLINE_MS drops the
+ * connection (a new one is set up on a worker thread).
  */
-#define MAX_UNSENT_BYTES (256 * 1024)
-#define FRAME_OVERHEAD 512       /* method, header and body frame headers of one publish */
-#define CONFIRM_DEADLINE_MS 5000 /* an unconfirmed publish older than this: reconnect */
+#define STALL_MS 1500
+#define CONFIRM_DEADLINE_MS 5000
 #define ACK_BYTES 64
 
 typedef struct pending {
@@ -211,36 +211,39 @@ static amqp_table_entry_t i64_entry(const char *key, int64_t v)
     return e;
 }
 
-static const char *declare_topology(mh_broker_t *b)
+static const char *declare_topology(const mh_broker_t *b, mh_amqp_setup_t *s)
 {
-    amqp_connection_state_t c = amqp(b);
+    amqp_connection_state_t c = mh_amqp_setup_state(s);
     /* pushes are shortcuts (the log is the truth): a stale one is simply dropped */
     amqp_table_entry_t args[2] = {i64_entry("x-message-ttl", b->msg_ttl_ms),
                                   i64_entry("x-expires", b->queue_expiry_ms)};
     if (!amqp_queue_declare(c, CH_CONS, amqp_cstring_bytes(b->q_inst), 0, 1, 0, 0,
                             (amqp_table_t){2, args}))
-        return mh_amqp_conn_rpc_error(b->conn, "queue.declare instance");
+        return mh_amqp_setup_rpc_error(s, "queue.declare instance");
     return NULL;
 }
 
-static const char *start_consumers(mh_broker_t *b)
+static const char *start_consumers(const mh_broker_t *b, mh_amqp_setup_t *s)
 {
-    amqp_connection_state_t c = amqp(b);
+    amqp_connection_state_t c = mh_amqp_setup_state(s);
     if (!amqp_basic_qos(c, CH_CONS, 0, b->prefetch, 0))
-        return mh_amqp_conn_rpc_error(b->conn, "basic.qos");
+        return mh_amqp_setup_rpc_error(s, "basic.qos");
     if (!amqp_basic_consume(c, CH_CONS, amqp_cstring_bytes(b->q_inst), amqp_cstring_bytes("inst"),
                             0, 0, 0, amqp_empty_table))
-        return mh_amqp_conn_rpc_error(b->conn, "basic.consume instance");
+        return mh_amqp_setup_rpc_error(s, "basic.consume instance");
     return NULL;
 }
 
-/* On every connect, after the channels: declares, consumes; NULL or why. */
-static const char *hook_setup(void *ud)
+/*
+ * On every connect, after the channels: declares, consumes; NULL or why.
+ * On amqp_conn's worker thread: reads only the names and options.
+ */
+static const char *hook_setup(void *ud, mh_amqp_setup_t *s)
 {
-    mh_broker_t *b = ud;
-    const char *why = declare_topology(b);
+    const mh_broker_t *b = ud;
+    const char *why = declare_topology(b, s);
     if (!why)
-        why = start_consumers(b);
+        why = start_consumers(b, s);
     return why;
 }
 
@@ -331,7 +334,9 @@ static void content_done(mh_broker_t *b, amqp_channel_t ch, content_t *c)
     if (c->discard) {
         mh_warn("amqp_delivery_too_large", "size=%" PRIu64 " max=%" PRIu64 " msg=\"rejected\"",
                 c->size, MAX_BODY);
-        int rc = amqp_basic_reject(amqp(b), CH_CONS, c->tag, 0);
+        int rc = mh_amqp_conn_would_block(b->conn, ACK_BYTES)
+                     ? AMQP_STATUS_OK /* redelivered after a reconnect, rejected then */
+                     : amqp_basic_reject(amqp(b), CH_CONS, c->tag, 0);
         if (rc != AMQP_STATUS_OK)
             mh_amqp_conn_broken(b->conn, "basic.reject", rc);
         return;
@@ -475,35 +480,17 @@ int mh_broker_up(const mh_broker_t *b)
     return b && !b->closing && mh_amqp_conn_up(b->conn);
 }
 
-/* Bytes written to the socket and not yet acknowledged by the peer; -1 if unknown. */
-static int unsent_bytes(const mh_broker_t *b, int *sndbuf)
+/* The oldest publish has waited longer than ms for its confirm. */
+static int unconfirmed_for(const mh_broker_t *b, uint64_t ms)
 {
-    int fd = amqp_get_sockfd(amqp(b)), unsent = 0;
-    socklen_t sl = sizeof(*sndbuf);
-    if (fd < 0 || ioctl(fd, SIOCOUTQ, &unsent) < 0 ||
-        getsockopt(fd, SOL_SOCKET, SO_SNDBUF, sndbuf, &sl) < 0)
-        return -1;
-    return unsent;
-}
-
-/* 1 when writing len more bytes could wait for the peer (Linux reports twice the payload room). */
-static int would_block(const mh_broker_t *b, size_t len)
-{
-    int sndbuf = 0, unsent = unsent_bytes(b, &sndbuf);
-    if (unsent < 0)
-        return 0;
-    size_t room = (size_t)sndbuf / 2 > (size_t)unsent ? (size_t)sndbuf / 2 - (size_t)unsent : 0;
-    return unsent > MAX_UNSENT_BYTES || (unsent > 0 && len + FRAME_OVERHEAD > room);
+    return b->len && mh_now_ms() - b->ring[b->head].sent_ms > ms;
 }
 
 int mh_broker_stalled(const mh_broker_t *b)
 {
     if (!b || !mh_broker_up(b))
         return 0;
-    int sndbuf = 0;
-    if (unsent_bytes(b, &sndbuf) > MAX_UNSENT_BYTES)
-        return 1;
-    return b->len && mh_now_ms() - b->ring[b->head].sent_ms > CONFIRM_DEADLINE_MS;
+    return unconfirmed_for(b, STALL_MS) || mh_amqp_conn_would_block(b->conn, 0);
 }
 
 /* Fails fast instead of blocking: down, blocked, stalled or no room in the socket. */
@@ -511,11 +498,11 @@ static int can_send(mh_broker_t *b, size_t len)
 {
     if (!mh_broker_up(b) || mh_amqp_conn_blocked(b->conn))
         return 0;
-    if (b->len && mh_now_ms() - b->ring[b->head].sent_ms > CONFIRM_DEADLINE_MS) {
+    if (unconfirmed_for(b, CONFIRM_DEADLINE_MS)) {
         mh_amqp_conn_broken(b->conn, "confirm deadline", AMQP_STATUS_TIMEOUT);
         return 0;
     }
-    if (would_block(b, len)) {
+    if (unconfirmed_for(b, STALL_MS) || mh_amqp_conn_would_block(b->conn, len)) {
         b->fast_fails++;
         mh_debug("amqp_publish_would_block", "len=%zu fails=%" PRIu64, len, b->fast_fails);
         return 0;
@@ -559,7 +546,8 @@ void mh_broker_ack(mh_broker_t *b, uint64_t tag)
 {
     if (!mh_broker_up(b) || (tag >> TAG_BITS) != mh_amqp_conn_epoch(b->conn))
         return;
-    if (would_block(b, ACK_BYTES)) { /* the next ack covers it (multiple), or a redelivery does */
+    if (mh_amqp_conn_would_block(
+            b->conn, ACK_BYTES)) { /* the next ack covers it (multiple), or a redelivery does */
         b->ack_skipped = 1;
         return;
     }

@@ -1,6 +1,7 @@
 /*
- * hub: the helpers over the hub's shared state (see hub.h): readiness, the
- * loop's write buffer, the memory budget, message ids, relay latency.
+ * hub: the helpers over the hub's shared state (see hub.h): readiness and
+ * whether relays are accepted, the loop's write buffer, the memory budget, message ids, relay
+ * latency.
  */
 #include "msghub/hub.h"
 
@@ -12,6 +13,13 @@ int mh_server_ready(const mh_server_t *srv)
     if (srv->draining || !srv->secret)
         return 0;
     return !srv->backplane_ready || srv->backplane_ready(srv);
+}
+
+int mh_server_can_relay(const mh_server_t *srv)
+{
+    if (srv->draining || !srv->secret)
+        return 0;
+    return !srv->backplane_can_relay || srv->backplane_can_relay(srv);
 }
 
 unsigned char *mh_server_scratch(mh_server_t *srv, size_t n)

@@ -151,7 +151,7 @@ void mh_relay_start(mh_server_t *srv, uint64_t from, mh_request_t *req, uint64_t
     job->done = done;
     job->ud = ud;
     mh_server_next_msg_id(srv, job->res.msg_id, sizeof(job->res.msg_id));
-    if (!mh_server_ready(srv)) {
+    if (!mh_server_can_relay(srv)) {
         done(ud, MH_EIO, &job->res);
         free(job);
         return;
