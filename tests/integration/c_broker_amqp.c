@@ -398,6 +398,71 @@ static void test_refused_stays_down(void **state)
     tb_stop(&X);
 }
 
+/* The longest gap between two 5 ms ticks: how long the loop was blocked. */
+static uint64_t gap_last_us, gap_max_us;
+
+static void gap_tick(uv_timer_t *t)
+{
+    (void)t;
+    uint64_t now = mh_mono_us();
+    if (now - gap_last_us > gap_max_us)
+        gap_max_us = now - gap_last_us;
+    gap_last_us = now;
+}
+
+static void spin_measuring_gaps(unsigned ms)
+{
+    uv_timer_t tick;
+    uv_timer_init(&loop, &tick);
+    gap_last_us = mh_mono_us();
+    gap_max_us = 0;
+    uv_timer_start(&tick, gap_tick, 5, 5);
+    spin(ms);
+    uv_close((uv_handle_t *)&tick, NULL);
+    uv_run(&loop, UV_RUN_NOWAIT);
+}
+
+/*
+ * A server that accepts TCP and never answers (what a SIGSTOPped RabbitMQ
+ * looks like to a new connection): each attempt waits 2 s for the login,
+ * on amqp_conn's worker thread; the loop must keep turning meanwhile, and
+ * freeing the broker during an attempt must be safe.
+ */
+static void test_silent_listener_never_blocks_the_loop(void **state)
+{
+    (void)state;
+    int port = free_port();
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    assert_int_equal(listen(lfd, 16), 0); /* the kernel completes handshakes; nobody reads */
+    char u[128], err[256];
+    snprintf(u, sizeof(u), "amqp://guest:guest@127.0.0.1:%d/", port);
+    memset(&X, 0, sizeof(X));
+    mh_broker_options_t o = {.url = u,
+                             .prefix = prefix,
+                             .instance_id = "X",
+                             .on_state = on_state,
+                             .on_delivery = on_delivery,
+                             .ud = &X};
+    X.b = mh_broker_new(&loop, &o, err, sizeof(err));
+    assert_non_null(X.b);
+    spin_measuring_gaps(2600); /* one attempt timing out (2 s), the next one started */
+    print_message("silent listener: longest loop gap %.1f ms\n", (double)gap_max_us / 1000.0);
+    assert_true(gap_max_us < 250 * 1000);
+    assert_false(mh_broker_up(X.b));
+    assert_int_equal(X.ups, 0);
+    pub_t p;
+    publish(&X, "X", "x", 1, &p);
+    assert_int_equal(p.calls, 1); /* at once while connecting */
+    assert_int_equal(p.status, MH_EIO);
+    tb_stop(&X); /* during an attempt: it finishes on its thread, then the memory goes */
+    spin_measuring_gaps(2500);
+    assert_true(gap_max_us < 250 * 1000);
+    close(lfd);
+}
+
 static void test_a_to_b_exact_bytes_and_ack(void **state)
 {
     (void)state;
@@ -740,6 +805,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_options),
         cmocka_unit_test_teardown(test_refused_stays_down, teardown_all),
+        cmocka_unit_test_teardown(test_silent_listener_never_blocks_the_loop, teardown_all),
         cmocka_unit_test_setup_teardown(test_a_to_b_exact_bytes_and_ack, setup_ab, teardown_all),
         cmocka_unit_test_setup_teardown(test_unknown_instance_is_enoent, setup_ab, teardown_all),
         cmocka_unit_test_setup_teardown(test_many_confirmed_in_order, setup_ab, teardown_all),
