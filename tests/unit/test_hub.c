@@ -1,6 +1,7 @@
 /*
  * test_hub: the helpers over the hub's shared state (hub.h): readiness
- * (draining, no secret yet, the backplane hook), the scratch buffer's
+ * (draining, no secret yet, the backplane hook), whether relays are
+ * accepted (the log's hook, apart from readiness), the scratch buffer's
  * headroom, the memory budget, message ids, the relay latency observed
  * once the last local receiver wrote.
  */
@@ -36,6 +37,36 @@ static void test_ready(void **state)
     assert_true(mh_server_ready(&srv));
     srv.draining = 1;
     assert_false(mh_server_ready(&srv));
+}
+
+static int log_up;
+
+static int log_hook(const mh_server_t *srv)
+{
+    (void)srv;
+    return log_up;
+}
+
+/* Relays need the log only: not ready (RabbitMQ down) still accepts them. */
+static void test_can_relay_apart_from_ready(void **state)
+{
+    (void)state;
+    mh_server_t srv;
+    memset(&srv, 0, sizeof(srv));
+    assert_false(mh_server_can_relay(&srv)); /* no secret yet */
+    srv.secret = (const unsigned char *)"k";
+    assert_true(mh_server_can_relay(&srv)); /* standalone: no hooks */
+    srv.backplane_ready = backplane;
+    srv.backplane_can_relay = log_hook;
+    backplane_up = 0;
+    log_up = 1;
+    assert_false(mh_server_ready(&srv));
+    assert_true(mh_server_can_relay(&srv));
+    log_up = 0;
+    assert_false(mh_server_can_relay(&srv));
+    log_up = 1;
+    srv.draining = 1;
+    assert_false(mh_server_can_relay(&srv));
 }
 
 static void test_scratch_and_ids(void **state)
@@ -100,6 +131,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready),
+        cmocka_unit_test(test_can_relay_apart_from_ready),
         cmocka_unit_test(test_scratch_and_ids),
         cmocka_unit_test(test_memory_budget),
         cmocka_unit_test(test_latency_once_last_local_wrote),
