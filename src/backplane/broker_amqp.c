@@ -4,9 +4,10 @@
  *
  * The connection (URL, connect and login, the two channels and confirm
  * mode, the uv_poll watcher and the frame drain, heartbeats,
- * connection.blocked, reconnection with backoff) is amqp_conn's; what its
- * blocking setup costs the loop is in amqp_conn.c. Here: the topology and
- * the consumers, declared from amqp_conn's setup hook on every connect;
+ * connection.blocked, reconnection with backoff) is amqp_conn's; its
+ * blocking setup runs on a uv worker thread (amqp_conn.c). Here: the
+ * topology and the consumers, declared from amqp_conn's setup hook on
+ * every connect (on that thread: it reads only names and options);
  * publishes and their confirms and returns; deliveries and their acks,
  * from the frames amqp_conn hands to the frame hook.
  *
