@@ -11,6 +11,8 @@ backplane no libwebsockets.
 
 Nor may modules include each other in a cycle (a module is x.c, x.h and
 include/msghub/x.h): within a folder, a -> b -> a is reported too.
+And every function-pointer typedef is named mh_<module>_<what>_fn
+(docs/ARCHITECTURE.md, "Names").
 
 Usage: check_layers.py SOURCE_DIR. Prints every violation and exits 1 when
 there is one, or when an entry of cmake/layer_exceptions.txt is no longer
@@ -39,6 +41,8 @@ FORBIDDEN = {
 }
 LOCAL = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 SYSTEM = re.compile(r"^\s*#\s*include\s+<([^>/.]+)")
+FN_TYPEDEF = re.compile(r"typedef[^;({}]*\(\s*\*\s*(\w+)\s*\)")
+FN_NAME = re.compile(r"^mh_[a-z0-9_]+_fn$")
 
 
 def module_folders(root):
@@ -105,6 +109,13 @@ def violations(root, path, folder, mods):
             if m and m.group(1) in FORBIDDEN.get(folder, ()):
                 out.append((f"<{m.group(1)}>", f"{folder} includes a forbidden library"))
     return out
+
+
+def bad_fn_typedefs(root, path):
+    """Names of function-pointer typedefs in path that break mh_<module>_<what>_fn."""
+    with open(os.path.join(root, path), encoding="utf-8") as fh:
+        text = fh.read()
+    return [n for n in FN_TYPEDEF.findall(text) if not FN_NAME.match(n)]
 
 
 def includes_of(root, path, mods):
@@ -188,6 +199,8 @@ def main():
     for path, folder in files_to_check(root, mods, errors):
         mod = os.path.basename(path)[:-2]
         graph.setdefault(mod, set()).update(includes_of(root, path, mods) - {mod})
+        for name in bad_fn_typedefs(root, path):
+            errors.append(f"{path}: typedef {name}: a function-pointer type is mh_<module>_<what>_fn")
         for inc, why in violations(root, path, folder, mods):
             if (path, inc) in allowed:
                 used.add((path, inc))

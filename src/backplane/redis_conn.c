@@ -68,7 +68,7 @@ struct mh_redis_conn {
     char hs_err[160];     /* first error reply of the handshake */
     mh_redis_conn_state_fn on_state;
     void *ud;
-    void (*on_freed)(void *arg);
+    mh_redis_conn_freed_fn on_freed;
     void *freed_arg;
 };
 
@@ -178,7 +178,7 @@ static void on_handle_closed(uv_handle_t *h)
     mh_redis_conn_t *conn = h->data;
     if (--conn->handles > 0)
         return;
-    void (*on_freed)(void *) = conn->on_freed;
+    mh_redis_conn_freed_fn on_freed = conn->on_freed;
     void *arg = conn->freed_arg;
     conn_destroy(conn);
     if (on_freed)
@@ -629,7 +629,7 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
     return conn;
 }
 
-void mh_redis_conn_free(mh_redis_conn_t *conn, void (*on_freed)(void *arg), void *arg)
+void mh_redis_conn_free(mh_redis_conn_t *conn, mh_redis_conn_freed_fn on_freed, void *arg)
 {
     if (!conn || conn->closing)
         return;

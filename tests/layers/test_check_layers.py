@@ -2,7 +2,8 @@
 """cmake/check_layers.py on the fixture tree cycle/ (src/net/a.c includes
 b.h, b.c includes a.h): it must exit 1 and name the cycle; the same tree
 with b.c's include removed must pass (so the check is not failing on
-everything). Usage: test_check_layers.py CHECK_LAYERS_PY."""
+everything); a function-pointer typedef not named mh_<module>_<what>_fn
+must fail it again. Usage: test_check_layers.py CHECK_LAYERS_PY."""
 import os
 import shutil
 import subprocess
@@ -32,7 +33,13 @@ def main():
         if rc != 0:
             print(f"the tree without the cycle fails: rc={rc}\n{err}", file=sys.stderr)
             return 1
-    print("ok: the cycle a -> b -> a is caught, the tree without it passes")
+        with open(os.path.join(root, "include", "msghub", "a.h"), "a", encoding="utf-8") as fh:
+            fh.write("typedef void (*mh_a_done_cb)(void *ud);\n")
+        rc, err = run(script, root)
+        if rc != 1 or "typedef mh_a_done_cb" not in err:
+            print(f"a misnamed callback type is not caught: rc={rc}\n{err}", file=sys.stderr)
+            return 1
+    print("ok: the cycle a -> b -> a and a typedef mh_a_done_cb are caught, the clean tree passes")
     return 0
 
 
