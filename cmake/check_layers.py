@@ -29,6 +29,7 @@ HEADER_ONLY = {
     "presence": "delivery",
     "transport": "delivery",
     "conn": "net",
+    "lws_compat": "net",
 }
 # System headers each folder must not include.
 ALL_IO = ("libwebsockets", "uv", "hiredis", "amqp", "rabbitmq-c")

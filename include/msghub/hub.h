@@ -72,9 +72,9 @@ typedef struct mh_server {
     mh_timerwheel_t *timers;        /* per-connection deadlines (liveness.c), swept by server.c */
     struct lws **fresh;             /* sockets accepted in this loop turn (liveness.c) */
     size_t nfresh, fresh_cap;
-    uint32_t live_kills;         /* connections liveness.c dropped in this sweep */
+    uint32_t live_kills;                /* connections liveness.c dropped in this sweep */
     const struct mh_live_ops *live_ops; /* the session side of liveness (set by server.c) */
-    struct mh_server_priv *priv; /* timers and signal handles (server.c) */
+    struct mh_server_priv *priv;        /* timers and signal handles (server.c) */
 } mh_server_t;
 
 /*

@@ -25,6 +25,7 @@
 #include "msghub/http_api.h"
 #include "msghub/liveness.h"
 #include "msghub/log.h"
+#include "msghub/lws_compat.h"
 #include "msghub/msglog_mem.h"
 #include "msghub/presence_mem.h"
 #include "msghub/session.h"

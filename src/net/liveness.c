@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "msghub/log.h"
+#include "msghub/lws_compat.h"
 #include "msghub/util.h"
 
 #define PING_PAYLOAD "mh"
