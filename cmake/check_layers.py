@@ -9,6 +9,11 @@ are two adapters that never know each other). base, core and delivery
 include no network or event library; net no Redis or RabbitMQ client,
 backplane no libwebsockets.
 
+Nor may modules include each other in a cycle (a module is x.c, x.h and
+include/msghub/x.h): within a folder, a -> b -> a is reported too.
+And every function-pointer typedef is named mh_<module>_<what>_fn
+(docs/ARCHITECTURE.md, "Names").
+
 Usage: check_layers.py SOURCE_DIR. Prints every violation and exits 1 when
 there is one, or when an entry of cmake/layer_exceptions.txt is no longer
 needed (the list only shrinks).
@@ -24,6 +29,7 @@ HEADER_ONLY = {
     "presence": "delivery",
     "transport": "delivery",
     "conn": "net",
+    "lws_compat": "net",
 }
 # System headers each folder must not include.
 ALL_IO = ("libwebsockets", "uv", "hiredis", "amqp", "rabbitmq-c")
@@ -36,6 +42,8 @@ FORBIDDEN = {
 }
 LOCAL = re.compile(r'^\s*#\s*include\s+"([^"]+)"')
 SYSTEM = re.compile(r"^\s*#\s*include\s+<([^>/.]+)")
+FN_TYPEDEF = re.compile(r"typedef[^;({}]*\(\s*\*\s*(\w+)\s*\)")
+FN_NAME = re.compile(r"^mh_[a-z0-9_]+_fn$")
 
 
 def module_folders(root):
@@ -104,6 +112,71 @@ def violations(root, path, folder, mods):
     return out
 
 
+def bad_fn_typedefs(root, path):
+    """Names of function-pointer typedefs in path that break mh_<module>_<what>_fn."""
+    with open(os.path.join(root, path), encoding="utf-8") as fh:
+        text = fh.read()
+    return [n for n in FN_TYPEDEF.findall(text) if not FN_NAME.match(n)]
+
+
+def includes_of(root, path, mods):
+    """Modules that path includes with #include "...", by name."""
+    out = set()
+    with open(os.path.join(root, path), encoding="utf-8") as fh:
+        for line in fh:
+            m = LOCAL.match(line)
+            if m:
+                name = os.path.basename(m.group(1))[:-2]
+                if name in mods:
+                    out.add(name)
+    return out
+
+
+def cycle_from(graph, start, members):
+    """One include path start -> ... -> start inside members (an SCC)."""
+    stack, seen = [(start, [start])], {start}
+    while stack:
+        node, path = stack.pop()
+        for nxt in sorted(graph.get(node, ())):
+            if nxt == start:
+                return path + [start]
+            if nxt in members and nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, path + [nxt]))
+    return [start, start]
+
+
+def include_cycles(graph):
+    """Every strongly connected set of two or more modules, as one cycle each."""
+    index, low, on, stack, out = {}, {}, set(), [], []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            scc = set()
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                scc.add(w)
+                if w == v:
+                    break
+            if len(scc) > 1:
+                out.append(cycle_from(graph, min(scc), scc))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
 def load_exceptions(root):
     """{(path, included)} from cmake/layer_exceptions.txt ('#' starts a comment)."""
     p = os.path.join(root, "cmake", "layer_exceptions.txt")
@@ -123,12 +196,19 @@ def main():
     mods = module_folders(root)
     allowed = load_exceptions(root)
     used = set()
+    graph = {}
     for path, folder in files_to_check(root, mods, errors):
+        mod = os.path.basename(path)[:-2]
+        graph.setdefault(mod, set()).update(includes_of(root, path, mods) - {mod})
+        for name in bad_fn_typedefs(root, path):
+            errors.append(f"{path}: typedef {name}: a function-pointer type is mh_<module>_<what>_fn")
         for inc, why in violations(root, path, folder, mods):
             if (path, inc) in allowed:
                 used.add((path, inc))
             else:
                 errors.append(f"{path}: #include {inc}: {why}")
+    for cyc in include_cycles(graph):
+        errors.append("include cycle: " + " -> ".join(cyc))
     for path, inc in sorted(allowed - used):
         errors.append(f"cmake/layer_exceptions.txt: {path} {inc} is no longer needed: remove it")
     for e in errors:

@@ -51,7 +51,7 @@ typedef struct mh_broker mh_broker_t;
 
 typedef void (*mh_broker_state_fn)(void *ud, int up);
 typedef void (*mh_broker_delivery_fn)(void *ud, uint64_t tag, const void *body, size_t len);
-typedef void (*mh_broker_publish_cb)(void *ud, int status);
+typedef void (*mh_broker_publish_fn)(void *ud, int status);
 
 typedef struct mh_broker_options {
     const char *url; /* amqp://user:pass@host:port/vhost */
@@ -96,7 +96,7 @@ int mh_broker_stalled(const mh_broker_t *b);
  * blocking (a frozen broker), it fails at once with MH_EIO.
  */
 void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, size_t len,
-                       mh_broker_publish_cb cb, void *ud);
+                       mh_broker_publish_fn cb, void *ud);
 /* Acknowledges a delivery; a tag from before a reconnect is ignored. */
 void mh_broker_ack(mh_broker_t *b, uint64_t tag);
 

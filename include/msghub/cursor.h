@@ -46,6 +46,8 @@ typedef struct mh_cursor {
 
 /* Queues (f, seq) on the connection; live: a push (not read from the log). Nonzero: stop. */
 typedef int (*mh_cursor_queue_fn)(void *ud, mh_frame_t *f, uint64_t seq, int live);
+/* Nonzero while the owner's queue has room for another message. */
+typedef int (*mh_cursor_room_fn)(void *ud);
 
 typedef enum {
     MH_CURSOR_DONE, /* queued, dropped as a duplicate, or nothing to do */
@@ -66,7 +68,7 @@ mh_cursor_action_t mh_cursor_push(mh_cursor_t *c, mh_frame_t *f, uint64_t seq, u
  * again). Returns MH_CURSOR_READ while the log owes more, else DONE.
  */
 mh_cursor_action_t mh_cursor_read_done(mh_cursor_t *c, const mh_msglog_entry_t *e, size_t n,
-                                       uint64_t last_seq, int (*room)(void *ud),
+                                       uint64_t last_seq, mh_cursor_room_fn room,
                                        mh_cursor_queue_fn q, void *ud);
 
 /* Held pushes older than wait_ms: released, backlogged, READ; still waiting: HELD. */

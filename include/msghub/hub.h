@@ -31,6 +31,7 @@ struct mh_redis_store;
 struct mh_broker;
 struct mh_conntrack;
 struct mh_u64map;
+struct mh_live_ops;
 
 typedef struct mh_server {
     const mh_config_t *cfg;
@@ -76,8 +77,9 @@ typedef struct mh_server {
     mh_timerwheel_t *timers;        /* per-connection deadlines (liveness.c), swept by server.c */
     struct lws **fresh;             /* sockets accepted in this loop turn (liveness.c) */
     size_t nfresh, fresh_cap;
-    uint32_t live_kills;         /* connections liveness.c dropped in this sweep */
-    struct mh_server_priv *priv; /* timers and signal handles (server.c) */
+    uint32_t live_kills;                /* connections liveness.c dropped in this sweep */
+    const struct mh_live_ops *live_ops; /* the session side of liveness (set by server.c) */
+    struct mh_server_priv *priv;        /* timers and signal handles (server.c) */
 } mh_server_t;
 
 /*

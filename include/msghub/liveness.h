@@ -23,6 +23,11 @@
  * Not here: HTTP request timeouts after the headers (lws, http_api.c).
  *
  * The callbacks are called from server.c's lws callback; none frees conn.
+ * liveness does not know the session on a connection: what it needs of it
+ * (is it closing, when is it idle, close it for idleness) it asks through
+ * srv->live_ops, which session_live.c implements and server.c plugs in,
+ * so the idle policy stays with the session and the includes go one way
+ * (session -> liveness).
  */
 #ifndef MSGHUB_LIVENESS_H
 #define MSGHUB_LIVENESS_H
@@ -37,6 +42,18 @@ struct lws;
 #define MH_LIVE_SLOTS 1024     /* one revolution: 102.4 s */
 #define MH_LIVE_KILLS_PER_TICK                                                                     \
     200 /* connections dropped per sweep at most, the rest a tick later */
+
+/* The session side of an open connection (conn->ws is not NULL in every call). */
+typedef struct mh_live_ops {
+    /* The session's id, for the log. */
+    uint64_t (*id)(const mh_conn_t *conn);
+    /* 1 while the session is closing: its close deadline replaces the others. */
+    int (*closing)(const mh_conn_t *conn);
+    /* Monotonic ms at which the session is idle, 0 = never (--idle-timeout 0). */
+    uint64_t (*idle_at_ms)(const mh_server_t *srv, const mh_conn_t *conn);
+    /* The idle deadline passed: close the session (MH_CLOSE_IDLE). */
+    void (*idle)(mh_server_t *srv, mh_conn_t *conn);
+} mh_live_ops_t;
 
 /* LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED: a socket was accepted (conn is not there yet). */
 void mh_live_accepted(mh_server_t *srv, struct lws *wsi);

@@ -60,11 +60,11 @@ typedef struct mh_msglog_state {
     int recovered;      /* 0 when an unacknowledged entry was dropped by retention */
 } mh_msglog_state_t;
 
-typedef void (*mh_msglog_append_cb)(void *ud, int status, const mh_msglog_appended_t *res);
-typedef void (*mh_msglog_read_cb)(void *ud, int status, const mh_msglog_entry_t *entries, size_t n,
+typedef void (*mh_msglog_append_fn)(void *ud, int status, const mh_msglog_appended_t *res);
+typedef void (*mh_msglog_read_fn)(void *ud, int status, const mh_msglog_entry_t *entries, size_t n,
                                   uint64_t last_seq);
-typedef void (*mh_msglog_state_cb)(void *ud, int status, const mh_msglog_state_t *st);
-typedef void (*mh_msglog_status_cb)(void *ud, int status);
+typedef void (*mh_msglog_state_fn)(void *ud, int status, const mh_msglog_state_t *st);
+typedef void (*mh_msglog_status_fn)(void *ud, int status);
 
 typedef struct mh_msglog_ops {
     /*
@@ -74,21 +74,21 @@ typedef struct mh_msglog_ops {
      * stored. On status != 0 nothing may be assumed stored.
      */
     void (*append)(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
-                   mh_msglog_append_cb cb, void *ud);
+                   mh_msglog_append_fn cb, void *ud);
     /*
      * Reads up to max entries of id's log with seq > after, ascending, and
      * the id's last seq. Entries expired or dropped are skipped.
      */
-    void (*read)(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_cb cb,
+    void (*read)(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_fn cb,
                  void *ud);
     /*
      * A connection of id opens: acknowledges everything <= since first
      * (since 0: nothing), then reports the state. MH_EINVAL when since is
      * above the id's last seq (nothing changed).
      */
-    void (*open)(void *impl, uint64_t id, uint64_t since, mh_msglog_state_cb cb, void *ud);
+    void (*open)(void *impl, uint64_t id, uint64_t since, mh_msglog_state_fn cb, void *ud);
     /* Acknowledges every entry of id with seq <= seq (trims by seq, never by count). */
-    void (*ack)(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_cb cb, void *ud);
+    void (*ack)(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_fn cb, void *ud);
     void (*free)(void *impl);
     /*
      * Optional (may be NULL): the id's last seq when the implementation
@@ -104,21 +104,21 @@ typedef struct mh_msglog {
 } mh_msglog_t;
 
 static inline void mh_msglog_append(mh_msglog_t *l, const uint64_t *ids, size_t n, mh_frame_t *f,
-                                    uint64_t now_ms, mh_msglog_append_cb cb, void *ud)
+                                    uint64_t now_ms, mh_msglog_append_fn cb, void *ud)
 {
     l->ops->append(l->impl, ids, n, f, now_ms, cb, ud);
 }
 static inline void mh_msglog_read(mh_msglog_t *l, uint64_t id, uint64_t after, size_t max,
-                                  mh_msglog_read_cb cb, void *ud)
+                                  mh_msglog_read_fn cb, void *ud)
 {
     l->ops->read(l->impl, id, after, max, cb, ud);
 }
 static inline void mh_msglog_open(mh_msglog_t *l, uint64_t id, uint64_t since,
-                                  mh_msglog_state_cb cb, void *ud)
+                                  mh_msglog_state_fn cb, void *ud)
 {
     l->ops->open(l->impl, id, since, cb, ud);
 }
-static inline void mh_msglog_ack(mh_msglog_t *l, uint64_t id, uint64_t seq, mh_msglog_status_cb cb,
+static inline void mh_msglog_ack(mh_msglog_t *l, uint64_t id, uint64_t seq, mh_msglog_status_fn cb,
                                  void *ud)
 {
     l->ops->ack(l->impl, id, seq, cb, ud);

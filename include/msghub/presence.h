@@ -21,23 +21,23 @@
 
 #include "msghub/util.h"
 
-typedef void (*mh_presence_id_cb)(void *ud, int status, uint64_t id);
+typedef void (*mh_presence_id_fn)(void *ud, int status, uint64_t id);
 /* previous: the instance that held the id's route before (NULL: none); valid during the call. */
-typedef void (*mh_presence_claim_cb)(void *ud, int status, const char *previous);
+typedef void (*mh_presence_claim_fn)(void *ud, int status, const char *previous);
 /* ids: malloc'ed, ascending, the callback frees it (NULL on error). */
-typedef void (*mh_presence_ids_cb)(void *ud, int status, uint64_t *ids, size_t n);
+typedef void (*mh_presence_ids_fn)(void *ud, int status, uint64_t *ids, size_t n);
 
 typedef struct mh_presence_ops {
     /* Hands out a new id, unique among everyone sharing the store. */
-    void (*alloc_id)(void *impl, mh_presence_id_cb cb, void *ud);
+    void (*alloc_id)(void *impl, mh_presence_id_fn cb, void *ud);
     /* A valid token proves id was handed out: ids up to it stay known. */
     void (*note_id)(void *impl, uint64_t id);
     /* Routes id to this instance (a connection of it attaches here). */
-    void (*claim)(void *impl, uint64_t id, mh_presence_claim_cb cb, void *ud);
+    void (*claim)(void *impl, uint64_t id, mh_presence_claim_fn cb, void *ud);
     /* id's connection here went: its route goes, if this instance still holds it. */
     void (*checkout)(void *impl, uint64_t id);
     /* The ids connected now, anywhere. */
-    void (*list)(void *impl, uint64_t now_ms, mh_presence_ids_cb cb, void *ud);
+    void (*list)(void *impl, uint64_t now_ms, mh_presence_ids_fn cb, void *ud);
     void (*free)(void *impl);
 } mh_presence_ops_t;
 
@@ -46,7 +46,7 @@ typedef struct mh_presence {
     void *impl;
 } mh_presence_t;
 
-static inline void mh_presence_alloc_id(mh_presence_t *p, mh_presence_id_cb cb, void *ud)
+static inline void mh_presence_alloc_id(mh_presence_t *p, mh_presence_id_fn cb, void *ud)
 {
     if (p->ops)
         p->ops->alloc_id(p->impl, cb, ud);
@@ -58,7 +58,7 @@ static inline void mh_presence_note_id(mh_presence_t *p, uint64_t id)
     if (p->ops)
         p->ops->note_id(p->impl, id);
 }
-static inline void mh_presence_claim(mh_presence_t *p, uint64_t id, mh_presence_claim_cb cb,
+static inline void mh_presence_claim(mh_presence_t *p, uint64_t id, mh_presence_claim_fn cb,
                                      void *ud)
 {
     if (p->ops)
@@ -71,7 +71,7 @@ static inline void mh_presence_checkout(mh_presence_t *p, uint64_t id)
     if (p->ops)
         p->ops->checkout(p->impl, id);
 }
-static inline void mh_presence_list(mh_presence_t *p, uint64_t now_ms, mh_presence_ids_cb cb,
+static inline void mh_presence_list(mh_presence_t *p, uint64_t now_ms, mh_presence_ids_fn cb,
                                     void *ud)
 {
     if (p->ops)

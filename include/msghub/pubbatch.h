@@ -28,6 +28,6 @@ void mh_pubbatch_free(mh_pubbatch_t *pb);
 
 /* Queues env for instance; cb(ud, status) runs once its message is confirmed or failed. */
 void mh_pubbatch_add(mh_pubbatch_t *pb, const char *instance, const void *env, size_t len,
-                     mh_broker_publish_cb cb, void *ud);
+                     mh_broker_publish_fn cb, void *ud);
 
 #endif

@@ -42,8 +42,8 @@ struct uv_loop_s;
 typedef struct mh_redis_store mh_redis_store_t;
 
 typedef void (*mh_redis_state_fn)(void *ud, int up);
-typedef void (*mh_redis_status_cb)(void *ud, int status);
-typedef void (*mh_redis_u64_cb)(void *ud, int status, uint64_t value);
+typedef void (*mh_redis_status_fn)(void *ud, int status);
+typedef void (*mh_redis_u64_fn)(void *ud, int status, uint64_t value);
 
 /*
  * Parses url (redis://[[user]:password@]host[:port][/db]; port 6379 by
@@ -74,16 +74,16 @@ struct mh_redis_conn *mh_redis_store_conn(mh_redis_store_t *rs);
 const char *mh_redis_store_prefix(const mh_redis_store_t *rs);
 
 /* INCR P:next_id: a new id, unique across every instance sharing the Redis. */
-void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);
+void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_fn cb, void *ud);
 /* GET P:next_id (0 when absent): ids above it were never handed out. */
-void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud);
+void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_fn cb, void *ud);
 
 /*
  * Raises P:next_id to at least min_id (never lowers it): after Redis lost its
  * data, ids still held by connected or resuming clients must stay known and
  * must not be handed out again.
  */
-void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_cb cb, void *ud);
+void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_fn cb, void *ud);
 
 /*
  * The token secret shared by instances without a configured one: SET
@@ -91,42 +91,42 @@ void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_cb
  * gets the secret in force (candidate when this call created it), a string
  * valid during the callback; MH_EIO with NULL on error or an empty value.
  */
-typedef void (*mh_redis_secret_cb)(void *ud, int status, const char *secret, size_t len);
-void mh_redis_token_secret(mh_redis_store_t *rs, const char *candidate, mh_redis_secret_cb cb,
+typedef void (*mh_redis_secret_fn)(void *ud, int status, const char *secret, size_t len);
+void mh_redis_token_secret(mh_redis_store_t *rs, const char *candidate, mh_redis_secret_fn cb,
                            void *ud);
 
 /*
  * One round trip (pipelined GET P:next_id + MGET P:route:<id>...): the
  * highest id handed out, and for each id its instance or NULL (offline).
  */
-typedef void (*mh_redis_routes_cb)(void *ud, int status, uint64_t last_id,
+typedef void (*mh_redis_routes_fn)(void *ud, int status, uint64_t last_id,
                                    const char *const *instances, size_t n);
 void mh_redis_lookup_routes(mh_redis_store_t *rs, const uint64_t *ids, size_t n,
-                            mh_redis_routes_cb cb, void *ud);
+                            mh_redis_routes_fn cb, void *ud);
 
 /*
  * Claims id for instance: SET P:route:<id> instance PX ttl GET, ZADD P:presence.
  * The callback gets the instance that held the route before (NULL if none),
  * so a takeover on another instance can be signalled.
  */
-typedef void (*mh_redis_claim_cb)(void *ud, int status, const char *previous);
+typedef void (*mh_redis_claim_fn)(void *ud, int status, const char *previous);
 void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uint64_t ttl_ms,
-                    mh_redis_claim_cb cb, void *ud);
+                    mh_redis_claim_fn cb, void *ud);
 /*
  * Refreshes presence and routes of many ids held by instance, pipelined (a
  * route held by another instance is left alone).
  */
 void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
-                      uint64_t ttl_ms, mh_redis_status_cb cb, void *ud);
+                      uint64_t ttl_ms, mh_redis_status_fn cb, void *ud);
 /* Checks id out (route and presence) only if instance still holds it (atomic, Lua). */
 void mh_redis_checkout(mh_redis_store_t *rs, uint64_t id, const char *instance,
-                       mh_redis_status_cb cb, void *ud);
-typedef void (*mh_redis_ids_cb)(void *ud, int status, uint64_t *ids, size_t n);
+                       mh_redis_status_fn cb, void *ud);
+typedef void (*mh_redis_ids_fn)(void *ud, int status, uint64_t *ids, size_t n);
 /*
  * Ids present now (score > now_ms), ascending, in a malloc'ed array the
  * callback takes over (it must free() it; NULL on error). Also drops expired
  * members (ZREMRANGEBYSCORE) in the same round trip.
  */
-void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_cb cb, void *ud);
+void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_fn cb, void *ud);
 
 #endif

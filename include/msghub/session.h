@@ -124,4 +124,7 @@ void mh_session_log_close(mh_server_t *srv, mh_session_t *s);
 /* Another instance took id over at claimed_ms: close ours if it is older. */
 void mh_session_kick(mh_server_t *srv, uint64_t id, uint64_t claimed_ms);
 
+/* What liveness asks of a connection's session (session_live.c): srv->live_ops. */
+const struct mh_live_ops *mh_session_live_ops(void);
+
 #endif

@@ -29,12 +29,12 @@ typedef struct mh_timer mh_timer_t;
 typedef struct mh_timerwheel mh_timerwheel_t;
 
 /* Called when t expires; t is no longer pending when this runs. */
-typedef void (*mh_timer_cb)(mh_timer_t *t, void *ud);
+typedef void (*mh_timer_fire_fn)(mh_timer_t *t, void *ud);
 
 struct mh_timer {
     mh_timer_t *next, *prev; /* slot list links; NULL when not pending */
     uint64_t tick;           /* the tick it is due at */
-    mh_timer_cb cb;
+    mh_timer_fire_fn cb;
     void *ud;
 };
 
@@ -47,7 +47,7 @@ mh_timerwheel_t *mh_timerwheel_new(uint64_t now_ms, uint32_t tick_ms, uint32_t n
 void mh_timerwheel_free(mh_timerwheel_t *w);
 
 /* Prepares t (not pending) with its callback; call once before any add. */
-void mh_timer_init(mh_timer_t *t, mh_timer_cb cb, void *ud);
+void mh_timer_init(mh_timer_t *t, mh_timer_fire_fn cb, void *ud);
 
 /* Arms t to fire at or after at_ms; re-arms it if it is pending. */
 void mh_timerwheel_add(mh_timerwheel_t *w, mh_timer_t *t, uint64_t at_ms);

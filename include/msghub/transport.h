@@ -20,15 +20,15 @@
 
 #include "msghub/util.h"
 
-typedef void (*mh_transport_status_cb)(void *ud, int status);
+typedef void (*mh_transport_status_fn)(void *ud, int status);
 
 typedef struct mh_transport_ops {
     /* Pushes env to instance, coalesced with the others to it in this loop turn (relays). */
     void (*push)(void *impl, const char *instance, const void *env, size_t len,
-                 mh_transport_status_cb cb, void *ud);
+                 mh_transport_status_fn cb, void *ud);
     /* Sends env to instance on its own, now (takeover signals). */
     void (*send)(void *impl, const char *instance, const void *env, size_t len,
-                 mh_transport_status_cb cb, void *ud);
+                 mh_transport_status_fn cb, void *ud);
     void (*free)(void *impl);
 } mh_transport_ops_t;
 
@@ -43,7 +43,7 @@ static inline int mh_transport_none(const mh_transport_t *t)
     return t->ops == NULL;
 }
 static inline void mh_transport_push(mh_transport_t *t, const char *instance, const void *env,
-                                     size_t len, mh_transport_status_cb cb, void *ud)
+                                     size_t len, mh_transport_status_fn cb, void *ud)
 {
     if (t->ops)
         t->ops->push(t->impl, instance, env, len, cb, ud);
@@ -51,7 +51,7 @@ static inline void mh_transport_push(mh_transport_t *t, const char *instance, co
         cb(ud, MH_ENOENT);
 }
 static inline void mh_transport_send(mh_transport_t *t, const char *instance, const void *env,
-                                     size_t len, mh_transport_status_cb cb, void *ud)
+                                     size_t len, mh_transport_status_fn cb, void *ud)
 {
     if (t->ops)
         t->ops->send(t->impl, instance, env, len, cb, ud);

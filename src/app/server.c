@@ -25,6 +25,7 @@
 #include "msghub/http_api.h"
 #include "msghub/liveness.h"
 #include "msghub/log.h"
+#include "msghub/lws_compat.h"
 #include "msghub/msglog_mem.h"
 #include "msghub/presence_mem.h"
 #include "msghub/session.h"
@@ -408,6 +409,7 @@ int mh_server_run(const mh_config_t *cfg)
     srv.priv = &priv;
     srv.registry = mh_registry_new();
     srv.deliver = deliver_local;
+    srv.live_ops = mh_session_live_ops();
     init_limits(&srv);
     srv.conntrack = mh_conntrack_new();
     srv.partials = mh_u64map_new();

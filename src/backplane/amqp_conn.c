@@ -105,7 +105,7 @@ struct mh_amqp_conn {
     int heartbeat_s;
     uint64_t last_rx_ms;
     char err[256];
-    void (*on_freed)(void *arg);
+    mh_amqp_conn_freed_fn on_freed;
     void *freed_arg;
 };
 
@@ -608,7 +608,7 @@ static void release(mh_amqp_conn_t *c)
 {
     if (--c->handles_open > 0)
         return;
-    void (*on_freed)(void *) = c->on_freed;
+    mh_amqp_conn_freed_fn on_freed = c->on_freed;
     void *arg = c->freed_arg;
     conn_destroy(c);
     if (on_freed)
@@ -620,7 +620,7 @@ static void on_handle_closed(uv_handle_t *h)
     release(h->data);
 }
 
-void mh_amqp_conn_free(mh_amqp_conn_t *c, void (*on_freed)(void *arg), void *arg)
+void mh_amqp_conn_free(mh_amqp_conn_t *c, mh_amqp_conn_freed_fn on_freed, void *arg)
 {
     if (!c || c->closing)
         return;

@@ -33,6 +33,8 @@ struct uv_loop_s;
 typedef struct mh_amqp_conn mh_amqp_conn_t;
 /* One connection attempt, owned by the worker thread that runs it. */
 typedef struct mh_amqp_setup mh_amqp_setup_t;
+/* The connection's memory is gone (mh_amqp_conn_free). */
+typedef void (*mh_amqp_conn_freed_fn)(void *arg);
 
 /* The channels every connection opens; CH_PUB is in confirm mode. */
 enum { MH_AMQP_CONN_CH_PUB = 1, MH_AMQP_CONN_CH_CONS = 2 };
@@ -88,7 +90,7 @@ mh_amqp_conn_t *mh_amqp_conn_new(struct uv_loop_s *loop, const char *url, const 
  * the memory is gone, when the loop runs again. May be called from any
  * hook. NULL, or a second call, is a no-op.
  */
-void mh_amqp_conn_free(mh_amqp_conn_t *c, void (*on_freed)(void *arg), void *arg);
+void mh_amqp_conn_free(mh_amqp_conn_t *c, mh_amqp_conn_freed_fn on_freed, void *arg);
 /* 1 while up (the setup hook succeeded), no send failed and not freed. */
 int mh_amqp_conn_up(const mh_amqp_conn_t *c);
 /* 1 while RabbitMQ has blocked the connection (memory or disk alarm). */

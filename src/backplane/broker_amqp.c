@@ -67,7 +67,7 @@ enum { CH_PUB = MH_AMQP_CONN_CH_PUB, CH_CONS = MH_AMQP_CONN_CH_CONS };
 #define ACK_BYTES 64
 
 typedef struct pending {
-    mh_broker_publish_cb cb;
+    mh_broker_publish_fn cb;
     void *ud;
     int returned;  /* came back with basic.return */
     int confirmed; /* acked or nacked, waiting for earlier publishes */
@@ -119,7 +119,7 @@ static pending_t *ring_at(mh_broker_t *b, uint64_t tag)
     return &b->ring[(b->head + (size_t)(tag - b->head_tag)) % b->cap];
 }
 
-static void ring_push(mh_broker_t *b, mh_broker_publish_cb cb, void *ud)
+static void ring_push(mh_broker_t *b, mh_broker_publish_fn cb, void *ud)
 {
     if (b->len == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 64;
@@ -512,7 +512,7 @@ static int can_send(mh_broker_t *b, size_t len)
 }
 
 void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, size_t len,
-                       mh_broker_publish_cb cb, void *ud)
+                       mh_broker_publish_fn cb, void *ud)
 {
     if (!can_send(b, len)) {
         cb(ud, MH_EIO);

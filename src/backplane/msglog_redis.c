@@ -82,10 +82,10 @@ typedef struct lop {
     void (*args)(lop_t *, cmd_t *); /* adds numkeys, keys and ARGV */
     size_t nargs;
     union {
-        mh_msglog_append_cb append;
-        mh_msglog_read_cb read;
-        mh_msglog_state_cb state;
-        mh_msglog_status_cb status;
+        mh_msglog_append_fn append;
+        mh_msglog_read_fn read;
+        mh_msglog_state_fn state;
+        mh_msglog_status_fn status;
     } cb;
     void *ud;
     mh_frame_t *frame; /* append */
@@ -464,7 +464,7 @@ static void finish_append(req_t *req, const redisReply *last)
 static const mh_redis_conn_req_ops_t append_ops = {"msglog_append", NULL, finish_append};
 
 static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
-                       mh_msglog_append_cb cb, void *ud)
+                       mh_msglog_append_fn cb, void *ud)
 {
     lop_t *q = op_new(impl, &append_ops, SC_APPEND, ud);
     q->cb.append = cb;
@@ -544,7 +544,7 @@ static void finish_read(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t read_ops = {"msglog_read", NULL, finish_read};
 
-static void log_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_cb cb,
+static void log_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_fn cb,
                      void *ud)
 {
     lop_t *q = id_op(impl, &read_ops, SC_READ, id, after, max > READ_MAX ? READ_MAX : max, ud);
@@ -574,7 +574,7 @@ static void finish_open(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t open_ops = {"msglog_open", NULL, finish_open};
 
-static void log_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_cb cb, void *ud)
+static void log_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_fn cb, void *ud)
 {
     lop_t *q = id_op(impl, &open_ops, SC_OPEN, id, since, ((rlog_t *)impl)->lim.ttl_ms, ud);
     q->cb.state = cb;
@@ -591,7 +591,7 @@ static void finish_ack(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t ack_ops = {"msglog_ack", NULL, finish_ack};
 
-static void log_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_cb cb, void *ud)
+static void log_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_fn cb, void *ud)
 {
     lop_t *q = id_op(impl, &ack_ops, SC_ACK, id, seq, ((rlog_t *)impl)->lim.ttl_ms, ud);
     q->cb.status = cb;

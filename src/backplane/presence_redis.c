@@ -9,7 +9,7 @@ typedef struct presence_redis {
     uint64_t ttl_ms;
 } presence_redis_t;
 
-static void redis_alloc_id(void *impl, mh_presence_id_cb cb, void *ud)
+static void redis_alloc_id(void *impl, mh_presence_id_fn cb, void *ud)
 {
     presence_redis_t *p = impl;
     mh_redis_alloc_id(p->rs, cb, ud);
@@ -21,7 +21,7 @@ static void redis_note_id(void *impl, uint64_t id)
     mh_redis_raise_id(p->rs, id, NULL, NULL);
 }
 
-static void redis_claim(void *impl, uint64_t id, mh_presence_claim_cb cb, void *ud)
+static void redis_claim(void *impl, uint64_t id, mh_presence_claim_fn cb, void *ud)
 {
     presence_redis_t *p = impl;
     mh_redis_claim(p->rs, id, p->instance, p->ttl_ms, cb, ud);
@@ -33,7 +33,7 @@ static void redis_checkout(void *impl, uint64_t id)
     mh_redis_checkout(p->rs, id, p->instance, NULL, NULL);
 }
 
-static void redis_list(void *impl, uint64_t now_ms, mh_presence_ids_cb cb, void *ud)
+static void redis_list(void *impl, uint64_t now_ms, mh_presence_ids_fn cb, void *ud)
 {
     presence_redis_t *p = impl;
     mh_redis_list(p->rs, now_ms, cb, ud);

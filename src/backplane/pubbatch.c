@@ -13,7 +13,7 @@
 #include "msghub/util.h"
 
 typedef struct waiter {
-    mh_broker_publish_cb cb;
+    mh_broker_publish_fn cb;
     void *ud;
 } waiter_t;
 
@@ -91,7 +91,7 @@ static batch_t *batch_for(mh_pubbatch_t *pb, const char *instance)
 }
 
 void mh_pubbatch_add(mh_pubbatch_t *pb, const char *instance, const void *env, size_t len,
-                     mh_broker_publish_cb cb, void *ud)
+                     mh_broker_publish_fn cb, void *ud)
 {
     batch_t *b = batch_for(pb, instance);
     if (b->n == b->cap) {

@@ -68,7 +68,7 @@ struct mh_redis_conn {
     char hs_err[160];     /* first error reply of the handshake */
     mh_redis_conn_state_fn on_state;
     void *ud;
-    void (*on_freed)(void *arg);
+    mh_redis_conn_freed_fn on_freed;
     void *freed_arg;
 };
 
@@ -178,7 +178,7 @@ static void on_handle_closed(uv_handle_t *h)
     mh_redis_conn_t *conn = h->data;
     if (--conn->handles > 0)
         return;
-    void (*on_freed)(void *) = conn->on_freed;
+    mh_redis_conn_freed_fn on_freed = conn->on_freed;
     void *arg = conn->freed_arg;
     conn_destroy(conn);
     if (on_freed)
@@ -376,10 +376,22 @@ void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
  * hiredis 0.14's libuv adapter ignores a poll callback with an error status,
  * but on POLLERR (a refused connect, a reset) uv_poll reports UV_EBADF and
  * stops watching: the connection would hang. These hooks replace the
- * adapter's four event hooks (its attach and cleanup stay) and hand an error
- * to hiredis as the events it was waiting for, which then reads or writes,
- * sees the socket error and disconnects (what hiredis >= 1.0 does).
+ * adapter's four event hooks (its attach and cleanup stay; they rely on its
+ * redisLibuvEvents of 0.14: context, handle, events) and hand an error to
+ * hiredis as the events it was waiting for, which then reads or writes,
+ * sees the socket error and disconnects. hiredis >= 1.0's adapter does the
+ * same itself, so there the adapter is used as it is; an older hiredis
+ * than 0.14 is not known to us.
  */
+#if HIREDIS_MAJOR == 0 && HIREDIS_MINOR == 14
+#define OWN_POLL_HOOKS 1
+#elif HIREDIS_MAJOR >= 1
+#define OWN_POLL_HOOKS 0
+#else
+#error "hiredis older than 0.14: check how its libuv adapter treats a poll error"
+#endif
+
+#if OWN_POLL_HOOKS
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     redisLibuvEvents *p = h->data;
@@ -422,15 +434,18 @@ static void ev_del_write(void *priv)
     redisLibuvEvents *p = priv;
     poll_update(p, p->events & ~UV_WRITABLE);
 }
+#endif
 
 static int attach(redisAsyncContext *ac, uv_loop_t *loop)
 {
     if (redisLibuvAttach(ac, loop) != REDIS_OK)
         return -1;
+#if OWN_POLL_HOOKS
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
     ac->ev.addWrite = ev_add_write;
     ac->ev.delWrite = ev_del_write;
+#endif
     return 0;
 }
 
@@ -629,7 +644,7 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
     return conn;
 }
 
-void mh_redis_conn_free(mh_redis_conn_t *conn, void (*on_freed)(void *arg), void *arg)
+void mh_redis_conn_free(mh_redis_conn_t *conn, mh_redis_conn_freed_fn on_freed, void *arg)
 {
     if (!conn || conn->closing)
         return;

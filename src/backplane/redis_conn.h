@@ -33,6 +33,8 @@ typedef struct mh_redis_conn_req mh_redis_conn_req_t;
 
 /* up is 1 once AUTH / SELECT succeeded, 0 when the connection is lost. */
 typedef void (*mh_redis_conn_state_fn)(void *ud, int up);
+/* The connection's memory is gone (mh_redis_conn_free). */
+typedef void (*mh_redis_conn_freed_fn)(void *arg);
 
 /*
  * Parses url (see mh_redis_store_new()) and starts connecting. Returns NULL
@@ -51,7 +53,7 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
  * from here on complete synchronously with MH_EIO. NULL, or a second call,
  * is a no-op.
  */
-void mh_redis_conn_free(mh_redis_conn_t *c, void (*on_freed)(void *arg), void *arg);
+void mh_redis_conn_free(mh_redis_conn_t *c, mh_redis_conn_freed_fn on_freed, void *arg);
 /* 1 when connected (AUTH / SELECT done): only then are commands sent. */
 int mh_redis_conn_up(const mh_redis_conn_t *c);
 /*

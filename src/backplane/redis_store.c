@@ -36,12 +36,12 @@ typedef struct op {
     req_t req; /* first: redis_conn allocates and frees the op through it */
     mh_redis_store_t *rs;
     union {
-        mh_redis_u64_cb u64;
-        mh_redis_status_cb status;
-        mh_redis_routes_cb routes;
-        mh_redis_claim_cb claim;
-        mh_redis_ids_cb ids;
-        mh_redis_secret_cb secret;
+        mh_redis_u64_fn u64;
+        mh_redis_status_fn status;
+        mh_redis_routes_fn routes;
+        mh_redis_claim_fn claim;
+        mh_redis_ids_fn ids;
+        mh_redis_secret_fn secret;
     } cb;
     void *ud;
     uint64_t val;  /* scalar result */
@@ -170,7 +170,7 @@ static void finish_status(req_t *req, const redisReply *last)
 static const req_ops_t alloc_ops = {"alloc_id", each_int, finish_u64};
 static const req_ops_t last_ops = {"last_id", each_get_u64, finish_u64};
 
-void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud)
+void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &alloc_ops, ud);
     q->cb.u64 = cb;
@@ -178,7 +178,7 @@ void mh_redis_alloc_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud)
     mh_redis_conn_submit(&q->req);
 }
 
-void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_cb cb, void *ud)
+void mh_redis_last_id(mh_redis_store_t *rs, mh_redis_u64_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &last_ops, ud);
     q->cb.u64 = cb;
@@ -195,7 +195,7 @@ static const char raise_id_lua[] = "local v = tonumber(redis.call('GET', KEYS[1]
 
 static const req_ops_t raise_ops = {"raise_id", NULL, finish_status};
 
-void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_cb cb, void *ud)
+void mh_redis_raise_id(mh_redis_store_t *rs, uint64_t min_id, mh_redis_status_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &raise_ops, ud);
     q->cb.status = cb;
@@ -239,7 +239,7 @@ static void finish_secret(req_t *req, const redisReply *last)
 
 static const req_ops_t secret_ops = {"token_secret", each_secret, finish_secret};
 
-void mh_redis_token_secret(mh_redis_store_t *rs, const char *candidate, mh_redis_secret_cb cb,
+void mh_redis_token_secret(mh_redis_store_t *rs, const char *candidate, mh_redis_secret_fn cb,
                            void *ud)
 {
     op_t *q = op_new(rs, &secret_ops, ud);
@@ -275,7 +275,7 @@ static void finish_routes(req_t *req, const redisReply *last)
 static const req_ops_t routes_ops = {"lookup_routes", each_get_u64, finish_routes};
 
 void mh_redis_lookup_routes(mh_redis_store_t *rs, const uint64_t *ids, size_t n,
-                            mh_redis_routes_cb cb, void *ud)
+                            mh_redis_routes_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &routes_ops, ud);
     q->cb.routes = cb;
@@ -314,7 +314,7 @@ static void finish_claim(req_t *req, const redisReply *last)
 static const req_ops_t claim_ops = {"claim", each_claim, finish_claim};
 
 void mh_redis_claim(mh_redis_store_t *rs, uint64_t id, const char *instance, uint64_t ttl_ms,
-                    mh_redis_claim_cb cb, void *ud)
+                    mh_redis_claim_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &claim_ops, ud);
     q->cb.claim = cb;
@@ -360,7 +360,7 @@ static void send_refresh_chunk(op_t *q, const uint64_t *ids, size_t k, const cha
 }
 
 void mh_redis_refresh(mh_redis_store_t *rs, const uint64_t *ids, size_t n, const char *instance,
-                      uint64_t ttl_ms, mh_redis_status_cb cb, void *ud)
+                      uint64_t ttl_ms, mh_redis_status_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &refresh_ops, ud);
     q->cb.status = cb;
@@ -384,7 +384,7 @@ static const char checkout_lua[] = "if redis.call('GET', KEYS[1]) == ARGV[1] the
 static const req_ops_t checkout_ops = {"checkout", NULL, finish_status};
 
 void mh_redis_checkout(mh_redis_store_t *rs, uint64_t id, const char *instance,
-                       mh_redis_status_cb cb, void *ud)
+                       mh_redis_status_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &checkout_ops, ud);
     q->cb.status = cb;
@@ -423,7 +423,7 @@ static void finish_ids(req_t *req, const redisReply *last)
 
 static const req_ops_t list_ops = {"list", NULL, finish_ids};
 
-void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_cb cb, void *ud)
+void mh_redis_list(mh_redis_store_t *rs, uint64_t now_ms, mh_redis_ids_fn cb, void *ud)
 {
     op_t *q = op_new(rs, &list_ops, ud);
     q->cb.ids = cb;

@@ -9,14 +9,14 @@ typedef struct transport_amqp {
 } transport_amqp_t;
 
 static void amqp_push(void *impl, const char *instance, const void *env, size_t len,
-                      mh_transport_status_cb cb, void *ud)
+                      mh_transport_status_fn cb, void *ud)
 {
     transport_amqp_t *t = impl;
     mh_pubbatch_add(t->pb, instance, env, len, cb, ud);
 }
 
 static void amqp_send(void *impl, const char *instance, const void *env, size_t len,
-                      mh_transport_status_cb cb, void *ud)
+                      mh_transport_status_fn cb, void *ud)
 {
     transport_amqp_t *t = impl;
     mh_broker_publish(t->broker, instance, env, len, cb, ud);

@@ -84,7 +84,7 @@ void mh_timerwheel_free(mh_timerwheel_t *w)
     free(w);
 }
 
-void mh_timer_init(mh_timer_t *t, mh_timer_cb cb, void *ud)
+void mh_timer_init(mh_timer_t *t, mh_timer_fire_fn cb, void *ud)
 {
     t->next = t->prev = NULL;
     t->tick = 0;

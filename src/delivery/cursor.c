@@ -90,7 +90,7 @@ mh_cursor_action_t mh_cursor_push(mh_cursor_t *c, mh_frame_t *f, uint64_t seq, u
 }
 
 mh_cursor_action_t mh_cursor_read_done(mh_cursor_t *c, const mh_msglog_entry_t *e, size_t n,
-                                       uint64_t last_seq, int (*room)(void *ud),
+                                       uint64_t last_seq, mh_cursor_room_fn room,
                                        mh_cursor_queue_fn q, void *ud)
 {
     for (size_t i = 0; i < n; i++) {

@@ -118,7 +118,7 @@ static uint64_t append_one(memlog_t *m, idlog_t *g, mh_frame_t *f, uint64_t now_
 }
 
 static void mem_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
-                       mh_msglog_append_cb cb, void *ud)
+                       mh_msglog_append_fn cb, void *ud)
 {
     memlog_t *m = impl;
     uint64_t last_id = m->o.last_id ? m->o.last_id(m->o.ud) : UINT64_MAX;
@@ -133,7 +133,7 @@ static void mem_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f,
     free(instances);
 }
 
-static void mem_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_cb cb,
+static void mem_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_fn cb,
                      void *ud)
 {
     memlog_t *m = impl;
@@ -164,7 +164,7 @@ static void ack_log(memlog_t *m, idlog_t *g, uint64_t seq)
         shift(m, g);
 }
 
-static void mem_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_cb cb, void *ud)
+static void mem_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_fn cb, void *ud)
 {
     memlog_t *m = impl;
     idlog_t *g = get_log(m, id, 0);
@@ -181,7 +181,7 @@ static void mem_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_cb
     cb(ud, 0, &st);
 }
 
-static void mem_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_cb cb, void *ud)
+static void mem_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_fn cb, void *ud)
 {
     memlog_t *m = impl;
     idlog_t *g = get_log(m, id, 0);

@@ -1,7 +1,7 @@
 /* presence_mem: standalone presence over the registry (see presence_mem.h). */
 #include "msghub/presence_mem.h"
 
-static void mem_alloc_id(void *impl, mh_presence_id_cb cb, void *ud)
+static void mem_alloc_id(void *impl, mh_presence_id_fn cb, void *ud)
 {
     cb(ud, 0, mh_registry_alloc_id(impl));
 }
@@ -11,7 +11,7 @@ static void mem_note_id(void *impl, uint64_t id)
     mh_registry_note_id(impl, id);
 }
 
-static void mem_claim(void *impl, uint64_t id, mh_presence_claim_cb cb, void *ud)
+static void mem_claim(void *impl, uint64_t id, mh_presence_claim_fn cb, void *ud)
 {
     cb(ud, 0, NULL);
 }
@@ -20,7 +20,7 @@ static void mem_checkout(void *impl, uint64_t id)
 {
 }
 
-static void mem_list(void *impl, uint64_t now_ms, mh_presence_ids_cb cb, void *ud)
+static void mem_list(void *impl, uint64_t now_ms, mh_presence_ids_fn cb, void *ud)
 {
     uint64_t *ids;
     size_t n = mh_registry_ids(impl, 0, &ids);

@@ -17,6 +17,7 @@
 
 #include "msghub/conntrack.h"
 #include "msghub/log.h"
+#include "msghub/lws_compat.h"
 #include "msghub/relay.h"
 #include "msghub/token.h"
 

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "msghub/log.h"
-#include "msghub/session.h"
+#include "msghub/lws_compat.h"
 #include "msghub/util.h"
 
 #define PING_PAYLOAD "mh"
@@ -55,35 +55,33 @@ static uint64_t next_deadline(const mh_server_t *srv, const mh_conn_t *conn)
     const mh_config_t *cfg = srv->cfg;
     uint64_t at = conn->ping_sent_ms ? conn->ping_sent_ms + (uint64_t)cfg->pong_timeout_s * 1000u
                                      : conn->valid_ms + (uint64_t)cfg->ping_interval_s * 1000u;
-    if (cfg->idle_timeout_s && conn->ws) {
-        uint64_t idle = conn->ws->last_app_us / 1000u + (uint64_t)cfg->idle_timeout_s * 1000u;
-        if (idle < at)
+    if (conn->ws) {
+        uint64_t idle = srv->live_ops->idle_at_ms(srv, conn);
+        if (idle && idle < at)
             at = idle;
     }
     return at;
 }
 
 /* Returns 1 when the session was closed for idleness. */
-static int check_idle(mh_server_t *srv, mh_session_t *s, uint64_t now)
+static int check_idle(mh_server_t *srv, mh_conn_t *conn, uint64_t now)
 {
-    uint64_t idle_ms = (uint64_t)srv->cfg->idle_timeout_s * 1000u;
-    if (!idle_ms || now < s->last_app_us / 1000u + idle_ms)
+    uint64_t at = srv->live_ops->idle_at_ms(srv, conn);
+    if (!at || now < at)
         return 0;
-    mh_info("idle_timeout", "id=%llu", (unsigned long long)s->id);
-    mh_session_close(srv, s, MH_CLOSE_IDLE);
+    srv->live_ops->idle(srv, conn);
     return 1;
 }
 
 static void on_open_deadline(mh_server_t *srv, mh_conn_t *conn, uint64_t now)
 {
-    mh_session_t *s = conn->ws;
-    if (!s || s->closing || check_idle(srv, s, now))
+    if (!conn->ws || srv->live_ops->closing(conn) || check_idle(srv, conn, now))
         return; /* closing: mh_live_closing armed the close deadline */
     if (conn->ping_sent_ms &&
         now >= conn->ping_sent_ms + (uint64_t)srv->cfg->pong_timeout_s * 1000u) {
         if (defer_kill(srv, &conn->timer))
             return;
-        mh_info("pong_timeout", "id=%llu", (unsigned long long)s->id);
+        mh_info("pong_timeout", "id=%llu", (unsigned long long)srv->live_ops->id(conn));
         kill_now(conn->wsi);
         return;
     }
@@ -217,7 +215,7 @@ void mh_live_pong(mh_conn_t *conn)
 
 int mh_live_writeable(mh_server_t *srv, struct lws *wsi, mh_conn_t *conn)
 {
-    if (!conn->ping_due || (conn->ws && conn->ws->closing))
+    if (!conn->ping_due || (conn->ws && srv->live_ops->closing(conn)))
         return 0;
     /* not empty: lws 4.1 passes an empty pong to no callback, and the pong echoes this */
     unsigned char buf[LWS_PRE + sizeof(PING_PAYLOAD)];

@@ -10,15 +10,13 @@
 
 #include "msghub/liveness.h"
 #include "msghub/log.h"
+#include "msghub/lws_compat.h"
 #include "msghub/codec.h"
 #include "msghub/token.h"
 
 _Static_assert(LWS_PRE <= MH_FRAME_HEADROOM, "frame headroom must fit the lws header");
 
 #define CLOSE_DEADLINE_S 5
-/* lws 4.1 keeps its close opcode private (lws-write.h: "LWS_WRITE_CLOSE is
- * handled by lws_close_reason()"); its value is 4 in every 4.x release. */
-#define MH_LWS_WRITE_CLOSE 4
 
 /* ---- async context: a session handle plus what the operation needs ---- */
 

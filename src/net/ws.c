@@ -15,6 +15,7 @@
 #include "msghub/json.h"
 #include "msghub/liveness.h"
 #include "msghub/log.h"
+#include "msghub/lws_compat.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
@@ -22,8 +23,6 @@
 
 #define OVERSIZE_SLACK (64 * 1024)
 #define SINCE_DIGITS_MAX 20
-/* lws 4.1 keeps its close opcode private; its value is 4 in every 4.x release (see session.c). */
-#define MH_LWS_WRITE_CLOSE 4
 #define MH_CLOSE_MAX_PAYLOAD 125
 
 /* ---- upgrade checks ---- */

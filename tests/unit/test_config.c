@@ -640,7 +640,7 @@ static void test_version(void **state)
     run_t r = {0};
     load(&r, NULL, ARGS("--version"));
     assert_int_equal(r.rc, 1);
-    assert_string_equal(r.out, "msghub 0.1.0\n");
+    assert_string_equal(r.out, "msghub " MSGHUB_VERSION "\n"); /* CMake: PROJECT_VERSION */
     done(&r);
 }
 

@@ -51,7 +51,7 @@ static void deliver(mh_server_t *srv, void *session, mh_frame_t *f, uint64_t seq
 }
 
 static void fake_push(void *impl, const char *instance, const void *env, size_t len,
-                      mh_transport_status_cb cb, void *ud)
+                      mh_transport_status_fn cb, void *ud)
 {
     world_t *w = impl;
     strncpy(w->pushed_to[w->n_pushed], instance, sizeof(w->pushed_to[0]) - 1);
@@ -68,7 +68,7 @@ static const mh_transport_ops_t fake_transport = {fake_push, fake_push, fake_fre
 
 /* A log that gives seq = 10 + position and the configured routes. */
 static void fake_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
-                        mh_msglog_append_cb cb, void *ud)
+                        mh_msglog_append_fn cb, void *ud)
 {
     world_t *w = impl;
     uint64_t seqs[16];

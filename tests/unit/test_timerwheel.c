@@ -45,7 +45,7 @@ static void on_fire(mh_timer_t *t, void *ud)
         fire_log[nlog++] = r->id;
 }
 
-static void rec_init(rec_t *r, int id, mh_timer_cb cb)
+static void rec_init(rec_t *r, int id, mh_timer_fire_fn cb)
 {
     memset(r, 0, sizeof(*r));
     r->id = id;

@@ -1,0 +1,2 @@
+/* fixture of tests/layers/test_check_layers.py */
+#include "msghub/a.h"
