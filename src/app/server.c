@@ -38,6 +38,13 @@
 #define DEADLINE_SWEEP_MS 100
 #define DEADLINE_CLOSES_PER_SWEEP 100 /* each close costs lws a walk of its timer list */
 #define LOG_FLUSH_EVERY 10            /* sweeps: once a second */
+/*
+ * lws mallocs this (+ LWS_PRE) per WebSocket at the upgrade, keeps it for the
+ * connection's life and hands larger frames to ws.c in chunks of it (ws.c
+ * reassembles). With 64 KiB each idle connection kept a resident page of it
+ * (heaptrack: the largest per-connection cost); 1 KiB is one callback per KiB.
+ */
+#define WS_RX_CHUNK_BYTES 1024
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
@@ -357,7 +364,7 @@ static int run_loop(mh_server_t *srv)
         .secs_since_valid_hangup = 0,
     };
     struct lws_protocols protocols[] = {
-        {"msghub", callback, sizeof(mh_conn_t), 65536, 0, NULL, 0},
+        {"msghub", callback, sizeof(mh_conn_t), WS_RX_CHUNK_BYTES, 0, NULL, 0},
         {MH_HTTP_RAW_PROTOCOL, raw_callback, 0, 0, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };
