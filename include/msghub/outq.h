@@ -46,6 +46,8 @@ void mh_outq_push(mh_outq_t *q, mh_frame_t *f);
 size_t mh_outq_push_seq(mh_outq_t *q, mh_frame_t *f, uint64_t seq, int live);
 /* Removes the oldest entry into *e (its reference goes to the caller); 0 when empty. */
 int mh_outq_pop_entry(mh_outq_t *q, mh_outq_entry_t *e);
+/* The oldest entry without removing it (no reference moves): NULL when empty. */
+const mh_outq_entry_t *mh_outq_peek_entry(const mh_outq_t *q);
 /* Oldest frame without removing it, or NULL. */
 mh_frame_t *mh_outq_peek(const mh_outq_t *q);
 /* Removes the oldest frame and returns its reference to the caller, or NULL. */

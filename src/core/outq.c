@@ -54,6 +54,11 @@ size_t mh_outq_push_seq(mh_outq_t *q, mh_frame_t *f, uint64_t seq, int live)
     return size;
 }
 
+const mh_outq_entry_t *mh_outq_peek_entry(const mh_outq_t *q)
+{
+    return q->len ? &q->ring[q->head] : NULL;
+}
+
 mh_frame_t *mh_outq_peek(const mh_outq_t *q)
 {
     return q->len ? q->ring[q->head].f : NULL;

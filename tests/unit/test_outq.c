@@ -239,6 +239,10 @@ static void test_seq_entries(void **state)
     mh_outq_push(&q, f); /* no seq: the frame as is */
     assert_int_equal(f->refs, 4);
     assert_int_equal(q.bytes, 3 * strlen(text) + 8 + 12);
+    const mh_outq_entry_t *head = mh_outq_peek_entry(&q); /* the oldest, nothing moves */
+    assert_true(head && head->f == f && head->seq == 7 && head->size == strlen(text) + 8);
+    assert_int_equal(f->refs, 4);
+    assert_int_equal(q.len, 3);
     mh_outq_entry_t e;
     assert_int_equal(mh_outq_pop_entry(&q, &e), 1);
     assert_true(e.f == f && e.seq == 7 && e.live == 1 && e.size == strlen(text) + 8);
@@ -251,6 +255,7 @@ static void test_seq_entries(void **state)
     assert_true(e.seq == 0 && e.size == strlen(text));
     mh_frame_unref(e.f);
     assert_int_equal(mh_outq_pop_entry(&q, &e), 0);
+    assert_null(mh_outq_peek_entry(&q));
     assert_int_equal(q.bytes, 0);
     assert_int_equal(f->refs, 1);
     mh_outq_free(&q);
