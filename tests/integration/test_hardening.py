@@ -301,6 +301,7 @@ def test_long_upgrade_uri_is_414(hub):
     try:
         c = hub.ws_raw(path="/ws?token=" + "t" * 5000)
     except HandshakeError as e:
+        assert e.status_line == b"HTTP/1.1 414 URI Too Long", e.status_line
         raw_error(e, 414, "bad_request")
     else:
         c.abort()
