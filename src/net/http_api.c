@@ -11,6 +11,7 @@
 #include "msghub/http_api.h"
 
 #include <libwebsockets.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -537,12 +538,36 @@ static void after_body(struct lws *wsi, struct mh_http *h)
     }
 }
 
+/*
+ * The status line. lws 4.1 has no reason phrase for 431 (it writes
+ * "HTTP/1.1 431 "), and for a URI it had to cut it never saw the version
+ * and answers "HTTP/1.0 414": those two are written here, HTTP/1.1 with
+ * RFC 9110's phrase; every other status by lws.
+ */
+static int put_status(struct lws *wsi, unsigned status, unsigned char **p, unsigned char *end)
+{
+    const char *phrase = status == MH_HTTP_HEADERS_TOO_LARGE ? "Request Header Fields Too Large"
+                         : status == MH_HTTP_URI_TOO_LONG    ? "URI Too Long"
+                                                             : NULL;
+    if (!phrase)
+        return lws_add_http_header_status(wsi, status, p, end);
+    int n = snprintf((char *)*p, (size_t)(end - *p), "HTTP/1.1 %u %s\r\n", status, phrase);
+    if (n < 0 || n >= end - *p)
+        return -1;
+    *p += n;
+    return 0;
+}
+
 static int write_headers(struct lws *wsi, struct mh_http *h)
 {
     unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
                                        *end = buf + sizeof(buf) - 1;
     size_t len = h->out.len - LWS_PRE;
-    if (lws_add_http_common_headers(wsi, (unsigned)h->status, h->ctype, len, &p, end))
+    if (put_status(wsi, (unsigned)h->status, &p, end) ||
+        (h->ctype && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
+                                                  (const unsigned char *)h->ctype,
+                                                  (int)strlen(h->ctype), &p, end)) ||
+        lws_add_http_header_content_length(wsi, len, &p, end))
         return -1;
     const char *cache = h->cache ? h->cache : "no-store";
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:",

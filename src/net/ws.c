@@ -168,6 +168,10 @@ static const char *reason_phrase(int status)
         return "Forbidden";
     case 404:
         return "Not Found";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
     case 503:
         return "Service Unavailable";
     default:
