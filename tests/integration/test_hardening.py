@@ -470,3 +470,25 @@ def test_memory_limit_counts_the_offline_log(hub_factory):
     assert back.recv_json() == {"type": "acked", "ref": 1, "seq": seqs[-1]["seq"]}
     assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
     assert h.post("/relay", data=big, headers=ct).status_code == 200
+
+
+# ---- item 6, a limitation: unmasked client frames are not refused ---------------
+
+def test_limitation_unmasked_frame_is_served_not_refused_with_1002(hub):
+    """Documents a limitation (docs/PROTOCOL-NOTES.md, "Close behaviour"):
+    RFC 6455 5.1 says 1002, but libwebsockets 4.1.6 parses an unmasked client
+    frame like a masked one and gives no way to tell. Pins today's answer
+    byte for byte, so a libwebsockets that starts refusing them (or a change
+    in what we answer) shows up here: then turn this into a 1002 test."""
+    c = hub.ws()
+    c.send_raw(encode_frame(OP_TEXT, b'{"type":"ping","ref":"u1"}', masked=False))
+    expected = b"\x81\x1a" + b'{"type":"pong","ref":"u1"}'
+    c._fill(len(expected), time.monotonic() + 3)
+    got = bytes(c.buf[:len(expected)])
+    assert got == expected, got
+    del c.buf[:len(expected)]
+    c.send_raw(encode_frame(OP_TEXT, b'{"type":"ping"}', masked=True))
+    assert c.recv_json() == {"type": "pong"}
+    a, b = hub.ws(), hub.ws()
+    assert_alive(a, b)
+    c.close()
