@@ -69,6 +69,7 @@ struct mh_session {
     uint32_t written_unacked;
     int tick_pending; /* in the server's list for the next tick (auto ack, held pushes) */
     mh_outq_t outq;
+    size_t tx_off; /* wire bytes of the head entry already written (entries over a batch) */
     mh_rate_t rate;
     mh_buf_t rx;
     uint64_t last_app_us;

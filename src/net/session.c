@@ -57,10 +57,20 @@ static void unregister(mh_server_t *srv, mh_session_t *s)
 }
 
 /* Keeps the replies queued (an error explaining the close goes out before it). */
-static void drop_messages(mh_outq_t *q)
+static void drop_messages(mh_session_t *s)
 {
+    mh_outq_t *q = &s->outq;
     mh_outq_entry_t e;
-    for (size_t n = q->len; n > 0 && mh_outq_pop_entry(q, &e); n--) {
+    size_t n = q->len;
+    if (s->tx_off && n && mh_outq_pop_entry(q, &e)) { /* half written: finish its frame */
+        if (e.seq) /* the queue rotates once: it goes back to the head */
+            mh_outq_push_seq(q, e.f, e.seq, e.live);
+        else
+            mh_outq_push(q, e.f);
+        mh_frame_unref(e.f);
+        n--;
+    }
+    for (; n > 0 && mh_outq_pop_entry(q, &e); n--) {
         if (!e.seq)
             mh_outq_push(q, e.f);
         mh_frame_unref(e.f);
@@ -74,7 +84,7 @@ void mh_session_close(mh_server_t *srv, mh_session_t *s, int code)
     s->closing = code;
     unregister(srv, s); /* checked out of presence now, not when the socket goes */
     mh_session_log_close(srv, s);
-    drop_messages(&s->outq); /* the log holds whatever was not acknowledged */
+    drop_messages(s); /* the log holds whatever was not acknowledged */
     mh_live_closing(srv, s->wsi, CLOSE_DEADLINE_S); /* O(1), not lws' sorted list */
     lws_callback_on_writable(s->wsi);
 }
@@ -196,7 +206,8 @@ static void note_written(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_
  * ws connection straight to lws_issue_raw(), which keeps what the kernel
  * did not take and sends it before the next WRITEABLE: every byte handed
  * over is as written as with LWS_WRITE_TEXT, so accounting is unchanged.
- * An entry bigger than one batch is written alone, framed by lws.
+ * An entry bigger than one batch goes out in batch-sized raw writes of its
+ * frame (write_big), so lws never holds more than one batch of it.
  */
 #define BATCH_BYTES (64 * 1024)
 #define BATCH_ENTRIES 512
@@ -234,16 +245,41 @@ static size_t put_payload(unsigned char *p, const mh_outq_entry_t *e)
     return e->f->len;
 }
 
-/* Writes one entry alone, framed by lws (entries bigger than a batch). */
-static int write_entry(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_t *e)
+/* Copies wire bytes [off, off + n) of segment (p, len) that lie in [at, at + len) to dst. */
+static size_t copy_part(unsigned char *dst, size_t off, size_t n, size_t at, const unsigned char *p,
+                        size_t len)
 {
-    unsigned char *p = mh_frame_data(e->f);
-    size_t n = e->f->len;
-    if (e->seq) {
-        p = mh_server_scratch(srv, e->size);
-        n = mh_codec_message_seq_into(p, e->f, e->seq);
-    }
-    return lws_write(s->wsi, p, n, LWS_WRITE_TEXT) < (int)n ? -1 : 0;
+    size_t lo = off > at ? off : at, hi = off + n < at + len ? off + n : at + len;
+    if (lo >= hi)
+        return 0;
+    memcpy(dst + (lo - off), p + (lo - at), hi - lo);
+    return hi - lo;
+}
+
+/*
+ * Writes the next BATCH_BYTES (or fewer) of an entry bigger than a batch:
+ * its frame header and payload are copied piece by piece, the seq spliced
+ * in, so neither the whole message nor lws' copy of what a full socket did
+ * not take ever exceeds one batch per connection.
+ */
+static int write_big(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_t *e, int *done)
+{
+    unsigned char head[WS_HEADER_MAX], seq[MH_CODEC_SEQ_FIELD_MAX];
+    size_t hl = frame_header(head, e->size), total = hl + e->size, off = s->tx_off;
+    size_t n = total - off < BATCH_BYTES ? total - off : BATCH_BYTES;
+    size_t cut = e->seq ? e->f->seq_at : e->f->len;
+    size_t sl = e->seq ? mh_codec_seq_field((char *)seq, e->seq) : 0;
+    const unsigned char *body = mh_frame_data(e->f);
+    unsigned char *buf = mh_server_scratch(srv, BATCH_BYTES);
+    size_t got = copy_part(buf, off, n, 0, head, hl);
+    got += copy_part(buf, off, n, hl, body, cut);
+    got += copy_part(buf, off, n, hl + cut, seq, sl);
+    got += copy_part(buf, off, n, hl + cut + sl, body + cut, e->f->len - cut);
+    if (got != n || lws_write(s->wsi, buf, n, LWS_WRITE_RAW) < (int)n)
+        return -1;
+    s->tx_off = off + n == total ? 0 : off + n;
+    *done = s->tx_off == 0;
+    return 0;
 }
 
 /* Writes the next entry alone, or a batch of those that fit; 0, or -1 on failure. */
@@ -251,13 +287,16 @@ static int write_some(mh_server_t *srv, mh_session_t *s)
 {
     mh_outq_entry_t batch[BATCH_ENTRIES];
     const mh_outq_entry_t *next = mh_outq_peek_entry(&s->outq);
-    if (next->size + WS_HEADER_MAX > BATCH_BYTES) {
-        mh_outq_pop_entry(&s->outq, &batch[0]);
-        int rc = write_entry(srv, s, &batch[0]);
-        if (rc == 0) /* a failed write drops the connection: the log keeps the message */
+    if (s->tx_off || next->size + WS_HEADER_MAX > BATCH_BYTES) {
+        int done = 0;
+        if (write_big(srv, s, next, &done))
+            return -1; /* a failed write drops the connection: the log keeps the message */
+        if (done) {
+            mh_outq_pop_entry(&s->outq, &batch[0]);
             note_written(srv, s, &batch[0]);
-        mh_frame_unref(batch[0].f);
-        return rc;
+            mh_frame_unref(batch[0].f);
+        }
+        return 0;
     }
     unsigned char *buf = mh_server_scratch(srv, BATCH_BYTES);
     size_t used = 0, n = 0;

@@ -378,3 +378,33 @@ def test_environment_configures_and_flag_wins(hub_factory):
     assert h.get("/clients").status_code == 401
     r = h.get("/clients", headers={"Authorization": "Bearer env-key"})
     assert r.status_code == 200 and r.json() == {"ids": [c.id]}
+
+
+def test_websockets_library_reads_coalesced_and_big_frames(hub):
+    """Many small messages go out in one write and messages over 64 KiB in
+    64 KiB pieces of one frame: a standard client must read every one whole,
+    byte for byte, in seq order, with small ones before and after big ones."""
+    sizes = [3, 200_000, 5, 7, 1_000_000, 11] + [13] * 300 + [70_000, 17]
+
+    async def run():
+        uri = "ws://%s:%d/ws" % (HOST, hub.port)
+        async with websockets.connect(uri, open_timeout=5, close_timeout=2, max_size=None) as x, \
+                websockets.connect(uri, open_timeout=5, close_timeout=2, max_size=None) as y:
+            hx = json.loads(await asyncio.wait_for(x.recv(), 5))
+            hy = json.loads(await asyncio.wait_for(y.recv(), 5))
+            async def receive():
+                for ref, n in enumerate(sizes):
+                    m = json.loads(await asyncio.wait_for(y.recv(), 10))
+                    check_message(m, hx["id"], "%d:" % ref + "b" * n, seq=ref + 1)
+
+            reader = asyncio.create_task(receive())
+            for ref, n in enumerate(sizes):
+                await x.send(json.dumps({"type": "relay", "ref": ref, "receivers": [hy["id"]],
+                                         "body": "%d:" % ref + "b" * n}))
+                r = json.loads(await asyncio.wait_for(x.recv(), 10))
+                assert r == {"type": "relayed", "ref": ref, "accepted": 1, "unknown": []}, r
+            await asyncio.wait_for(reader, 30)
+        return x.close_code, y.close_code
+
+    codes = asyncio.run(asyncio.wait_for(run(), 60))
+    assert codes == (1000, 1000)
