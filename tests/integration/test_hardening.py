@@ -297,6 +297,17 @@ def test_oversized_head_gets_414_or_431(hub, data, status_line):
     assert hub.get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize("data", [b"GET /healthz\r\n", b"GET /healthz\r\n\r\n",
+                                  b"GET /\r\n\r\n"], ids=["crlf", "crlfcrlf", "root"])
+def test_http09_request_is_400(hub, data):
+    """A request line without a version (HTTP/0.9) is answered, at once."""
+    t0 = time.monotonic()
+    out, closed = read_until_eof(hub.port, data, timeout=5)
+    assert time.monotonic() - t0 < 1.5, out[:300]
+    check_json_refusal(out, closed, "HTTP/1.1 400 Bad Request", "bad_request")
+    assert hub.get("/healthz").status_code == 200
+
+
 def test_long_upgrade_uri_is_414(hub):
     try:
         c = hub.ws_raw(path="/ws?token=" + "t" * 5000)
