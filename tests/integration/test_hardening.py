@@ -453,6 +453,34 @@ def test_memory_limit_refuses_large_work_and_keeps_small(hub_factory):
     assert r.status_code == 200, r.text
 
 
+def body_head(size):
+    return (b"POST /relay HTTP/1.1\r\nHost: hub\r\n" + JSON_CT +
+            b"Content-Length: %d\r\n\r\n" % size)
+
+
+def test_refused_or_abandoned_body_gives_its_memory_back(hub_factory):
+    h = hub_factory("--memory-limit", str(4 * MIB))
+    holders = [open_fragment(h, 900 * 1024) for _ in range(4)]
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] >= 4 * 900 * 1024, timeout=3)
+    before = h.metrics()["msghub_memory_bytes"]
+    # refused before it is read: 503, and the gauge is exactly where it was
+    size = 600 * 1024
+    out, closed = read_until_eof(h.port, body_head(size) + b"{" * (64 * 1024), timeout=5)
+    check_json_refusal(out, closed, "HTTP/1.1 503 Service Unavailable", "unavailable")
+    assert h.metrics()["msghub_memory_bytes"] == before
+    for c in holders:
+        c.abort()
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
+    base = h.metrics()["msghub_memory_bytes"]
+    # accepted, then abandoned half way: the reservation goes back at the close
+    sock = socket.create_connection((HOST, h.port), timeout=5)
+    sock.sendall(body_head(size) + b"x" * (size // 2))
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] >= base + size, timeout=3)
+    sock.close()
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] == base, timeout=3), h.metrics()
+    assert h.get("/healthz").status_code == 200
+
+
 def test_header_line_without_colon_is_closed_at_the_deadline(hub_factory):
     # lws 4.1.6 waits for more after "Host x": the request deadline ends it
     h = hub_factory("--request-timeout", "2")
