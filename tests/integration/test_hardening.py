@@ -308,6 +308,24 @@ def test_http09_request_is_400(hub, data):
     assert hub.get("/healthz").status_code == 200
 
 
+def test_request_line_in_two_parts_is_served(hub):
+    """The HTTP/0.9 check waits 500 ms: a request line split by a short pause is no 0.9."""
+    sock = socket.create_connection((HOST, hub.port), timeout=5)
+    try:
+        sock.sendall(b"GET /healthz")
+        time.sleep(0.2)
+        sock.sendall(b" HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        out = b""
+        while not out.endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        sock.close()
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:300]
+
+
 def test_long_upgrade_uri_is_414(hub):
     try:
         c = hub.ws_raw(path="/ws?token=" + "t" * 5000)
