@@ -32,6 +32,8 @@ void mh_conntrack_close(mh_conntrack_t *ct, struct lws *wsi);
 void mh_conntrack_restart(mh_conntrack_t *ct, struct lws *wsi, uint64_t now_ms);
 /* The connection became a WebSocket: no request deadline any more (idle timeout instead). */
 void mh_conntrack_upgraded(mh_conntrack_t *ct, struct lws *wsi);
+/* lws parsed the head of the connection's current request (it reached a callback). */
+void mh_conntrack_dispatched(mh_conntrack_t *ct, struct lws *wsi);
 /* Sockets open now. */
 size_t mh_conntrack_count(const mh_conntrack_t *ct);
 /*
@@ -40,5 +42,13 @@ size_t mh_conntrack_count(const mh_conntrack_t *ct);
  * crowd that expires together does not stall the loop); returns how many.
  */
 size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms, size_t max);
+/*
+ * For at most max connections whose current request began more than
+ * stall_ms before now_ms and was not dispatched yet, asks refuse(wsi)
+ * (which answers it, returning 1, or returns 0) and closes the refused
+ * ones; returns how many.
+ */
+size_t mh_conntrack_sweep_stalled(mh_conntrack_t *ct, uint64_t now_ms, uint64_t stall_ms,
+                                  int (*refuse)(struct lws *wsi), size_t max);
 
 #endif

@@ -42,6 +42,15 @@ int mh_http_headers_have_nul(struct lws *wsi);
 /* 414 when the URI or query reached MH_HTTP_TOKEN_LIMIT, 431 for another header, else 0. */
 int mh_http_head_too_long(struct lws *wsi);
 
+/*
+ * An HTTP/0.9 request line ("GET /path\r\n", no version) leaves lws
+ * waiting for headers that never come, without a callback: called for a
+ * connection whose request stalled, it writes a 400 straight to the socket
+ * and returns 1 when the request has a URI and no version (the caller
+ * closes it), else 0.
+ */
+int mh_http_refuse_versionless(struct lws *wsi);
+
 /* Handles the HTTP callback reasons of the hub's lws protocol. */
 int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *conn, void *in,
                      size_t len);

@@ -37,6 +37,7 @@
 #define DRAIN_POLL_MS 50
 #define DEADLINE_SWEEP_MS 100
 #define DEADLINE_CLOSES_PER_SWEEP 100 /* each close costs lws a walk of its timer list */
+#define VERSIONLESS_STALL_MS 500      /* an HTTP/0.9 request line waits this long for a 400 */
 #define LOG_FLUSH_EVERY 10            /* sweeps: once a second */
 /*
  * lws mallocs this (+ LWS_PRE) per WebSocket at the upgrade, keeps it for the
@@ -121,6 +122,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: {
         mh_live_headers_done(srv, wsi);
+        mh_conntrack_dispatched(srv->conntrack, wsi);
         mh_err_code_t code;
         const char *msg;
         int status = mh_ws_check_upgrade(srv, wsi, &code, &msg);
@@ -142,6 +144,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return 0;
     case LWS_CALLBACK_HTTP:
         mh_live_headers_done(srv, wsi);
+        mh_conntrack_dispatched(srv->conntrack, wsi);
         return conn ? mh_http_callback(srv, wsi, (int)reason, conn, in, len) : 0;
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
@@ -255,6 +258,8 @@ static void on_deadlines(uv_timer_t *t)
     size_t n =
         mh_conntrack_sweep(srv->conntrack, mh_now_ms(), timeout_ms, DEADLINE_CLOSES_PER_SWEEP);
     srv->metrics.request_timeouts_total += n;
+    mh_conntrack_sweep_stalled(srv->conntrack, mh_now_ms(), VERSIONLESS_STALL_MS,
+                               mh_http_refuse_versionless, DEADLINE_CLOSES_PER_SWEEP);
     if (n)
         mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
 }

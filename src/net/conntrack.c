@@ -20,6 +20,7 @@ struct mh_conntrack {
 typedef struct entry {
     struct lws *wsi;
     uint64_t since_ms; /* start of the current request, NO_DEADLINE for a WebSocket */
+    int dispatched;    /* lws parsed the current request's head */
 } entry_t;
 
 static uint64_t key_of(struct lws *wsi)
@@ -56,6 +57,7 @@ void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi, uint64_t now_ms)
         mh_u64map_put(ct->map, key_of(wsi), e);
     }
     e->since_ms = now_ms;
+    e->dispatched = 0;
 }
 
 void mh_conntrack_close(mh_conntrack_t *ct, struct lws *wsi)
@@ -66,8 +68,17 @@ void mh_conntrack_close(mh_conntrack_t *ct, struct lws *wsi)
 void mh_conntrack_restart(mh_conntrack_t *ct, struct lws *wsi, uint64_t now_ms)
 {
     entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
-    if (e && e->since_ms != NO_DEADLINE)
+    if (e && e->since_ms != NO_DEADLINE) {
         e->since_ms = now_ms;
+        e->dispatched = 0;
+    }
+}
+
+void mh_conntrack_dispatched(mh_conntrack_t *ct, struct lws *wsi)
+{
+    entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
+    if (e)
+        e->dispatched = 1;
 }
 
 void mh_conntrack_upgraded(mh_conntrack_t *ct, struct lws *wsi)
@@ -80,6 +91,34 @@ void mh_conntrack_upgraded(mh_conntrack_t *ct, struct lws *wsi)
 size_t mh_conntrack_count(const mh_conntrack_t *ct)
 {
     return mh_u64map_size(ct->map);
+}
+
+/* Closes the collected connections from this timer (outside every lws callback). */
+static void kill_all(struct lws **wsis, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        lws_set_timeout(wsis[i], PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+    free(wsis);
+}
+
+size_t mh_conntrack_sweep_stalled(mh_conntrack_t *ct, uint64_t now_ms, uint64_t stall_ms,
+                                  int (*refuse)(struct lws *wsi), size_t max)
+{
+    size_t cursor = 0, n = 0;
+    uint64_t k;
+    void *v;
+    struct lws **refused = NULL;
+    while (n < max && mh_u64map_next(ct->map, &cursor, &k, &v)) {
+        entry_t *e = v;
+        if (e->dispatched || e->since_ms == NO_DEADLINE || now_ms - e->since_ms <= stall_ms ||
+            !refuse(e->wsi))
+            continue;
+        e->since_ms = NO_DEADLINE; /* refused once */
+        refused = mh_xrealloc(refused, (n + 1) * sizeof(*refused));
+        refused[n++] = e->wsi;
+    }
+    kill_all(refused, n);
+    return n;
 }
 
 size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms, size_t max)
@@ -101,8 +140,6 @@ size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_
      * lws keeps is re-armed by each body chunk. Closing removes entries,
      * so it happens after the walk.
      */
-    for (size_t i = 0; i < n; i++)
-        lws_set_timeout(expired[i], PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-    free(expired);
+    kill_all(expired, n);
     return n;
 }

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "msghub/conntrack.h"
 #include "msghub/log.h"
@@ -418,6 +419,12 @@ static int is_uri_token(int t)
            t == WSI_TOKEN_OPTIONS_URI || t == WSI_TOKEN_HEAD_URI;
 }
 
+/* An HTTP/0.9 request line ("GET /path" and no version) leaves WSI_TOKEN_HTTP empty. */
+static int has_version(struct lws *wsi)
+{
+    return lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) > 0;
+}
+
 int mh_http_head_too_long(struct lws *wsi)
 {
     int status = 0;
@@ -440,7 +447,10 @@ int mh_http_head_too_long(struct lws *wsi)
 static int framing_refused(struct lws *wsi, struct mh_http *h)
 {
     int too_long = mh_http_head_too_long(wsi);
-    if (too_long)
+    if (!too_long && !has_version(wsi))
+        set_fatal(h, MH_HTTP_BAD_REQUEST, MH_ERR_BAD_REQUEST,
+                  "request line without an HTTP version");
+    else if (too_long)
         set_fatal(h, too_long, MH_ERR_BAD_REQUEST,
                   too_long == MH_HTTP_URI_TOO_LONG ? "URI too long" : "request header too large");
     else if (mh_http_headers_have_nul(wsi))
@@ -542,13 +552,15 @@ static void after_body(struct lws *wsi, struct mh_http *h)
  * The status line. lws 4.1 has no reason phrase for 431 (it writes
  * "HTTP/1.1 431 "), and for a URI it had to cut it never saw the version
  * and answers "HTTP/1.0 414": those two are written here, HTTP/1.1 with
- * RFC 9110's phrase; every other status by lws.
+ * RFC 9110's phrase, and so is the 400 to a request without a version
+ * (lws would answer it HTTP/1.0); every other status by lws.
  */
 static int put_status(struct lws *wsi, unsigned status, unsigned char **p, unsigned char *end)
 {
     const char *phrase = status == MH_HTTP_HEADERS_TOO_LARGE ? "Request Header Fields Too Large"
                          : status == MH_HTTP_URI_TOO_LONG    ? "URI Too Long"
-                                                             : NULL;
+                         : status == MH_HTTP_BAD_REQUEST && !has_version(wsi) ? "Bad Request"
+                                                                              : NULL;
     if (!phrase)
         return lws_add_http_header_status(wsi, status, p, end);
     int n = snprintf((char *)*p, (size_t)(end - *p), "HTTP/1.1 %u %s\r\n", status, phrase);
@@ -680,24 +692,51 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
     }
 }
 
-/* Writes a whole HTTP/1.1 400 in the error shape as raw bytes; 0 on success. */
-static int raw_refuse(mh_server_t *srv, struct lws *wsi)
+/* Formats a whole HTTP/1.1 400 in the error shape after LWS_PRE bytes of headroom. */
+static void format_400(mh_buf_t *b, const char *message)
 {
-    mh_buf_t b, body;
-    mh_buf_init(&b);
+    mh_buf_t body;
     mh_buf_init(&body);
-    mh_codec_http_error(&body, MH_ERR_BAD_REQUEST, "not an HTTP request");
+    mh_codec_http_error(&body, MH_ERR_BAD_REQUEST, message);
     static const unsigned char pre[LWS_PRE];
-    mh_buf_append(&b, pre, LWS_PRE);
-    mh_buf_printf(&b,
+    mh_buf_append(b, pre, LWS_PRE);
+    mh_buf_printf(b,
                   "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
                   "content-length: %zu\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
                   body.len);
-    mh_buf_append(&b, body.data, body.len);
+    mh_buf_append(b, body.data, body.len);
+    mh_buf_free(&body);
+}
+
+int mh_http_refuse_versionless(struct lws *wsi)
+{
+    int uri = 0;
+    for (int t = 0; t < WSI_TOKEN_COUNT && !uri; t++)
+        uri = is_uri_token(t) && lws_hdr_total_length(wsi, (enum lws_token_indexes)t) > 0;
+    if (!uri || has_version(wsi))
+        return 0;
+    mh_buf_t b;
+    mh_buf_init(&b);
+    format_400(&b, "request line without an HTTP version");
+    /* a fresh socket's send buffer takes these few bytes whole; lws is not writing to it */
+    ssize_t n = send(lws_get_socket_fd(wsi), b.data + LWS_PRE, b.len - LWS_PRE,
+                     MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    mh_buf_free(&b);
+    mh_server_t *srv = lws_context_user(lws_get_context(wsi));
+    mh_metrics_error(&srv->metrics, MH_ERR_BAD_REQUEST);
+    return 1;
+}
+
+/* Writes a whole HTTP/1.1 400 in the error shape as raw bytes; 0 on success. */
+static int raw_refuse(mh_server_t *srv, struct lws *wsi)
+{
+    mh_buf_t b;
+    mh_buf_init(&b);
+    format_400(&b, "not an HTTP request");
     size_t len = b.len - LWS_PRE;
     int rc = lws_write(wsi, (unsigned char *)b.data + LWS_PRE, len, LWS_WRITE_RAW) == (int)len;
     mh_buf_free(&b);
-    mh_buf_free(&body);
     mh_metrics_error(&srv->metrics, MH_ERR_BAD_REQUEST);
     return rc ? 0 : -1;
 }

@@ -297,6 +297,35 @@ def test_oversized_head_gets_414_or_431(hub, data, status_line):
     assert hub.get("/healthz").status_code == 200
 
 
+@pytest.mark.parametrize("data", [b"GET /healthz\r\n", b"GET /healthz\r\n\r\n",
+                                  b"GET /\r\n\r\n"], ids=["crlf", "crlfcrlf", "root"])
+def test_http09_request_is_400(hub, data):
+    """A request line without a version (HTTP/0.9) is answered, at once."""
+    t0 = time.monotonic()
+    out, closed = read_until_eof(hub.port, data, timeout=5)
+    assert time.monotonic() - t0 < 1.5, out[:300]
+    check_json_refusal(out, closed, "HTTP/1.1 400 Bad Request", "bad_request")
+    assert hub.get("/healthz").status_code == 200
+
+
+def test_request_line_in_two_parts_is_served(hub):
+    """The HTTP/0.9 check waits 500 ms: a request line split by a short pause is no 0.9."""
+    sock = socket.create_connection((HOST, hub.port), timeout=5)
+    try:
+        sock.sendall(b"GET /healthz")
+        time.sleep(0.2)
+        sock.sendall(b" HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+        out = b""
+        while not out.endswith(b"}"):
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            out += chunk
+    finally:
+        sock.close()
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:300]
+
+
 def test_long_upgrade_uri_is_414(hub):
     try:
         c = hub.ws_raw(path="/ws?token=" + "t" * 5000)
@@ -440,6 +469,34 @@ def test_memory_limit_refuses_large_work_and_keeps_small(hub_factory):
     assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
     r = h.post("/relay", data=big, headers={"Content-Type": "application/json"})
     assert r.status_code == 200, r.text
+
+
+def body_head(size):
+    return (b"POST /relay HTTP/1.1\r\nHost: hub\r\n" + JSON_CT +
+            b"Content-Length: %d\r\n\r\n" % size)
+
+
+def test_refused_or_abandoned_body_gives_its_memory_back(hub_factory):
+    h = hub_factory("--memory-limit", str(4 * MIB))
+    holders = [open_fragment(h, 900 * 1024) for _ in range(4)]
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] >= 4 * 900 * 1024, timeout=3)
+    before = h.metrics()["msghub_memory_bytes"]
+    # refused before it is read: 503, and the gauge is exactly where it was
+    size = 600 * 1024
+    out, closed = read_until_eof(h.port, body_head(size) + b"{" * (64 * 1024), timeout=5)
+    check_json_refusal(out, closed, "HTTP/1.1 503 Service Unavailable", "unavailable")
+    assert h.metrics()["msghub_memory_bytes"] == before
+    for c in holders:
+        c.abort()
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] < 64 * 1024, timeout=3)
+    base = h.metrics()["msghub_memory_bytes"]
+    # accepted, then abandoned half way: the reservation goes back at the close
+    sock = socket.create_connection((HOST, h.port), timeout=5)
+    sock.sendall(body_head(size) + b"x" * (size // 2))
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] >= base + size, timeout=3)
+    sock.close()
+    assert wait_until(lambda: h.metrics()["msghub_memory_bytes"] == base, timeout=3), h.metrics()
+    assert h.get("/healthz").status_code == 200
 
 
 def test_header_line_without_colon_is_closed_at_the_deadline(hub_factory):
