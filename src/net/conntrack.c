@@ -101,45 +101,45 @@ static void kill_all(struct lws **wsis, size_t n)
     free(wsis);
 }
 
-size_t mh_conntrack_sweep_stalled(mh_conntrack_t *ct, uint64_t now_ms, uint64_t stall_ms,
-                                  int (*refuse)(struct lws *wsi), size_t max)
+/* What a sweep closes: past its deadline, and (when refuse is set) refused by it. */
+typedef struct sweep_rule {
+    uint64_t now_ms, after_ms;
+    int (*refuse)(struct lws *wsi); /* NULL: every expired request; else undispatched ones */
+} sweep_rule_t;
+
+/*
+ * Closes up to max connections the rule picks, each once. Closed from this
+ * timer (outside every lws callback): a deadline lws keeps is re-armed by
+ * each body chunk. Closing removes entries, so it happens after the walk.
+ */
+static size_t sweep(mh_conntrack_t *ct, const sweep_rule_t *r, size_t max)
 {
     size_t cursor = 0, n = 0;
     uint64_t k;
     void *v;
-    struct lws **refused = NULL;
+    struct lws **picked = NULL;
     while (n < max && mh_u64map_next(ct->map, &cursor, &k, &v)) {
         entry_t *e = v;
-        if (e->dispatched || e->since_ms == NO_DEADLINE || now_ms - e->since_ms <= stall_ms ||
-            !refuse(e->wsi))
+        if (e->since_ms == NO_DEADLINE || r->now_ms - e->since_ms <= r->after_ms ||
+            (r->refuse && (e->dispatched || !r->refuse(e->wsi))))
             continue;
-        e->since_ms = NO_DEADLINE; /* refused once */
-        refused = mh_xrealloc(refused, (n + 1) * sizeof(*refused));
-        refused[n++] = e->wsi;
+        e->since_ms = NO_DEADLINE; /* closed once */
+        picked = mh_xrealloc(picked, (n + 1) * sizeof(*picked));
+        picked[n++] = e->wsi;
     }
-    kill_all(refused, n);
+    kill_all(picked, n);
     return n;
+}
+
+size_t mh_conntrack_sweep_stalled(mh_conntrack_t *ct, uint64_t now_ms, uint64_t stall_ms,
+                                  int (*refuse)(struct lws *wsi), size_t max)
+{
+    sweep_rule_t r = {now_ms, stall_ms, refuse};
+    return sweep(ct, &r, max);
 }
 
 size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms, size_t max)
 {
-    size_t cursor = 0, n = 0;
-    uint64_t k;
-    void *v;
-    struct lws **expired = NULL;
-    while (n < max && mh_u64map_next(ct->map, &cursor, &k, &v)) {
-        entry_t *e = v;
-        if (e->since_ms == NO_DEADLINE || now_ms - e->since_ms <= timeout_ms)
-            continue;
-        e->since_ms = NO_DEADLINE; /* closed once */
-        expired = mh_xrealloc(expired, (n + 1) * sizeof(*expired));
-        expired[n++] = e->wsi;
-    }
-    /*
-     * Closed now, from this timer (outside every lws callback): a deadline
-     * lws keeps is re-armed by each body chunk. Closing removes entries,
-     * so it happens after the walk.
-     */
-    kill_all(expired, n);
-    return n;
+    sweep_rule_t r = {now_ms, timeout_ms, NULL};
+    return sweep(ct, &r, max);
 }
