@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include "msghub/conntrack.h"
+#include "msghub/http_status.h"
 #include "msghub/log.h"
 #include "msghub/lws_compat.h"
 #include "msghub/relay.h"
@@ -30,11 +31,6 @@ extern const size_t mh_client_js_len;
 extern const char mh_client_js_etag[];
 
 #define BODY_SLACK (64 * 1024)
-#define MH_HTTP_BAD_REQUEST 400
-#define MH_HTTP_LENGTH_REQUIRED 411
-#define MH_HTTP_URI_TOO_LONG 414
-#define MH_HTTP_HEADERS_TOO_LARGE 431
-#define MH_HTTP_UNAVAILABLE 503
 
 typedef enum {
     R_INDEX,
@@ -249,7 +245,7 @@ static void clients_listed(void *ud, int status, uint64_t *ids, size_t n)
     else if (h) {
         out_reset(h);
         mh_codec_http_ids(&h->out, ids, n);
-        respond_json(h->wsi, h, 200);
+        respond_json(h->wsi, h, MH_HTTP_OK);
     }
     free(ids);
 }
@@ -267,11 +263,11 @@ static void serve_client_js(struct lws *wsi, struct mh_http *h)
     h->etag = mh_client_js_etag;
     if (lws_hdr_copy(wsi, inm, sizeof(inm), WSI_TOKEN_HTTP_IF_NONE_MATCH) > 0 &&
         (strstr(inm, mh_client_js_etag) || strcmp(inm, "*") == 0)) {
-        respond(wsi, h, 304, "text/javascript; charset=utf-8");
+        respond(wsi, h, MH_HTTP_NOT_MODIFIED, "text/javascript; charset=utf-8");
         return;
     }
     mh_buf_append(&h->out, mh_client_js, mh_client_js_len);
-    respond(wsi, h, 200, "text/javascript; charset=utf-8");
+    respond(wsi, h, MH_HTTP_OK, "text/javascript; charset=utf-8");
 }
 
 static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
@@ -281,14 +277,14 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
     case R_INDEX:
         if (!srv->cfg->web_root || append_file(&h->out, srv->cfg->web_root, "index.html"))
             mh_buf_append(&h->out, mh_web_index, mh_web_index_len);
-        respond(wsi, h, 200, "text/html; charset=utf-8");
+        respond(wsi, h, MH_HTTP_OK, "text/html; charset=utf-8");
         return;
     case R_CLIENT_JS:
         serve_client_js(wsi, h);
         return;
     case R_HEALTHZ:
         mh_buf_puts(&h->out, "{\"status\":\"ok\"}");
-        respond_json(wsi, h, 200);
+        respond_json(wsi, h, MH_HTTP_OK);
         return;
     case R_READYZ:
         if (!mh_server_ready(srv)) {
@@ -297,11 +293,11 @@ static void handle_get(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
             return;
         }
         mh_buf_puts(&h->out, "{\"status\":\"ready\"}");
-        respond_json(wsi, h, 200);
+        respond_json(wsi, h, MH_HTTP_OK);
         return;
     case R_METRICS:
         mh_metrics_render(&srv->metrics, &h->out);
-        respond(wsi, h, 200, "text/plain; version=0.0.4; charset=utf-8");
+        respond(wsi, h, MH_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8");
         return;
     case R_CLIENTS:
         list_clients(srv, wsi, h);
@@ -335,7 +331,7 @@ static void relay_done(void *ud, int status, const mh_relay_result_t *res)
     }
     out_reset(h);
     mh_codec_http_relayed(&h->out, res->msg_id, res->accepted, res->unknown, res->n_unknown);
-    respond_json(h->wsi, h, 200);
+    respond_json(h->wsi, h, MH_HTTP_OK);
 }
 
 static void handle_relay(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
@@ -359,7 +355,7 @@ static void session_answer(mh_server_t *srv, struct mh_http *h, uint64_t id)
     mh_token_issue(srv->secret, srv->secret_len, id, mh_now_ms() / 1000, token);
     out_reset(h);
     mh_codec_http_session(&h->out, id, token);
-    respond_json(h->wsi, h, 201);
+    respond_json(h->wsi, h, MH_HTTP_CREATED);
 }
 
 static void session_allocated(void *ud, int status, uint64_t id)
@@ -549,22 +545,16 @@ static void after_body(struct lws *wsi, struct mh_http *h)
 }
 
 /*
- * The status line. lws 4.1 has no reason phrase for 431 (it writes
- * "HTTP/1.1 431 "), and for a URI it had to cut it never saw the version
- * and answers "HTTP/1.0 414": those two are written here, HTTP/1.1 with
- * RFC 9110's phrase, and so is the 400 to a request without a version
- * (lws would answer it HTTP/1.0); every other status by lws.
+ * The status line, always ours (http_status.c): lws 4.1 has no reason
+ * phrase for 431 (it writes "HTTP/1.1 431 "), answers "HTTP/1.0 414" for a
+ * URI it had to cut (it never saw the version) and HTTP/1.0 to a request
+ * without a version; one table keeps every answer, and the upgrade
+ * refusals of ws.c, alike.
  */
-static int put_status(struct lws *wsi, unsigned status, unsigned char **p, unsigned char *end)
+static int put_status(unsigned status, unsigned char **p, unsigned char *end)
 {
-    const char *phrase = status == MH_HTTP_HEADERS_TOO_LARGE ? "Request Header Fields Too Large"
-                         : status == MH_HTTP_URI_TOO_LONG    ? "URI Too Long"
-                         : status == MH_HTTP_BAD_REQUEST && !has_version(wsi) ? "Bad Request"
-                                                                              : NULL;
-    if (!phrase)
-        return lws_add_http_header_status(wsi, status, p, end);
-    int n = snprintf((char *)*p, (size_t)(end - *p), "HTTP/1.1 %u %s\r\n", status, phrase);
-    if (n < 0 || n >= end - *p)
+    int n = mh_http_status_line((char *)*p, (size_t)(end - *p), (int)status);
+    if (n < 0)
         return -1;
     *p += n;
     return 0;
@@ -575,7 +565,7 @@ static int write_headers(struct lws *wsi, struct mh_http *h)
     unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start,
                                        *end = buf + sizeof(buf) - 1;
     size_t len = h->out.len - LWS_PRE;
-    if (put_status(wsi, (unsigned)h->status, &p, end) ||
+    if (put_status((unsigned)h->status, &p, end) ||
         (h->ctype && lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
                                                   (const unsigned char *)h->ctype,
                                                   (int)strlen(h->ctype), &p, end)) ||
@@ -593,7 +583,7 @@ static int write_headers(struct lws *wsi, struct mh_http *h)
                         wsi, (const unsigned char *)"allow:", (const unsigned char *)h->allow,
                         (int)strlen(h->allow), &p, end))
         return -1;
-    if (h->status == 401 &&
+    if (h->status == MH_HTTP_UNAUTHORIZED &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:",
                                     (const unsigned char *)"Bearer", 6, &p, end))
         return -1;
@@ -695,17 +685,9 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
 /* Formats a whole HTTP/1.1 400 in the error shape after LWS_PRE bytes of headroom. */
 static void format_400(mh_buf_t *b, const char *message)
 {
-    mh_buf_t body;
-    mh_buf_init(&body);
-    mh_codec_http_error(&body, MH_ERR_BAD_REQUEST, message);
     static const unsigned char pre[LWS_PRE];
     mh_buf_append(b, pre, LWS_PRE);
-    mh_buf_printf(b,
-                  "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n"
-                  "content-length: %zu\r\ncache-control: no-store\r\nconnection: close\r\n\r\n",
-                  body.len);
-    mh_buf_append(b, body.data, body.len);
-    mh_buf_free(&body);
+    mh_http_append_refusal(b, MH_HTTP_BAD_REQUEST, MH_ERR_BAD_REQUEST, message);
 }
 
 int mh_http_refuse_versionless(struct lws *wsi)

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "msghub/http_api.h"
+#include "msghub/http_status.h"
 #include "msghub/json.h"
 #include "msghub/liveness.h"
 #include "msghub/log.h"
@@ -90,7 +91,7 @@ static int check_opts(mh_server_t *srv, struct lws *wsi, int tlen, uint64_t id, 
     if (!*msg)
         return 0;
     *code = MH_ERR_BAD_REQUEST;
-    return 400;
+    return MH_HTTP_BAD_REQUEST;
 }
 
 int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, const char **msg)
@@ -98,19 +99,19 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
     int too_long = mh_http_head_too_long(wsi);
     if (too_long) {
         *code = MH_ERR_BAD_REQUEST;
-        *msg = too_long == 414 ? "URI too long" : "request header too large";
+        *msg = too_long == MH_HTTP_URI_TOO_LONG ? "URI too long" : "request header too large";
         return too_long;
     }
     if (mh_http_headers_have_nul(wsi)) {
         *code = MH_ERR_BAD_REQUEST;
         *msg = "NUL byte in a header";
-        return 400;
+        return MH_HTTP_BAD_REQUEST;
     }
     char uri[64];
     if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) < 0 || strcmp(uri, "/ws") != 0) {
         *code = MH_ERR_NOT_FOUND;
         *msg = "WebSocket endpoint is /ws";
-        return 404;
+        return MH_HTTP_NOT_FOUND;
     }
     char origin[256];
     if (srv->cfg->allowed_origins &&
@@ -118,12 +119,12 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
         !mh_config_origin_allowed(srv->cfg, origin)) {
         *code = MH_ERR_FORBIDDEN;
         *msg = "origin not allowed";
-        return 403;
+        return MH_HTTP_FORBIDDEN;
     }
     if (!srv->secret) { /* a token cannot be checked yet: not a 401 */
         *code = MH_ERR_UNAVAILABLE;
         *msg = "token secret not agreed yet";
-        return 503;
+        return MH_HTTP_UNAVAILABLE;
     }
     char token[256];
     int tlen = query_token(wsi, token, sizeof(token));
@@ -133,12 +134,12 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
                                      mh_now_ms() / 1000, srv->cfg->token_ttl_s, &id) != 0)) {
         *code = MH_ERR_UNAUTHORIZED;
         *msg = "invalid or expired token";
-        return 401;
+        return MH_HTTP_UNAUTHORIZED;
     }
     if (tlen <= 0 && srv->cfg->require_token) {
         *code = MH_ERR_UNAUTHORIZED;
         *msg = "a session token is required";
-        return 401;
+        return MH_HTTP_UNAUTHORIZED;
     }
     int status = check_opts(srv, wsi, tlen, id, code, msg);
     if (status)
@@ -148,66 +149,30 @@ int mh_ws_check_upgrade(mh_server_t *srv, struct lws *wsi, mh_err_code_t *code, 
         *msg = srv->draining           ? "hub is shutting down"
                : !mh_server_ready(srv) ? "backplane unavailable"
                                        : "too many connections";
-        return 503;
+        return MH_HTTP_UNAVAILABLE;
     }
     return 0;
 }
 
 /* ---- refusals ---- */
 
-#define REFUSAL_HEAD_MAX 512
-
-static const char *reason_phrase(int status)
-{
-    switch (status) {
-    case 400:
-        return "Bad Request";
-    case 401:
-        return "Unauthorized";
-    case 403:
-        return "Forbidden";
-    case 404:
-        return "Not Found";
-    case 414:
-        return "URI Too Long";
-    case 431:
-        return "Request Header Fields Too Large";
-    case 503:
-        return "Service Unavailable";
-    default:
-        return status < 500 ? "Client Error" : "Server Error";
-    }
-}
-
 /*
- * The whole response is built here, status line included: lws' header
- * helpers take the HTTP version from the request, which lws has not set yet
- * at LWS_CALLBACK_HTTP_CONFIRM_UPGRADE (they would write "HTTP/1.0").
+ * The whole response is built by mh_http_append_refusal, status line
+ * included: lws' header helpers take the HTTP version from the request,
+ * which lws has not set yet at LWS_CALLBACK_HTTP_CONFIRM_UPGRADE (they
+ * would write "HTTP/1.0").
  */
 int mh_ws_refuse(mh_server_t *srv, struct lws *wsi, int status, mh_err_code_t code,
                  const char *message)
 {
     mh_metrics_error(&srv->metrics, code);
-    mh_buf_t body, out;
-    mh_buf_init(&body);
+    mh_buf_t out;
     mh_buf_init(&out);
-    mh_codec_http_error(&body, code, message);
     static const unsigned char pre[LWS_PRE];
-    mh_buf_reserve(&out, LWS_PRE + REFUSAL_HEAD_MAX + body.len);
     mh_buf_append(&out, pre, LWS_PRE);
-    mh_buf_printf(&out,
-                  "HTTP/1.1 %d %s\r\n"
-                  "content-type: application/json\r\n"
-                  "content-length: %zu\r\n"
-                  "cache-control: no-store\r\n"
-                  "%s"
-                  "connection: close\r\n\r\n",
-                  status, reason_phrase(status), body.len,
-                  status == 401 ? "www-authenticate: Bearer\r\n" : "");
-    mh_buf_append(&out, body.data, body.len);
+    mh_http_append_refusal(&out, status, code, message);
     size_t len = out.len - LWS_PRE;
     int n = lws_write(wsi, (unsigned char *)out.data + LWS_PRE, len, LWS_WRITE_HTTP_HEADERS);
-    mh_buf_free(&body);
     mh_buf_free(&out);
     return n == (int)len ? 1 : -1;
 }

@@ -112,7 +112,7 @@ def test_bytes_after_a_post_without_content_length_close_after_one_answer(hub):
     t0 = time.monotonic()
     out, closed = read_until_eof(hub.port, data, timeout=5)
     assert out.count(b"HTTP/1.1 ") == 1, out[:600]
-    assert out.startswith(b"HTTP/1.1 201 \r\n"), out[:300]  # lws has no reason phrase for 201
+    assert out.startswith(b"HTTP/1.1 201 Created\r\n"), out[:300]
     assert closed and time.monotonic() - t0 < 3, (closed, time.monotonic() - t0)
 
 
@@ -132,6 +132,28 @@ def test_keep_alive_sequential_requests_still_work(hub):
     finally:
         sock.close()
     assert count_deliveries(rx) == 3
+
+
+@pytest.mark.parametrize("data,status_line", [
+    (b"GET /healthz HTTP/1.0\r\n\r\n", b"HTTP/1.1 200 OK\r\n"),
+    (b"GET /nope HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 404 Not Found\r\n"),
+    (b"DELETE /relay HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 405 Method Not Allowed\r\n"),
+    (b"POST /relay HTTP/1.1\r\nHost: hub\r\nContent-Type: text/plain\r\n"
+     b"Content-Length: 2\r\nConnection: close\r\n\r\n{}",
+     b"HTTP/1.1 415 Unsupported Media Type\r\n"),
+    (b"POST /relay HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\n"
+     b"Content-Length: 999999999\r\nConnection: close\r\n\r\n",
+     b"HTTP/1.1 413 Content Too Large\r\n"),
+], ids=["http10-200", "404", "405", "415", "413"])
+def test_status_lines_are_http11_with_rfc_phrases(hub, data, status_line):
+    out, closed = read_until_eof(hub.port, data)
+    assert out.startswith(status_line), out[:300]
+    assert out.count(b"HTTP/1.1 ") == 1, out[:600]
+    assert closed  # HTTP/1.0 without keep-alive, and Connection: close, end after one answer
+    a, b = hub.ws(), hub.ws()
+    assert_alive(a, b)
 
 
 # ---- item 4: a query parameter that does not fit is refused, never ignored ------
