@@ -374,11 +374,10 @@ static int free_port(void)
     return 0;
 }
 
-static void test_refused_stays_down(void **state)
+/* X with default options against url u, not waiting for it to come up. */
+static void start_x(const char *u)
 {
-    (void)state;
-    char u[128], err[256];
-    snprintf(u, sizeof(u), "amqp://guest:guest@127.0.0.1:%d/", free_port());
+    char err[256] = "";
     memset(&X, 0, sizeof(X));
     mh_broker_options_t o = {.url = u,
                              .prefix = prefix,
@@ -388,6 +387,14 @@ static void test_refused_stays_down(void **state)
                              .ud = &X};
     X.b = mh_broker_new(&loop, &o, err, sizeof(err));
     assert_non_null(X.b);
+}
+
+static void test_refused_stays_down(void **state)
+{
+    (void)state;
+    char u[128];
+    snprintf(u, sizeof(u), "amqp://guest:guest@127.0.0.1:%d/", free_port());
+    start_x(u);
     spin(400); /* a few attempts: 0, ~100, ~200 ms */
     assert_false(mh_broker_up(X.b));
     assert_int_equal(X.ups, 0);
@@ -437,17 +444,9 @@ static void test_silent_listener_never_blocks_the_loop(void **state)
     sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     assert_int_equal(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
     assert_int_equal(listen(lfd, 16), 0); /* the kernel completes handshakes; nobody reads */
-    char u[128], err[256];
+    char u[128];
     snprintf(u, sizeof(u), "amqp://guest:guest@127.0.0.1:%d/", port);
-    memset(&X, 0, sizeof(X));
-    mh_broker_options_t o = {.url = u,
-                             .prefix = prefix,
-                             .instance_id = "X",
-                             .on_state = on_state,
-                             .on_delivery = on_delivery,
-                             .ud = &X};
-    X.b = mh_broker_new(&loop, &o, err, sizeof(err));
-    assert_non_null(X.b);
+    start_x(u);
     spin_measuring_gaps(2600); /* one attempt timing out (2 s), the next one started */
     print_message("silent listener: longest loop gap %.1f ms\n", (double)gap_max_us / 1000.0);
     assert_true(gap_max_us < 250 * 1000);

@@ -340,11 +340,15 @@ def test_relay_request_fields_in_any_order(hub):
 
 # ---- interoperability with a standard client library -----------------------------
 
+def library_client(hub):
+    """A python-websockets client of hub's /ws, with no message size limit."""
+    return websockets.connect("ws://%s:%d/ws" % (HOST, hub.port), open_timeout=5,
+                              close_timeout=2, max_size=None)
+
+
 def test_websockets_library_client(hub):
     async def run():
-        uri = "ws://%s:%d/ws" % (HOST, hub.port)
-        async with websockets.connect(uri, open_timeout=5, close_timeout=2, max_size=None) as x, \
-                websockets.connect(uri, open_timeout=5, close_timeout=2, max_size=None) as y:
+        async with library_client(hub) as x, library_client(hub) as y:
             hx = json.loads(await asyncio.wait_for(x.recv(), 5))
             hy = json.loads(await asyncio.wait_for(y.recv(), 5))
             check_hello(hx, limits=DEFAULT_LIMITS)
@@ -387,9 +391,7 @@ def test_websockets_library_reads_coalesced_and_big_frames(hub):
     sizes = [3, 200_000, 5, 7, 1_000_000, 11] + [13] * 300 + [70_000, 17]
 
     async def run():
-        uri = "ws://%s:%d/ws" % (HOST, hub.port)
-        async with websockets.connect(uri, open_timeout=5, close_timeout=2, max_size=None) as x, \
-                websockets.connect(uri, open_timeout=5, close_timeout=2, max_size=None) as y:
+        async with library_client(hub) as x, library_client(hub) as y:
             hx = json.loads(await asyncio.wait_for(x.recv(), 5))
             hy = json.loads(await asyncio.wait_for(y.recv(), 5))
             async def receive():
