@@ -914,8 +914,12 @@ static void parse_args(int argc, char **argv)
             usage(stdout);
             exit(0);
         }
-        if (!strcmp(a, "--verbose") || !strcmp(a, "--cross")) {
-            *(a[2] == 'v' ? &O.verbose : &O.cross) = 1;
+        if (!strcmp(a, "--verbose")) {
+            O.verbose = 1;
+            continue;
+        }
+        if (!strcmp(a, "--cross")) {
+            O.cross = 1;
             continue;
         }
         if (i + 1 >= argc)
