@@ -259,11 +259,24 @@ typedef struct proc_sample {
     long rss_kb, hwm_kb;
     double cpu_s;
     int ok;
+    double wait_s; /* runnable but waiting for a CPU (/proc/PID/schedstat), main threads */
 } proc_sample_t;
+
+/* Seconds the thread of a /proc/.../schedstat file waited on a run queue. */
+static double runq_wait_s(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    unsigned long long run = 0, wait = 0;
+    if (!f)
+        return 0;
+    int n = fscanf(f, "%llu %llu", &run, &wait);
+    fclose(f);
+    return n == 2 ? (double)wait / 1e9 : 0;
+}
 
 static proc_sample_t sample_procs(const int *pids, int npids)
 {
-    proc_sample_t s = {0, 0, 0, 1};
+    proc_sample_t s = {.ok = 1};
     long tick = sysconf(_SC_CLK_TCK);
     for (int i = 0; i < npids; i++) {
         char path[64], line[256];
@@ -297,6 +310,8 @@ static proc_sample_t sample_procs(const int *pids, int npids)
         if (rp &&
             sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
             s.cpu_s += (double)(ut + st) / (double)tick;
+        snprintf(path, sizeof(path), "/proc/%d/schedstat", pids[i]);
+        s.wait_s += runq_wait_s(path);
     }
     return s;
 }
@@ -1319,7 +1334,7 @@ int main(int argc, char **argv)
     double interval = O.rate > 0 ? 1e9 / O.rate : 0;
     uint64_t next_i = 0;
     proc_sample_t pm0 = {0}, pm1 = {0}, ax0 = {0}, ax1 = {0};
-    double cpu_self0 = 0, cpu_self1 = 0, busy0 = 0, busy1 = 0;
+    double cpu_self0 = 0, cpu_self1 = 0, busy0 = 0, busy1 = 0, wait_self0 = 0, wait_self1 = 0;
     int measuring = 0;
     int64_t last_progress = t_load, last_timeout_check = t_load;
     sending = nsenders > 0 || O.http > 0;
@@ -1337,6 +1352,7 @@ int main(int argc, char **argv)
             pm0 = sample_pids();
             ax0 = sample_procs(O.aux_pids, O.naux);
             cpu_self0 = self_cpu_s();
+            wait_self0 = runq_wait_s("/proc/self/schedstat");
             busy0 = machine_busy_s();
         }
         if (measuring == 1 && now >= t_measure_end) {
@@ -1345,6 +1361,7 @@ int main(int argc, char **argv)
             pm1 = sample_pids();
             ax1 = sample_procs(O.aux_pids, O.naux);
             cpu_self1 = self_cpu_s();
+            wait_self1 = runq_wait_s("/proc/self/schedstat");
             busy1 = machine_busy_s();
         }
         if (measuring == 2 && (now >= drain_deadline || ST.delivered_window >= ST.expected_window))
@@ -1386,8 +1403,10 @@ int main(int argc, char **argv)
         pm1 = sample_pids();
         ax1 = sample_procs(O.aux_pids, O.naux);
         cpu_self1 = self_cpu_s();
+        wait_self1 = runq_wait_s("/proc/self/schedstat");
         busy1 = machine_busy_s();
         if (!measuring) {
+            wait_self0 = wait_self1;
             busy0 = busy1;
             ax0 = ax1;
             pm0 = pm1;
@@ -1452,6 +1471,8 @@ int main(int argc, char **argv)
     fprintf(f, ",\"still_open\":%d,\"pings\":%" PRIu64, still_open, ST.pings);
     double mwin = measuring ? win : 1;
     fprintf(f, ",\"bench_cpu_pct\":%.1f", 100.0 * (cpu_self1 - cpu_self0) / mwin);
+    /* time spent runnable but not running (other work on the cores): 100 = the whole window */
+    fprintf(f, ",\"bench_runq_wait_pct\":%.1f", 100.0 * (wait_self1 - wait_self0) / mwin);
     if (O.npids > 0) {
         fprintf(f, ",\"hub_pids\":%d,\"hub_ok\":%s", O.npids, pend.ok ? "true" : "false");
         fprintf(f,
@@ -1459,6 +1480,7 @@ int main(int argc, char **argv)
                 ",\"hub_hwm_kb\":%ld,\"hub_cpu_pct\":%.1f",
                 p0.rss_kb, p1.rss_kb, pend.rss_kb, pend.hwm_kb,
                 100.0 * (pm1.cpu_s - pm0.cpu_s) / mwin);
+        fprintf(f, ",\"hub_runq_wait_pct\":%.1f", 100.0 * (pm1.wait_s - pm0.wait_s) / mwin);
         /* absolute hub CPU (utime + stime) before and once every client was in: with several
          * client processes, scripts/bench takes the last process's figure */
         fprintf(f, ",\"hub_cpu_start_s\":%.3f,\"hub_cpu_connected_s\":%.3f", p0.cpu_s, p1.cpu_s);
