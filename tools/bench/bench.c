@@ -15,9 +15,17 @@
  * frames over a plain WebSocket, see ../shared/peers/socketio/server.js) and
  * centrifugo (JSON protocol, personal channels, client publish).
  *
+ * --http-connections H: the relays go out as POST /relay over H keep-alive
+ * HTTP/1.1 connections to the first --url's host (closed loop: each
+ * connection sends the next request when it has the answer), every
+ * WebSocket client is a receiver; each answer's status line and body are
+ * checked, wrong ones counted apart. --cross: a relay's receivers are
+ * clients of another --url than its sender's (HTTP senders: the first).
+ *
  * Only loopback addresses are accepted as targets. */
 #include "floor.h"
 #include "hist.h"
+#include "httpc.h"
 #include "wsc.h"
 
 #include <arpa/inet.h>
@@ -44,6 +52,8 @@
 #define MAX_BODY (1 << 20)
 #define SEND_BACKLOG_LIMIT (4u << 20) /* skip a relay when its sender has this much unsent */
 #define OPEN_LOOP_BURST 2000          /* most relays sent in one loop turn when behind */
+#define MAX_HTTP 256                  /* --http-connections */
+#define HTTP_SENDER_BASE (1 << 20)    /* "bs" of HTTP relays: past every WebSocket sender */
 
 enum dialect { D_MSGHUB, D_SOCKETIO, D_CENTRIFUGO };
 static const char *const dialect_names[] = {"msghub", "socketio", "centrifugo"};
@@ -79,6 +89,8 @@ static struct options {
     int verbose;
     struct sockaddr_in source; /* --source: local address of every client */
     int has_source;
+    int http;  /* --http-connections: POST /relay senders, 0 = WebSocket senders */
+    int cross; /* receivers on another target than the sender's */
 } O = {
     .dialect = D_MSGHUB,
     .connections = 100,
@@ -138,12 +150,27 @@ typedef struct stats {
     uint64_t pings;
     hist_t lat;
     hist_t lag; /* open loop: actual send time - scheduled time */
+    /* POST /relay (--http-connections), requests sent inside the window */
+    uint64_t http_window, http_ok_window; /* sent; answered 200 with the expected body */
+    uint64_t http_ok, http_non2xx, http_bad_answer, http_closed, http_send_failed; /* all */
+    hist_t http_lat; /* request written -> whole answer read, ok answers in the window */
 } stats_t;
+
+typedef struct http_sender {
+    uint64_t seq;
+    int64_t t;   /* when the request in flight was sent */
+    int k;       /* its receivers */
+    int counted; /* it was sent inside the window */
+} http_sender_t;
 
 static client_t *C;
 static sender_t *S;
 static int *ready_list;
 static int nready;
+static int *others[MAX_URLS]; /* --cross: ready clients not on target t */
+static int nothers[MAX_URLS];
+static httpc_conn_t *H;
+static http_sender_t *HS;
 static stats_t ST;
 static int64_t t_measure_start = INT64_MAX, t_measure_end = INT64_MAX;
 static int sending; /* load phase: relays may be sent */
@@ -232,11 +259,24 @@ typedef struct proc_sample {
     long rss_kb, hwm_kb;
     double cpu_s;
     int ok;
+    double wait_s; /* runnable but waiting for a CPU (/proc/PID/schedstat), main threads */
 } proc_sample_t;
+
+/* Seconds the thread of a /proc/.../schedstat file waited on a run queue. */
+static double runq_wait_s(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    unsigned long long run = 0, wait = 0;
+    if (!f)
+        return 0;
+    int n = fscanf(f, "%llu %llu", &run, &wait);
+    fclose(f);
+    return n == 2 ? (double)wait / 1e9 : 0;
+}
 
 static proc_sample_t sample_procs(const int *pids, int npids)
 {
-    proc_sample_t s = {0, 0, 0, 1};
+    proc_sample_t s = {.ok = 1};
     long tick = sysconf(_SC_CLK_TCK);
     for (int i = 0; i < npids; i++) {
         char path[64], line[256];
@@ -270,6 +310,8 @@ static proc_sample_t sample_procs(const int *pids, int npids)
         if (rp &&
             sscanf(rp + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st) == 2)
             s.cpu_s += (double)(ut + st) / (double)tick;
+        snprintf(path, sizeof(path), "/proc/%d/schedstat", pids[i]);
+        s.wait_s += runq_wait_s(path);
     }
     return s;
 }
@@ -350,16 +392,26 @@ static size_t make_body(char *out, int64_t t, int sender, uint64_t seq)
     return (size_t)n;
 }
 
-/* K distinct ready clients: a partial Fisher-Yates shuffle of ready_list. */
-static void random_receivers(int *out, int k)
+/* K distinct clients of list[0..n): a partial Fisher-Yates shuffle of it. */
+static void random_from(int *list, int n, int *out, int k)
 {
     for (int j = 0; j < k; j++) {
-        int r = j + (int)(wsc_rand(&rng_state) % (uint64_t)(nready - j));
-        int tmp = ready_list[j];
-        ready_list[j] = ready_list[r];
-        ready_list[r] = tmp;
-        out[j] = ready_list[j];
+        int r = j + (int)(wsc_rand(&rng_state) % (uint64_t)(n - j));
+        int tmp = list[j];
+        list[j] = list[r];
+        list[r] = tmp;
+        out[j] = list[j];
     }
+}
+
+/* K distinct receivers for a sender on target t: any ready client, or with
+ * --cross one on another target. */
+static void random_receivers(int t, int *out, int k)
+{
+    if (O.cross)
+        random_from(others[t], nothers[t], out, k);
+    else
+        random_from(ready_list, nready, out, k);
 }
 
 static int choose_receivers(sender_t *s, int *out)
@@ -367,7 +419,7 @@ static int choose_receivers(sender_t *s, int *out)
     if (O.fixed)
         memcpy(out, s->fixed, sizeof(int) * (size_t)O.receivers);
     else
-        random_receivers(out, O.receivers);
+        random_receivers(C[s->client].target, out, O.receivers);
     return O.receivers;
 }
 
@@ -469,6 +521,148 @@ static void closed_loop_timeouts(int64_t now)
                     send_relay(i, 0, w);
             }
         }
+}
+
+/* ---- POST /relay senders (--http-connections) ---- */
+
+/* Queues the next relay of HTTP sender i when it may send. */
+static void http_send(int i)
+{
+    httpc_conn_t *h = &H[i];
+    http_sender_t *hs = &HS[i];
+    if (!sending || h->state != HTTPC_OPEN || h->busy)
+        return;
+    int recv[MAX_RECEIVERS], k = O.receivers;
+    random_receivers(0, recv, k);
+    static char body[MAX_BODY + 256], head[512];
+    char *buf = scratch_get((size_t)O.body_bytes + 128 + (size_t)k * 24);
+    uint64_t seq = hs->seq++;
+    int64_t t = now_ns();
+    size_t bl = make_body(body, t, HTTP_SENDER_BASE + i, seq);
+    size_t n = (size_t)sprintf(buf, "{\"receivers\":[");
+    for (int j = 0; j < k; j++)
+        n += (size_t)sprintf(buf + n, "%s%" PRIu64, j ? "," : "", C[recv[j]].id);
+    n += (size_t)sprintf(buf + n, "],\"body\":");
+    memcpy(buf + n, body, bl);
+    n += bl;
+    buf[n++] = '}';
+    snprintf(head, sizeof(head),
+             "POST /relay HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json", O.urls[0].host);
+    if (httpc_request(h, head, buf, n) < 0) {
+        ST.http_send_failed++;
+        note_error("POST /relay on connection %d could not be sent", i);
+        return;
+    }
+    ST.relays_sent++;
+    hs->t = t;
+    hs->k = k;
+    hs->counted = t >= t_measure_start && t < t_measure_end;
+    if (hs->counted) {
+        ST.http_window++;
+        ST.relays_window++;
+        ST.expected_window += (uint64_t)k;
+    }
+}
+
+/* The answer is exactly what the dialect promises for k known receivers:
+ * msghub 200 {"id":"<id>","accepted":k,"unknown":[]}, Socket.IO's peer
+ * 200 {"accepted":k}. */
+static int http_answer_ok(const httpc_response_t *r, int k)
+{
+    static const char ok_line[] = "HTTP/1.1 200 OK";
+    if (r->status_len != sizeof(ok_line) - 1 || memcmp(r->status_line, ok_line, r->status_len))
+        return 0;
+    char want[96];
+    const char *b = r->body, *rest = b;
+    size_t bl = r->body_len;
+    if (O.dialect == D_MSGHUB) {
+        const char *q = bl > 8 && !memcmp(b, "{\"id\":\"", 7) ? memchr(b + 7, '"', bl - 7) : NULL;
+        if (!q || q == b + 7)
+            return 0;
+        rest = q + 1;
+        snprintf(want, sizeof(want), ",\"accepted\":%d,\"unknown\":[]}", k);
+    } else {
+        snprintf(want, sizeof(want), "{\"accepted\":%d}", k);
+    }
+    size_t wl = strlen(want);
+    return (size_t)(b + bl - rest) == wl && !memcmp(rest, want, wl);
+}
+
+static void http_on_response(httpc_conn_t *h, const httpc_response_t *r)
+{
+    http_sender_t *hs = &HS[h->index];
+    int64_t now = now_ns();
+    int sl = (int)r->status_len, bl = (int)(r->body_len > 120 ? 120 : r->body_len);
+    if (r->status < 200 || r->status > 299) {
+        ST.http_non2xx++;
+        if (hs->counted) /* not accepted: nobody should get it */
+            ST.expected_window -= (uint64_t)hs->k;
+        note_error("POST /relay: %.*s %.*s", sl, r->status_line, bl, r->body);
+    } else if (!http_answer_ok(r, hs->k)) {
+        ST.http_bad_answer++;
+        note_error("POST /relay, unexpected answer: %.*s %.*s", sl, r->status_line, bl, r->body);
+    } else {
+        ST.http_ok++;
+        if (hs->counted) {
+            ST.http_ok_window++;
+            hist_add(&ST.http_lat, (uint64_t)(now > hs->t ? now - hs->t : 0));
+        }
+    }
+    hs->counted = 0;
+    http_send(h->index);
+}
+
+static void http_on_open(httpc_conn_t *h)
+{
+    http_send(h->index);
+}
+
+static void http_on_close(httpc_conn_t *h, const char *why)
+{
+    ST.http_closed++;
+    note_error("POST /relay connection %d closed: %s", h->index, why);
+}
+
+static const httpc_ops_t HTTP_OPS = {http_on_open, http_on_response, http_on_close};
+
+static void http_start(int ep)
+{
+    H = calloc((size_t)O.http, sizeof(*H));
+    HS = calloc((size_t)O.http, sizeof(*HS));
+    if (!H || !HS)
+        die("out of memory");
+    for (int i = 0; i < O.http; i++) {
+        H[i].index = i;
+        H[i].ops = &HTTP_OPS;
+        if (httpc_connect(&H[i], ep, &O.urls[0].addr) < 0) {
+            ST.http_closed++;
+            note_error("connect for POST /relay: %s", strerror(errno));
+        }
+    }
+}
+
+/* One epoll event: an HTTP sender's or a WebSocket client's. */
+static void dispatch(const struct epoll_event *e)
+{
+    httpc_conn_t *h = e->data.ptr;
+    if (H && h >= H && h < H + O.http)
+        httpc_handle(h, e->events);
+    else
+        wsc_handle(&((client_t *)e->data.ptr)->ws, e->events);
+}
+
+/* --cross: for every target, the ready clients on the other targets. */
+static void build_others(void)
+{
+    for (int t = 0; t < O.nurls; t++) {
+        others[t] = malloc(sizeof(int) * (size_t)(nready ? nready : 1));
+        if (!others[t])
+            die("out of memory");
+        nothers[t] = 0;
+        for (int i = 0; i < nready; i++)
+            if (C[ready_list[i]].target != t)
+                others[t][nothers[t]++] = ready_list[i];
+    }
 }
 
 /* Every benchmark body inside a message: count it and its latency. */
@@ -671,6 +865,12 @@ static void usage(FILE *f)
             "  --label TEXT              copied into the JSON line\n"
             "  --token-secret KEY        centrifugo: HS256 key of the connection JWTs\n"
             "  --channel FMT             centrifugo: personal channel, printf of the id [#%%llu]\n"
+            "  --http-connections H      relays as POST /relay over H keep-alive HTTP/1.1\n"
+            "                            connections to the first url's host, closed loop;\n"
+            "                            wants --senders 0 --rate max; requests up to 64 KiB,\n"
+            "                            no --relay-timeout [0: WebSocket senders]\n"
+            "  --cross                   receivers on another --url than the sender's\n"
+            "                            (HTTP senders: the first)\n"
             "  --seed N                  random seed [from the clock]\n"
             "  --source ADDR             local address of the clients (127.x.y.z): more\n"
             "                            than one process of clients get more ports\n"
@@ -732,6 +932,10 @@ static void parse_args(int argc, char **argv)
         }
         if (!strcmp(a, "--verbose")) {
             O.verbose = 1;
+            continue;
+        }
+        if (!strcmp(a, "--cross")) {
+            O.cross = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -801,6 +1005,8 @@ static void parse_args(int argc, char **argv)
                 (ntohl(O.source.sin_addr.s_addr) >> 24) != 127)
                 die("--source wants a loopback IPv4 address, got '%s'", v);
             O.has_source = 1;
+        } else if (!strcmp(a, "--http-connections")) {
+            O.http = (int)num_arg(a, v, 0, MAX_HTTP);
         } else if (!strcmp(a, "--seed")) {
             O.seed = (uint64_t)num_arg(a, v, 0, 1e18);
         } else {
@@ -811,6 +1017,10 @@ static void parse_args(int argc, char **argv)
         die("--url is required (try --help)");
     if (O.senders > O.connections)
         die("--senders (%d) is more than --connections (%d)", O.senders, O.connections);
+    if (O.http > 0 && (O.senders > 0 || O.rate > 0 || O.dialect == D_CENTRIFUGO))
+        die("--http-connections wants --senders 0, --rate max and dialect msghub or socketio");
+    if (O.cross && O.nurls < 2)
+        die("--cross wants two --url or more");
     if (O.senders > 0 && O.receivers > O.connections)
         die("--receivers-per-relay (%d) is more than --connections (%d)", O.receivers,
             O.connections);
@@ -838,6 +1048,21 @@ static double ms(uint64_t ns)
     return (double)ns / 1e6;
 }
 
+/* The POST /relay figures of the JSON line. */
+static void http_report(FILE *f, double win)
+{
+    fprintf(f,
+            ",\"http_connections\":%d,\"http_requests_window\":%" PRIu64
+            ",\"http_ok_window\":%" PRIu64 ",\"requests_per_s\":%.1f,\"http_p50_ms\":%.3f"
+            ",\"http_p99_ms\":%.3f,\"http_p999_ms\":%.3f,\"http_max_ms\":%.3f"
+            ",\"http_errors\":{\"non_2xx\":%" PRIu64 ",\"bad_answer\":%" PRIu64
+            ",\"closed\":%" PRIu64 ",\"send_failed\":%" PRIu64 "}",
+            O.http, ST.http_window, ST.http_ok_window, ST.http_ok_window / win,
+            ms(hist_quantile(&ST.http_lat, 0.50)), ms(hist_quantile(&ST.http_lat, 0.99)),
+            ms(hist_quantile(&ST.http_lat, 0.999)), ms(ST.http_lat.max), ST.http_non2xx,
+            ST.http_bad_answer, ST.http_closed, ST.http_send_failed);
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -846,16 +1071,107 @@ static void on_signal(int sig)
 
 /* ---- self-test (the only part of the bench CI runs) ---- */
 
+/* httpc_parse on one response text: the bytes taken, the status and body. */
+static int check_parse(const char *in, long want_used, int want_status, const char *want_body)
+{
+    static char body[HTTPC_BUF];
+    httpc_response_t r;
+    long used = httpc_parse(in, strlen(in), body, sizeof(body), &r);
+    int ok = used == want_used &&
+             (used <= 0 || (r.status == want_status && r.body_len == strlen(want_body) &&
+                            !memcmp(r.body, want_body, r.body_len)));
+    if (!ok)
+        fprintf(stderr, "self-test: httpc_parse(%.40s...) = %ld, want %ld\n", in, used, want_used);
+    return ok ? 0 : 1;
+}
+
+static int self_test_http(void)
+{
+    static const char cl[] = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                             "content-length: 14\r\n\r\n{\"accepted\":3}";
+    static const char ch[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                             "5\r\n{\"acc\r\n9\r\nepted\":3}\r\n0\r\n\r\n";
+    int bad = check_parse(cl, (long)strlen(cl), 200, "{\"accepted\":3}");
+    bad += check_parse(ch, (long)strlen(ch), 200, "{\"accepted\":3}");
+    bad += check_parse("HTTP/1.1 200 OK\r\ncontent-length: 14\r\n\r\n{\"acc", 0, 0, "");
+    bad += check_parse("HTTP/1.1 200 OK\r\ncontent-", 0, 0, "");
+    bad += check_parse("SMTP/1.1 200 OK\r\n\r\n", -1, 0, "");
+    bad += check_parse("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}X", 57, 503,
+                       "{}");
+    /* the answer checks, per dialect: exact status line and body */
+    struct {
+        int dialect, k, ok;
+        const char *line, *body;
+    } a[] = {
+        {D_MSGHUB, 3, 1, "HTTP/1.1 200 OK", "{\"id\":\"ab-1\",\"accepted\":3,\"unknown\":[]}"},
+        {D_MSGHUB, 3, 0, "HTTP/1.1 200 OK", "{\"id\":\"ab-1\",\"accepted\":2,\"unknown\":[9]}"},
+        {D_MSGHUB, 3, 0, "HTTP/1.0 200 OK", "{\"id\":\"ab-1\",\"accepted\":3,\"unknown\":[]}"},
+        {D_MSGHUB, 3, 0, "HTTP/1.1 200 OK", "{\"id\":\"\",\"accepted\":3,\"unknown\":[]}"},
+        {D_SOCKETIO, 3, 1, "HTTP/1.1 200 OK", "{\"accepted\":3}"},
+        {D_SOCKETIO, 3, 0, "HTTP/1.1 200 OK", "{\"accepted\":30}"},
+    };
+    for (size_t i = 0; i < sizeof(a) / sizeof(a[0]); i++) {
+        O.dialect = (enum dialect)a[i].dialect;
+        httpc_response_t r = {.status = 200,
+                              .status_line = a[i].line,
+                              .status_len = strlen(a[i].line),
+                              .body = a[i].body,
+                              .body_len = strlen(a[i].body)};
+        if (http_answer_ok(&r, a[i].k) != a[i].ok) {
+            fprintf(stderr, "self-test: answer check %zu: %s %s\n", i, a[i].line, a[i].body);
+            bad++;
+        }
+    }
+    O.dialect = D_MSGHUB;
+    return bad;
+}
+
+/* --cross: receivers never on the sender's target. */
+static int self_test_cross(void)
+{
+    enum { N = 12, K = 4 };
+    client_t c[N] = {{.target = 0}};
+    int ready[N], out[K], bad = 0;
+    C = c;
+    ready_list = ready;
+    nready = N;
+    O.nurls = 3;
+    O.cross = 1;
+    for (int i = 0; i < N; i++) {
+        c[i].target = i % 3;
+        ready[i] = i;
+    }
+    build_others();
+    rng_state = 42;
+    for (int round = 0; round < 100; round++)
+        for (int t = 0; t < 3; t++) {
+            random_receivers(t, out, K);
+            for (int j = 0; j < K; j++)
+                bad += c[out[j]].target == t;
+        }
+    if (bad)
+        fprintf(stderr, "self-test: --cross chose %d receivers on the sender's target\n", bad);
+    for (int t = 0; t < 3; t++)
+        free(others[t]);
+    C = NULL;
+    ready_list = NULL;
+    nready = 0;
+    O.cross = 0;
+    return bad ? 1 : 0;
+}
+
 static int self_test(void)
 {
-    int bad = 0;
+    int bad = self_test_http() + self_test_cross();
     hist_t *h = calloc(1, sizeof(*h));
     for (uint64_t v = 1; v <= 100000; v++)
         hist_add(h, v * 1000);
-    uint64_t p50 = hist_quantile(h, 0.5), p99 = hist_quantile(h, 0.99);
+    uint64_t p50 = hist_quantile(h, 0.5), p99 = hist_quantile(h, 0.99),
+             p999 = hist_quantile(h, 0.999);
     if (h->count != 100000 || h->max != 100000000 || fabs((double)p50 / 50e6 - 1) > 0.01 ||
-        fabs((double)p99 / 99e6 - 1) > 0.01) {
-        fprintf(stderr, "self-test: histogram p50 %" PRIu64 " p99 %" PRIu64 "\n", p50, p99);
+        fabs((double)p99 / 99e6 - 1) > 0.01 || fabs((double)p999 / 99.9e6 - 1) > 0.01) {
+        fprintf(stderr, "self-test: histogram p50 %" PRIu64 " p99 %" PRIu64 " p99.9 %" PRIu64 "\n",
+                p50, p99, p999);
         bad++;
     }
     free(h);
@@ -980,9 +1296,20 @@ int main(int argc, char **argv)
     int nsenders = O.senders;
     if (nsenders > nready)
         nsenders = nready;
-    if (O.senders > 0 && O.receivers > nready) {
+    if ((O.senders > 0 || O.http > 0) && O.receivers > nready) {
         note_error("only %d clients ready, fewer than %d receivers", nready, O.receivers);
         nsenders = 0;
+        O.http = 0;
+    }
+    if (O.cross) {
+        build_others();
+        for (int t = 0; t < (O.http ? 1 : O.nurls); t++)
+            if (nothers[t] < O.receivers) {
+                note_error("only %d clients off target %d, fewer than %d receivers", nothers[t], t,
+                           O.receivers);
+                nsenders = 0;
+                O.http = 0;
+            }
     }
     O.senders = nsenders;
     S = calloc((size_t)(nsenders ? nsenders : 1), sizeof(*S));
@@ -994,7 +1321,7 @@ int main(int argc, char **argv)
             S[i].fixed = malloc(sizeof(int) * (size_t)O.receivers);
             if (!S[i].fixed)
                 die("out of memory");
-            random_receivers(S[i].fixed, O.receivers);
+            random_receivers(C[S[i].client].target, S[i].fixed, O.receivers);
         }
         if (O.rate == 0 && !(S[i].slots = calloc((size_t)O.window, sizeof(slot_t))))
             die("out of memory");
@@ -1008,10 +1335,12 @@ int main(int argc, char **argv)
     double interval = O.rate > 0 ? 1e9 / O.rate : 0;
     uint64_t next_i = 0;
     proc_sample_t pm0 = {0}, pm1 = {0}, ax0 = {0}, ax1 = {0};
-    double cpu_self0 = 0, cpu_self1 = 0, busy0 = 0, busy1 = 0;
+    double cpu_self0 = 0, cpu_self1 = 0, busy0 = 0, busy1 = 0, wait_self0 = 0, wait_self1 = 0;
     int measuring = 0;
     int64_t last_progress = t_load, last_timeout_check = t_load;
-    sending = nsenders > 0;
+    sending = nsenders > 0 || O.http > 0;
+    if (O.http > 0)
+        http_start(ep); /* each connection sends its first request once connected */
     if (sending && O.rate == 0)
         for (int i = 0; i < nsenders; i++)
             for (int w = 0; w < O.window; w++)
@@ -1024,6 +1353,7 @@ int main(int argc, char **argv)
             pm0 = sample_pids();
             ax0 = sample_procs(O.aux_pids, O.naux);
             cpu_self0 = self_cpu_s();
+            wait_self0 = runq_wait_s("/proc/self/schedstat");
             busy0 = machine_busy_s();
         }
         if (measuring == 1 && now >= t_measure_end) {
@@ -1032,6 +1362,7 @@ int main(int argc, char **argv)
             pm1 = sample_pids();
             ax1 = sample_procs(O.aux_pids, O.naux);
             cpu_self1 = self_cpu_s();
+            wait_self1 = runq_wait_s("/proc/self/schedstat");
             busy1 = machine_busy_s();
         }
         if (measuring == 2 && (now >= drain_deadline || ST.delivered_window >= ST.expected_window))
@@ -1066,17 +1397,17 @@ int main(int argc, char **argv)
                 timeout_ms = 10;
         }
         int n = epoll_wait(ep, evs, 512, timeout_ms);
-        for (int i = 0; i < n; i++) {
-            client_t *c = evs[i].data.ptr;
-            wsc_handle(&c->ws, evs[i].events);
-        }
+        for (int i = 0; i < n; i++)
+            dispatch(&evs[i]);
     }
     if (measuring < 2) { /* interrupted */
         pm1 = sample_pids();
         ax1 = sample_procs(O.aux_pids, O.naux);
         cpu_self1 = self_cpu_s();
+        wait_self1 = runq_wait_s("/proc/self/schedstat");
         busy1 = machine_busy_s();
         if (!measuring) {
+            wait_self0 = wait_self1;
             busy0 = busy1;
             ax0 = ax1;
             pm0 = pm1;
@@ -1093,12 +1424,15 @@ int main(int argc, char **argv)
             wsc_drop(&C[i].ws);
     for (int i = 0; i < O.connections; i++)
         ST.pings += C[i].ws.pings;
+    for (int i = 0; i < O.http; i++)
+        httpc_drop(&H[i]);
 
     /* Report. */
     double win = O.duration;
     int64_t lost = (int64_t)ST.expected_window - (int64_t)ST.delivered_window;
     uint64_t errors = ST.connect_failed + ST.closed_after_ready + ST.server_errors +
-                      ST.protocol_errors + ST.send_failed + ST.relays_skipped;
+                      ST.protocol_errors + ST.send_failed + ST.relays_skipped + ST.http_non2xx +
+                      ST.http_bad_answer + ST.http_closed + ST.http_send_failed;
     FILE *f = stdout;
     fprintf(f, "{\"label\":");
     json_str(f, O.label);
@@ -1138,6 +1472,8 @@ int main(int argc, char **argv)
     fprintf(f, ",\"still_open\":%d,\"pings\":%" PRIu64, still_open, ST.pings);
     double mwin = measuring ? win : 1;
     fprintf(f, ",\"bench_cpu_pct\":%.1f", 100.0 * (cpu_self1 - cpu_self0) / mwin);
+    /* time spent runnable but not running (other work on the cores): 100 = the whole window */
+    fprintf(f, ",\"bench_runq_wait_pct\":%.1f", 100.0 * (wait_self1 - wait_self0) / mwin);
     if (O.npids > 0) {
         fprintf(f, ",\"hub_pids\":%d,\"hub_ok\":%s", O.npids, pend.ok ? "true" : "false");
         fprintf(f,
@@ -1145,6 +1481,7 @@ int main(int argc, char **argv)
                 ",\"hub_hwm_kb\":%ld,\"hub_cpu_pct\":%.1f",
                 p0.rss_kb, p1.rss_kb, pend.rss_kb, pend.hwm_kb,
                 100.0 * (pm1.cpu_s - pm0.cpu_s) / mwin);
+        fprintf(f, ",\"hub_runq_wait_pct\":%.1f", 100.0 * (pm1.wait_s - pm0.wait_s) / mwin);
         /* absolute hub CPU (utime + stime) before and once every client was in: with several
          * client processes, scripts/bench takes the last process's figure */
         fprintf(f, ",\"hub_cpu_start_s\":%.3f,\"hub_cpu_connected_s\":%.3f", p0.cpu_s, p1.cpu_s);
@@ -1152,6 +1489,8 @@ int main(int argc, char **argv)
             fprintf(f, ",\"rss_per_conn_b\":%.0f",
                     (double)(pend.rss_kb - p0.rss_kb) * 1024.0 / nready);
     }
+    if (O.http > 0)
+        http_report(f, win);
     if (O.naux > 0)
         fprintf(f, ",\"backplane_cpu_pct\":%.1f", 100.0 * (ax1.cpu_s - ax0.cpu_s) / mwin);
     /* Everything else the machine did meanwhile: other work competing for the cores. */
