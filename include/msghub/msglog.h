@@ -71,7 +71,10 @@ typedef struct mh_msglog_ops {
      * Appends f to the logs of ids[0..n) (distinct ids), assigning each its
      * next seq, in one atomic step; also reports where each id is connected
      * (distributed). Ids above the last id handed out get seq 0 and are not
-     * stored. On status != 0 nothing may be assumed stored.
+     * stored. On status != 0 nothing may be assumed stored; MH_EINDOUBT
+     * says the request reached the store and its answer was lost (the
+     * append may have happened and the entries may still be delivered),
+     * any other error that nothing was stored.
      */
     void (*append)(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
                    mh_msglog_append_fn cb, void *ud);

@@ -30,8 +30,20 @@ typedef struct mh_relay_result {
     size_t n_unknown;
 } mh_relay_result_t;
 
-/* res is valid only during the call. */
+/*
+ * res is valid only during the call. status: 0 (accepted), MH_EIO (not
+ * accepted) or MH_EINDOUBT (the log's answer was lost: res->msg_id may
+ * have been accepted and may still arrive).
+ */
 typedef void (*mh_relay_done_fn)(void *ud, int status, const mh_relay_result_t *res);
+
+/*
+ * The error message of a relay refused with status (!= 0): for
+ * MH_EINDOUBT it names res->msg_id, so a client can tell the message if it
+ * arrives; else `plain`. Written into out (len bytes).
+ */
+void mh_relay_refusal(int status, const mh_relay_result_t *res, const char *plain, char *out,
+                      size_t len);
 
 /* Executes req (type relay) from `from` (0 = a service), received at t0_us (mh_mono_us). */
 void mh_relay_start(mh_server_t *srv, uint64_t from, mh_request_t *req, uint64_t t0_us,

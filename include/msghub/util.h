@@ -23,6 +23,7 @@ enum {
     MH_EBADSIG = -5,  /* token signature does not match */
     MH_EIO = -6,      /* I/O failed */
     MH_EDEPTH = -7,   /* nested deeper than allowed (JSON) */
+    MH_EINDOUBT = -8, /* sent, but the answer was lost: it may have been applied */
 };
 
 /* Human-readable text for an MH_E* code; never NULL. */

@@ -454,8 +454,10 @@ static void finish_append(req_t *req, const redisReply *last)
     const char **inst = mh_xcalloc(q->n ? q->n : 1, sizeof(*inst));
     if (r && parse_appended(q, r, seqs, inst, &res))
         mh_redis_conn_bad_reply(&q->req, r);
+    /* a script sent whose answer was lost may have appended: say so (relay.c) */
+    int status = q->req.status && q->req.lost ? MH_EINDOUBT : q->req.status;
     if (q->cb.append)
-        q->cb.append(q->ud, q->req.status, q->req.status ? NULL : &res);
+        q->cb.append(q->ud, status, status ? NULL : &res);
     free(seqs);
     free(inst);
     op_done(q);

@@ -266,6 +266,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     if (!r) {
         q->conn->up = 0; /* the context is going: refuse commands from the callbacks */
         q->status = MH_EIO;
+        q->lost++;
     } else if (r->type == REDIS_REPLY_ERROR && !q->status && q->on_error &&
                q->on_error(q, idx, r)) {
         /* handled by the request, which may have sent a replacement */

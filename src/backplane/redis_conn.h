@@ -95,6 +95,7 @@ struct mh_redis_conn_req {
     mh_redis_conn_req_t *next;       /* in the deferred list */
     unsigned pending;                /* commands sent and not answered */
     unsigned seen;                   /* replies received */
+    unsigned lost;                   /* commands sent whose answer never came: they may have run */
 };
 
 /*

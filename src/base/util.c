@@ -27,6 +27,8 @@ const char *mh_strerror(int err)
         return "bad signature";
     case MH_EIO:
         return "i/o error";
+    case MH_EINDOUBT:
+        return "answer lost, outcome unknown";
     case MH_EDEPTH:
         return "nested too deep";
     default:

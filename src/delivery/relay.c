@@ -16,6 +16,7 @@
  */
 #include "msghub/relay.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -122,7 +123,7 @@ static void appended(void *ud, int status, const mh_msglog_appended_t *res)
         job->res.unknown = unknown;
         deliver_all(job, res);
     }
-    job->done(job->ud, status ? MH_EIO : 0, &job->res);
+    job->done(job->ud, status == MH_EINDOUBT ? MH_EINDOUBT : status ? MH_EIO : 0, &job->res);
     free(unknown);
     mh_frame_unref(job->f);
     free(job->ids);
@@ -162,4 +163,16 @@ void mh_relay_start(mh_server_t *srv, uint64_t from, mh_request_t *req, uint64_t
     srv->metrics.relays_total++;
     job->f = build_frame(srv, from, req, t0_us, job->res.msg_id);
     mh_msglog_append(&srv->log, job->ids, job->n, job->f, mh_now_ms(), appended, job);
+}
+
+void mh_relay_refusal(int status, const mh_relay_result_t *res, const char *plain, char *out,
+                      size_t len)
+{
+    if (status == MH_EINDOUBT)
+        snprintf(out, len,
+                 "backplane lost the answer: message %s may have been accepted and may still "
+                 "arrive; retry later",
+                 res->msg_id);
+    else
+        snprintf(out, len, "%s", plain);
 }

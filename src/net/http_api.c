@@ -325,8 +325,10 @@ static void relay_done(void *ud, int status, const mh_relay_result_t *res)
     if (!h)
         return;
     if (status) {
-        respond_error(srv, h->wsi, h, MH_ERR_UNAVAILABLE,
-                      "message could not be handed off durably, retry later");
+        char msg[160];
+        mh_relay_refusal(status, res, "message could not be handed off durably, retry later", msg,
+                         sizeof(msg));
+        respond_error(srv, h->wsi, h, MH_ERR_UNAVAILABLE, msg);
         return;
     }
     out_reset(h);

@@ -244,11 +244,12 @@ static void relayed(void *ud, int status, const mh_relay_result_t *res)
 {
     reply_ctx_t *c = ud;
     mh_session_t *s = mh_handle_get(c->h);
-    if (s && status)
-        mh_session_send_error(c->srv, s, MH_ERR_UNAVAILABLE,
-                              "backplane unavailable: not relayed, retry later", ctx_ref(c),
-                              c->ref_len);
-    else if (s && c->ref_len) {
+    if (s && status) {
+        char msg[160];
+        mh_relay_refusal(status, res, "backplane unavailable: not relayed, retry later", msg,
+                         sizeof(msg));
+        mh_session_send_error(c->srv, s, MH_ERR_UNAVAILABLE, msg, ctx_ref(c), c->ref_len);
+    } else if (s && c->ref_len) {
         mh_buf_t b;
         mh_buf_init(&b);
         mh_codec_relayed(&b, c->ref, c->ref_len, res->accepted, res->unknown, res->n_unknown);

@@ -846,7 +846,7 @@ static void test_outage(void **state)
     kill_redis(f);
     assert_true(run_until(f, &f->downs, 1, WAIT_MS));
     wait_res(f, &pending);
-    assert_int_equal(pending.status, MH_EIO);
+    assert_int_equal(pending.status, MH_EINDOUBT); /* handed to hiredis: it may have run */
     mh_msglog_append(&f->log, &id, 1, fr, mh_now_ms(), cb_append, &after);
     wait_res(f, &after);
     assert_int_equal(after.status, MH_EIO);
@@ -882,7 +882,7 @@ static void test_free_pending(void **state)
     mh_redis_store_free(f->rs);
     f->rs = NULL;
     assert_int_equal(a.calls, 1);
-    assert_int_equal(a.status, MH_EIO);
+    assert_int_equal(a.status, MH_EINDOUBT);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, MH_EIO);
 }

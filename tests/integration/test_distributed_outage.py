@@ -14,6 +14,7 @@ accepted has been delivered, and new relays, connections and lists work."""
 
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -75,6 +76,7 @@ class Outage:
         self.seq = 0
         self.accepted_ws = []     # seqs relayed a -> b over WS and accepted
         self.accepted_http = []   # seqs relayed over HTTP to r and accepted
+        self.in_doubt = {"ws": [], "http": []}  # refused because the log's answer was lost
         self.refused = 0
 
     def attempt(self):
@@ -91,7 +93,7 @@ class Outage:
         else:
             assert rep["type"] == "error" and rep["code"] == "unavailable", rep
             assert rep.get("ref") == s, rep
-            self.refused += 1
+            self.note_refusal("ws", s, rep["message"])
         r = self.http_hub.post("/relay", data=json.dumps({"receivers": [self.r.id],
                                                           "body": {"http": s}}),
                                headers={"Content-Type": "application/json"})
@@ -100,7 +102,17 @@ class Outage:
             self.accepted_http.append(s)
         else:
             http_error(r, 503, "unavailable")
-            self.refused += 1
+            self.note_refusal("http", s, r.json()["error"]["message"])
+
+    def note_refusal(self, key, s, message):
+        """A refusal is either plain (nothing stored) or names the message
+        whose append was sent when the connection to Redis went (it may
+        have been stored and may still arrive, PROTOCOL-NOTES.md)."""
+        self.refused += 1
+        doubt = re.fullmatch(r"backplane lost the answer: message (\S+) may have been accepted "
+                             r"and may still arrive; retry later", message)
+        if doubt:
+            self.in_doubt[key].append(s)
 
     def check_delivered(self):
         """Every accepted relay reached its receiver (duplicates allowed)."""
@@ -120,6 +132,8 @@ class Outage:
                     raise
                 assert m["type"] == "message", m
                 assert key in m["body"], "a message nobody sent here: %r" % m
+                if m["body"][key] in self.in_doubt[key]:
+                    continue  # stored before the answer was lost: allowed, and said so
                 assert m["body"][key] in want, (
                     "a relay refused with `unavailable` (which means NOT accepted, PROTOCOL.md "
                     "section 2) was delivered: %r" % m)

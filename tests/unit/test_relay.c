@@ -221,6 +221,26 @@ static void test_log_down_accepts_nothing(void **state)
     world_free(w);
 }
 
+/* A lost answer stays "in doubt" up to the caller, whose message names the id. */
+static void test_log_answer_lost_is_in_doubt(void **state)
+{
+    world_t *w = world_new(0);
+    w->log_status = MH_EINDOUBT;
+    const uint64_t to[] = {5};
+    relay(w, to, 1);
+    assert_int_equal(w->done_calls, 1);
+    assert_int_equal(w->done_status, MH_EINDOUBT);
+    assert_int_equal(w->n_handed + w->n_pushed, 0);
+    world_free(w);
+    mh_relay_result_t res = {.msg_id = "ab12-7"};
+    char msg[160];
+    mh_relay_refusal(MH_EINDOUBT, &res, "plain", msg, sizeof(msg));
+    assert_string_equal(msg, "backplane lost the answer: message ab12-7 may have been accepted "
+                             "and may still arrive; retry later");
+    mh_relay_refusal(MH_EIO, &res, "plain", msg, sizeof(msg));
+    assert_string_equal(msg, "plain");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -229,6 +249,7 @@ int main(void)
         cmocka_unit_test(test_no_transport_pushes_nothing),
         cmocka_unit_test(test_not_ready_is_eio_without_append),
         cmocka_unit_test(test_log_down_accepts_nothing),
+        cmocka_unit_test(test_log_answer_lost_is_in_doubt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
