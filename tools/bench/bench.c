@@ -63,6 +63,7 @@ static struct options {
     int senders;
     int receivers;
     int fixed;   /* receiver mode: 1 = fixed per sender, 0 = random per relay */
+    int cross;   /* receivers only on other targets than the sender's */
     double rate; /* relays/s in total; 0 = closed loop ("max") */
     int window;
     int body_bytes;
@@ -119,6 +120,7 @@ typedef struct sender {
     int client;
     uint64_t seq;
     int *fixed; /* fixed receivers: client indices */
+    int nfixed; /* how many (--cross: may be fewer than --receivers-per-relay) */
     slot_t *slots;
 } sender_t;
 
@@ -362,13 +364,30 @@ static void random_receivers(int *out, int k)
     }
 }
 
+/* Up to k distinct ready clients on other targets than `own`; returns how many. */
+static int cross_receivers(int own, int *out, int k)
+{
+    int got = 0;
+    for (int j = 0; j < nready && got < k; j++) {
+        int r = j + (int)(wsc_rand(&rng_state) % (uint64_t)(nready - j));
+        int tmp = ready_list[j];
+        ready_list[j] = ready_list[r];
+        ready_list[r] = tmp;
+        if (C[ready_list[j]].target != own)
+            out[got++] = ready_list[j];
+    }
+    return got;
+}
+
 static int choose_receivers(sender_t *s, int *out)
 {
     if (O.fixed)
-        memcpy(out, s->fixed, sizeof(int) * (size_t)O.receivers);
+        memcpy(out, s->fixed, sizeof(int) * (size_t)s->nfixed);
+    else if (O.cross)
+        return cross_receivers(C[s->client].target, out, O.receivers);
     else
         random_receivers(out, O.receivers);
-    return O.receivers;
+    return O.fixed ? s->nfixed : O.receivers;
 }
 
 /* Sends one relay from sender si (open loop: scheduled is its due time;
@@ -657,6 +676,8 @@ static void usage(FILE *f)
             "  --senders S               clients that relay (the first S) [10]\n"
             "  --receivers-per-relay K   receivers of each relay [10]\n"
             "  --receiver-mode MODE      random (new receivers each relay) | fixed [random]\n"
+            "  --cross                   receivers only on other --url targets than the\n"
+            "                            sender's (distributed: every delivery crosses)\n"
             "  --rate R|max              relays/s in total, open loop; max = closed loop [1000]\n"
             "  --window W                closed loop: relays in flight per sender, 1..64 [1]\n"
             "  --body-bytes B            JSON text length of each body [256]\n"
@@ -732,6 +753,10 @@ static void parse_args(int argc, char **argv)
         }
         if (!strcmp(a, "--verbose")) {
             O.verbose = 1;
+            continue;
+        }
+        if (!strcmp(a, "--cross")) {
+            O.cross = 1;
             continue;
         }
         if (i + 1 >= argc)
@@ -994,7 +1019,10 @@ int main(int argc, char **argv)
             S[i].fixed = malloc(sizeof(int) * (size_t)O.receivers);
             if (!S[i].fixed)
                 die("out of memory");
-            random_receivers(S[i].fixed, O.receivers);
+            if (O.cross)
+                S[i].nfixed = cross_receivers(C[S[i].client].target, S[i].fixed, O.receivers);
+            else
+                random_receivers(S[i].fixed, S[i].nfixed = O.receivers);
         }
         if (O.rate == 0 && !(S[i].slots = calloc((size_t)O.window, sizeof(slot_t))))
             die("out of memory");
@@ -1104,13 +1132,14 @@ int main(int argc, char **argv)
     json_str(f, O.label);
     fprintf(f, ",\"dialect\":\"%s\",\"targets\":%d,\"url\":", dialect_names[O.dialect], O.nurls);
     json_str(f, O.urls[0].url);
-    fprintf(f,
-            ",\"connections\":%d,\"connected\":%d,\"senders\":%d,\"receivers_per_relay\":%d,"
-            "\"receiver_mode\":\"%s\",\"mode\":\"%s\",\"rate_target\":%.1f,\"window\":%d,"
-            "\"body_bytes\":%d,\"duration_s\":%.1f,\"warmup_s\":%.1f,\"connect_s\":%.3f",
-            O.connections, nready, nsenders, O.receivers, O.fixed ? "fixed" : "random",
-            O.rate > 0 ? "open" : "closed", O.rate, O.window, O.body_bytes, O.duration, O.warmup,
-            (t_connected - t0) / 1e9);
+    fprintf(
+        f,
+        ",\"connections\":%d,\"connected\":%d,\"senders\":%d,\"receivers_per_relay\":%d,"
+        "\"receiver_mode\":\"%s\",\"cross\":%d,\"mode\":\"%s\",\"rate_target\":%.1f,\"window\":%d,"
+        "\"body_bytes\":%d,\"duration_s\":%.1f,\"warmup_s\":%.1f,\"connect_s\":%.3f",
+        O.connections, nready, nsenders, O.receivers, O.fixed ? "fixed" : "random", O.cross,
+        O.rate > 0 ? "open" : "closed", O.rate, O.window, O.body_bytes, O.duration, O.warmup,
+        (t_connected - t0) / 1e9);
     fprintf(f, ",\"start_unix_s\":%.3f,\"connected_unix_s\":%.3f", wall0, wall_connected);
     fprintf(f,
             ",\"relays_sent\":%" PRIu64 ",\"relays_window\":%" PRIu64 ",\"relays_per_s\":%.1f"
