@@ -1,8 +1,11 @@
 /*
  * msglog_redis: the per-user log (msglog.h) in Redis (contract in
  * msglog_redis.h). Each operation is one Lua script, so an append for all
- * the receivers of a relay, a read, an open and an ack are each one atomic
- * round trip.
+ * the receivers of a relay, a read and an open are each one atomic round
+ * trip. Acks are batched: those of one loop turn (all sessions) are held on
+ * the connection and go as one script with the highest seq per id at the
+ * next turn (or before an open, or when the store is freed); each caller
+ * gets the batch's status.
  *
  * Keys (P = the store's prefix; P:next_id and P:route:<id> are redis_store's):
  *   P:msgid         INCR counter naming message bodies

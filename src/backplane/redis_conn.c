@@ -52,7 +52,7 @@ struct mh_redis_conn {
     uv_loop_t *loop;
     redisAsyncContext *ac; /* NULL while waiting */
     uv_timer_t retry;      /* backoff delay, then connect deadline */
-    uv_idle_t idle;        /* completes deferred requests */
+    uv_idle_t idle;        /* completes deferred requests, flushes held ones */
     req_t *dq_head, *dq_tail;
     req_t *held; /* held requests, flushed from the idle handle */
     char *host, *user, *password;
