@@ -834,6 +834,8 @@ static void parse_args(int argc, char **argv)
     }
     if (O.nurls == 0)
         die("--url is required (try --help)");
+    if (O.cross && O.nurls < 2)
+        die("--cross needs at least two --url targets");
     if (O.senders > O.connections)
         die("--senders (%d) is more than --connections (%d)", O.senders, O.connections);
     if (O.senders > 0 && O.receivers > O.connections)
