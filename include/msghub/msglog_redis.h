@@ -1,6 +1,7 @@
 /*
  * msglog_redis: the per-user log port (msglog.h) in Redis, for distributed
- * mode. Every operation is one round trip: a Lua script run with EVALSHA
+ * mode. Every operation is one round trip (the acks of one loop turn share
+ * one, sent at the start of the next turn): a Lua script run with EVALSHA
  * over the redis_store's own hiredis connection (loaded with SCRIPT LOAD,
  * pipelined in front, on the first use after each new connection; a
  * NOSCRIPT answer, after SCRIPT FLUSH, is retried once with EVAL). The key

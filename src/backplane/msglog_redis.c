@@ -1,8 +1,11 @@
 /*
  * msglog_redis: the per-user log (msglog.h) in Redis (contract in
  * msglog_redis.h). Each operation is one Lua script, so an append for all
- * the receivers of a relay, a read, an open and an ack are each one atomic
- * round trip.
+ * the receivers of a relay, a read and an open are each one atomic round
+ * trip. Acks are batched: those of one loop turn (all sessions) are held on
+ * the connection and go as one script with the highest seq per id at the
+ * next turn (or before an open, or when the store is freed); each caller
+ * gets the batch's status.
  *
  * Keys (P = the store's prefix; P:next_id and P:route:<id> are redis_store's):
  *   P:msgid         INCR counter naming message bodies
@@ -51,6 +54,8 @@
 #define APPEND_FIXED_ARGS 12 /* verb, script, numkeys, 2 keys, 7 ARGV before the ids */
 #define KEY_OP_ARGS 8        /* verb, script, numkeys, 2 keys, 3 ARGV */
 #define READ_MAX 1000000u    /* entries per read: keeps one script run and reply bounded */
+#define ACK_FIXED_ARGS 5     /* verb, script, numkeys, 2 ARGV before the id, seq pairs */
+#define ACK_BATCH_MAX 1024u  /* acks per batch: keeps one script run bounded */
 
 typedef mh_redis_conn_req_t req_t;
 typedef mh_redis_conn_cmd_t cmd_t;
@@ -63,6 +68,8 @@ typedef struct script {
     unsigned loaded_gen; /* connection generation it was last loaded on */
 } script_t;
 
+typedef struct lop lop_t;
+
 typedef struct rlog {
     mh_redis_store_t *rs;
     mh_redis_conn_t *conn;
@@ -70,9 +77,15 @@ typedef struct rlog {
     mh_msglog_limits_t lim;
     script_t sc[SC_COUNT];
     unsigned refs; /* the owner's, and one per pending request */
+    lop_t *acks;   /* the batch of acks collected this loop turn, held on the connection */
 } rlog_t;
 
-typedef struct lop lop_t;
+/* One caller of ack, waiting in a batch. */
+typedef struct ack_wait {
+    uint64_t id, seq;
+    mh_msglog_status_fn cb;
+    void *ud;
+} ack_wait_t;
 
 typedef struct lop {
     req_t req; /* first: redis_conn allocates and frees the op through it */
@@ -89,8 +102,10 @@ typedef struct lop {
     } cb;
     void *ud;
     mh_frame_t *frame; /* append */
-    uint64_t *ids;     /* append */
-    size_t n;          /* append */
+    uint64_t *ids;     /* append; ack: id, seq pairs */
+    size_t n;          /* append: ids; ack: pairs */
+    ack_wait_t *waits; /* ack: the callers, in the order they came */
+    size_t nwaits, capwaits;
     uint64_t now, id, arg, max;
 } lop_t;
 
@@ -122,22 +137,29 @@ typedef struct lop {
     "    redis.call('PEXPIRE', mk, 2 * ttl)\n"                                                     \
     "    redis.call('PEXPIRE', lk, ttl)\n"                                                         \
     "  end\n"                                                                                      \
-    "end\n"                                                                                        \
-    "local function ack(mk, lk, seq)\n"                                                            \
+    "end\n" /* entries <= seq leave the head in one LRANGE + LTRIM; drop[m] counts body refs to    \
+               drop */                                                                             \
+    "local function ack(mk, lk, seq, drop)\n"                                                      \
     "  local upto = math.min(seq, num(mk, 'last'))\n"                                              \
     "  if upto <= num(mk, 'acked') then return end\n"                                              \
     "  redis.call('HSET', mk, 'acked', upto)\n"                                                    \
-    "  local freed = 0\n"                                                                          \
-    "  while true do\n"                                                                            \
-    "    local e = redis.call('LINDEX', lk, 0)\n"                                                  \
-    "    if not e then break end\n"                                                                \
+    "  local head = redis.call('LINDEX', lk, 0)\n"                                                 \
+    "  if not head or parse(head) > upto then return end\n"                                        \
+    "  local n, freed = 0, 0\n"                                                                    \
+    "  for _, e in ipairs(redis.call('LRANGE', lk, 0, upto - parse(head))) do\n"                   \
     "    local s, z, t, m = parse(e)\n"                                                            \
     "    if s > upto then break end\n"                                                             \
-    "    redis.call('LPOP', lk)\n"                                                                 \
-    "    unref(m)\n"                                                                               \
-    "    freed = freed + z\n"                                                                      \
+    "    n, freed = n + 1, freed + z\n"                                                            \
+    "    drop[m] = (drop[m] or 0) + 1\n"                                                           \
     "  end\n"                                                                                      \
-    "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"                         \
+    "  redis.call('LTRIM', lk, n, -1)\n"                                                           \
+    "  redis.call('HINCRBY', mk, 'bytes', -freed)\n"                                               \
+    "end\n"                                                                                        \
+    "local function unref_all(drop)\n"                                                             \
+    "  for m, c in pairs(drop) do\n"                                                               \
+    "    local k = pfx .. ':msg:' .. m\n"                                                          \
+    "    if redis.call('HINCRBY', k, 'r', -c) <= 0 then redis.call('DEL', k) end\n"                \
+    "  end\n"                                                                                      \
     "end\n"
 
 /*
@@ -261,17 +283,28 @@ static const char open_lua[] =
                "check(mk, lk)\n"
                "local last = num(mk, 'last')\n"
                "if since > last then return {-1, last} end\n"
-               "if since > 0 then ack(mk, lk, since) end\n"
+               "local drop = {}\n"
+               "if since > 0 then ack(mk, lk, since, drop) end\n"
+               "unref_all(drop)\n"
                "if last > 0 then touch(mk, lk, ttl) end\n"
                "return {0, last, num(mk, 'acked'), num(mk, 'lost')}\n";
 
-/* KEYS: logm, log. ARGV: prefix, seq, ttl. */
-static const char ack_lua[] = LUA_COMMON "local mk, lk = KEYS[1], KEYS[2]\n"
-                                         "check(mk, lk)\n"
-                                         "if num(mk, 'last') > 0 then\n"
-                                         "  ack(mk, lk, tonumber(ARGV[2]))\n"
-                                         "  touch(mk, lk, tonumber(ARGV[3]))\n"
+/*
+ * No KEYS. ARGV: prefix, ttl, then id, seq pairs (distinct ids): the acks
+ * of one loop turn. A body referred to by several of the acked entries
+ * loses those references in one HINCRBY. Returns 0.
+ */
+static const char ack_lua[] = LUA_COMMON "local ttl, drop = tonumber(ARGV[2]), {}\n"
+                                         "for i = 3, #ARGV - 1, 2 do\n"
+                                         "  local mk = pfx .. ':logm:' .. ARGV[i]\n"
+                                         "  local lk = pfx .. ':log:' .. ARGV[i]\n"
+                                         "  check(mk, lk)\n"
+                                         "  if num(mk, 'last') > 0 then\n"
+                                         "    ack(mk, lk, tonumber(ARGV[i + 1]), drop)\n"
+                                         "    touch(mk, lk, ttl)\n"
+                                         "  end\n"
                                          "end\n"
+                                         "unref_all(drop)\n"
                                          "return 0\n";
 
 /* ---- the log object ---- */
@@ -576,28 +609,112 @@ static void finish_open(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t open_ops = {"msglog_open", NULL, finish_open};
 
+static void release_acks(rlog_t *log);
+
 static void log_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_fn cb, void *ud)
 {
+    release_acks(impl); /* acks made before the open run before it, as issued */
     lop_t *q = id_op(impl, &open_ops, SC_OPEN, id, since, ((rlog_t *)impl)->lim.ttl_ms, ud);
     q->cb.state = cb;
     op_submit(q);
 }
 
+/* ---- ack: batched per loop turn ---- */
+
+static void acks_args(lop_t *q, cmd_t *c)
+{
+    const rlog_t *log = q->log;
+    mh_redis_conn_cmd_fmt(c, "0");
+    mh_redis_conn_cmd_bin(c, log->prefix, strlen(log->prefix));
+    mh_redis_conn_cmd_fmt(c, "%" PRIu64, log->lim.ttl_ms);
+    for (size_t i = 0; i < 2 * q->n; i++)
+        mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->ids[i]);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    uint64_t x = ((const ack_wait_t *)a)->id, y = ((const ack_wait_t *)b)->id;
+    return (x > y) - (x < y);
+}
+
+/*
+ * The batch's (id, seq) pairs: one per id, with the highest seq asked for
+ * it (acks are cumulative, so that acknowledges exactly what its callers
+ * acknowledged together). Sorts a copy: the callers keep their order.
+ */
+static void acks_pairs(lop_t *q)
+{
+    ack_wait_t *w = mh_xmalloc((q->nwaits ? q->nwaits : 1) * sizeof(*w));
+    if (q->nwaits)
+        memcpy(w, q->waits, q->nwaits * sizeof(*w));
+    qsort(w, q->nwaits, sizeof(*w), by_id);
+    q->ids = mh_xmalloc((q->nwaits ? 2 * q->nwaits : 1) * sizeof(*q->ids));
+    q->n = 0;
+    for (size_t i = 0; i < q->nwaits; i++) {
+        if (q->n && q->ids[2 * q->n - 2] == w[i].id) {
+            if (w[i].seq > q->ids[2 * q->n - 1])
+                q->ids[2 * q->n - 1] = w[i].seq;
+            continue;
+        }
+        q->ids[2 * q->n] = w[i].id;
+        q->ids[2 * q->n + 1] = w[i].seq;
+        q->n++;
+    }
+    free(w);
+}
+
+/* The end of the loop turn (or the store's free, or an open): one EVALSHA for the batch. */
+static void flush_acks(req_t *req)
+{
+    lop_t *q = (lop_t *)req;
+    if (q->log->acks == q)
+        q->log->acks = NULL;
+    acks_pairs(q);
+    q->nargs = ACK_FIXED_ARGS + 2 * q->n;
+    op_submit(q);
+}
+
+/* Every caller of the batch gets its status, in the order the acks came. */
 static void finish_ack(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
-    if (q->cb.status)
-        q->cb.status(q->ud, q->req.status);
+    (void)last;
+    for (size_t i = 0; i < q->nwaits; i++) {
+        if (q->waits[i].cb)
+            q->waits[i].cb(q->waits[i].ud, q->req.status);
+    }
+    free(q->waits);
     op_done(q);
 }
 
 static const mh_redis_conn_req_ops_t ack_ops = {"msglog_ack", NULL, finish_ack};
 
+/* Sends the batch held now, if any, at once. */
+static void release_acks(rlog_t *log)
+{
+    if (log->acks)
+        mh_redis_conn_release(&log->acks->req);
+}
+
+/* Joins the batch of this loop turn (a new one when none is held); a full one goes at once. */
 static void log_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_fn cb, void *ud)
 {
-    lop_t *q = id_op(impl, &ack_ops, SC_ACK, id, seq, ((rlog_t *)impl)->lim.ttl_ms, ud);
-    q->cb.status = cb;
-    op_submit(q);
+    rlog_t *log = impl;
+    lop_t *q = log->acks;
+    int fresh = !q;
+    if (fresh) {
+        q = log->acks = op_new(log, &ack_ops, SC_ACK, NULL);
+        q->args = acks_args;
+    }
+    if (q->nwaits == q->capwaits) {
+        q->capwaits = q->capwaits ? 2 * q->capwaits : 16;
+        q->waits = mh_xrealloc(q->waits, q->capwaits * sizeof(*q->waits));
+    }
+    q->waits[q->nwaits++] = (ack_wait_t){id, seq, cb, ud};
+    if (fresh) /* after the first caller: flushed at once while the store is being freed */
+        mh_redis_conn_hold(&q->req, flush_acks);
+    else if (q->nwaits == ACK_BATCH_MAX)
+        release_acks(log);
 }
 
 /* ---- construction ---- */

@@ -52,8 +52,9 @@ struct mh_redis_conn {
     uv_loop_t *loop;
     redisAsyncContext *ac; /* NULL while waiting */
     uv_timer_t retry;      /* backoff delay, then connect deadline */
-    uv_idle_t idle;        /* completes deferred requests */
+    uv_idle_t idle;        /* completes deferred requests, flushes held ones */
     req_t *dq_head, *dq_tail;
+    req_t *held; /* held requests, flushed from the idle handle */
     char *host, *user, *password;
     int port, db;
     int up;       /* handshake done: commands are sent */
@@ -223,6 +224,49 @@ static req_t *dq_pop(mh_redis_conn_t *conn)
     return q;
 }
 
+static void on_idle(uv_idle_t *h);
+
+/* Flushes the requests held so far; those held by the flush hooks wait a turn. */
+static void flush_held(mh_redis_conn_t *conn)
+{
+    req_t *q = conn->held;
+    conn->held = NULL;
+    while (q) {
+        req_t *next = q->next;
+        q->next = NULL;
+        q->flush(q);
+        q = next;
+    }
+}
+
+void mh_redis_conn_hold(mh_redis_conn_req_t *q, mh_redis_conn_flush_fn flush)
+{
+    mh_redis_conn_t *conn = q->conn;
+    q->flush = flush;
+    if (conn->closing) {
+        flush(q);
+        return;
+    }
+    req_t **p = &conn->held; /* in order: a list of one or two */
+    while (*p)
+        p = &(*p)->next;
+    q->next = NULL;
+    *p = q;
+    uv_idle_start(&conn->idle, on_idle);
+}
+
+void mh_redis_conn_release(mh_redis_conn_req_t *q)
+{
+    req_t **p = &q->conn->held;
+    while (*p && *p != q)
+        p = &(*p)->next;
+    if (!*p)
+        return;
+    *p = q->next;
+    q->next = NULL;
+    q->flush(q);
+}
+
 static void on_idle(uv_idle_t *h)
 {
     mh_redis_conn_t *conn = h->data;
@@ -233,7 +277,8 @@ static void on_idle(uv_idle_t *h)
         more = q != last;
         complete(q, NULL);
     }
-    if (!conn->dq_head && !conn->closing)
+    flush_held(conn);
+    if (!conn->dq_head && !conn->held && !conn->closing)
         uv_idle_stop(h);
 }
 
@@ -661,6 +706,7 @@ void mh_redis_conn_free(mh_redis_conn_t *conn, mh_redis_conn_freed_fn on_freed, 
          * callback, as soon as it returns (hiredis defers the free). */
         redisAsyncFree(ac);
     }
+    flush_held(conn); /* they send nothing now: each completes at once */
     req_t *q;
     while ((q = dq_pop(conn)))
         complete(q, NULL);

@@ -5,6 +5,8 @@
  * jitter, and requests: a request pipelines one or more commands and is
  * completed, exactly once, when the last reply arrives, when the connection
  * drops, or (if it sent nothing) from a uv_idle handle on the next loop turn.
+ * A request may also be held open for the rest of a loop turn, to batch
+ * work (the log's acks), and is sent from the same idle handle.
  *
  * Internal header: only redis_store.c and msglog_redis.c use it. The rules
  * redis_store.h promises its callers (the URL format, MH_EIO for every
@@ -82,6 +84,9 @@ typedef struct mh_redis_conn_req_ops {
 typedef int (*mh_redis_conn_error_fn)(mh_redis_conn_req_t *q, size_t idx,
                                       const struct redisReply *r);
 
+/* Issues a held request's commands and submits it (mh_redis_conn_hold). */
+typedef void (*mh_redis_conn_flush_fn)(mh_redis_conn_req_t *q);
+
 /*
  * A request. Callers embed it as the first member of their own struct
  * (allocated by mh_redis_conn_req_new()) and may read and set status and
@@ -92,7 +97,8 @@ struct mh_redis_conn_req {
     const mh_redis_conn_req_ops_t *ops;
     int status;                      /* 0, or MH_EIO once anything failed */
     mh_redis_conn_error_fn on_error; /* NULL: every error reply fails the request */
-    mh_redis_conn_req_t *next;       /* in the deferred list */
+    mh_redis_conn_req_t *next;       /* in the deferred or the held list */
+    mh_redis_conn_flush_fn flush;    /* while held */
     unsigned pending;                /* commands sent and not answered */
     unsigned seen;                   /* replies received */
     unsigned lost;                   /* commands sent whose answer never came: they may have run */
@@ -117,6 +123,16 @@ void mh_redis_conn_send(mh_redis_conn_req_t *q, const char *fmt, ...)
  * connection is being freed; the others complete with their last reply.
  */
 void mh_redis_conn_submit(mh_redis_conn_req_t *q);
+/*
+ * Instead of commands and _submit(): holds q, which collects work for the
+ * rest of this loop turn, until the next turn (idle phase) or the
+ * connection's free, then calls flush(q), which issues q's commands and
+ * submits it. A request held while the connection is being freed is
+ * flushed at once.
+ */
+void mh_redis_conn_hold(mh_redis_conn_req_t *q, mh_redis_conn_flush_fn flush);
+/* Ends the hold of q (held by _hold, not flushed yet) now: calls its flush hook. */
+void mh_redis_conn_release(mh_redis_conn_req_t *q);
 /* Logs a reply of an unexpected shape (r may be NULL) and fails q with MH_EIO. */
 void mh_redis_conn_bad_reply(mh_redis_conn_req_t *q, const struct redisReply *r);
 

@@ -566,6 +566,141 @@ static void test_ack_by_seq(void **state)
     assert_int_equal(count_keys(f, ":log*:7"), 0);
 }
 
+/* One caller of a batched ack. */
+typedef struct ackr {
+    int calls, status;
+} ackr_t;
+
+static void cb_ackr(void *ud, int status)
+{
+    ackr_t *a = ud;
+    a->calls++;
+    a->status = status;
+}
+
+static int all_called(const ackr_t *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (a[i].calls == 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Runs the loop until every caller of a[0..n) was called; each must be called once with want. */
+static void wait_ackrs(fx_t *f, const ackr_t *a, size_t n, int want)
+{
+    static int done;
+    done = 0;
+    uint64_t t0 = uv_hrtime();
+    while (!all_called(a, n) && uv_hrtime() - t0 < (uint64_t)WAIT_MS * 1000000u)
+        run_until(f, &done, 1, 10);
+    run_for(f, 1); /* a second callback would show here */
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(a[i].calls, 1);
+        assert_int_equal(a[i].status, want);
+    }
+}
+
+static long long evalsha_calls(fx_t *f)
+{
+    static char buf[65536];
+    sync_cmd(f, buf, sizeof(buf), "INFO commandstats");
+    const char *p = strstr(buf, "cmdstat_evalsha:calls=");
+    return p ? atoll(p + strlen("cmdstat_evalsha:calls=")) : 0;
+}
+
+static long long hget_num(fx_t *f, const char *key_fmt, uint64_t id, const char *field)
+{
+    char key[160], buf[32] = "";
+    snprintf(key, sizeof(key), key_fmt, f->prefix, (unsigned long long)id);
+    sync_cmd(f, buf, sizeof(buf), "HGET %s %s", key, field);
+    return atoll(buf);
+}
+
+/*
+ * Acks of many ids (and repeats for some) in one loop turn: a few EVALSHA in
+ * all (one per batch of up to 1024 acks), every caller called once, every id
+ * acknowledged exactly up to the highest seq asked for it, never further;
+ * a body loses exactly the references of the acked entries.
+ */
+static void test_ack_batch(void **state)
+{
+    enum { MSGS = 3 };
+    fx_t *f = *state;
+    open_private(f, 10000, 16u << 20, 60000);
+    set_last_id(f, MANY - 1);
+    static uint64_t ids[MANY - 1];
+    static ackr_t a[2 * (MANY - 1)];
+    for (size_t i = 0; i < MANY - 1; i++)
+        ids[i] = i + 1;
+    for (int k = 0; k < MSGS; k++) {
+        res_t r = {0};
+        append_r(f, ids, MANY - 1, "{\"type\":\"message\",\"body\":\"b\"}", &r);
+        assert_int_equal(r.status, 0);
+        res_clear(&r);
+    }
+    long long before = evalsha_calls(f);
+    size_t n = 0;
+    for (size_t i = 0; i < MANY - 1; i++) { /* id i+1 wants seq (i % 3) + 1 ... */
+        memset(&a[n], 0, sizeof(a[n]));
+        mh_msglog_ack(&f->log, ids[i], (i % MSGS) + 1, cb_ackr, &a[n++]);
+    }
+    for (size_t i = 0; i < MANY - 1; i += 2) { /* ... and a lower repeat from another session */
+        memset(&a[n], 0, sizeof(a[n]));
+        mh_msglog_ack(&f->log, ids[i], i % MSGS, cb_ackr, &a[n++]);
+    }
+    assert_int_equal(a[0].calls, 0); /* never from inside */
+    wait_ackrs(f, a, n, 0);
+    long long calls = evalsha_calls(f) - before;
+    print_message("%zu acks of %u ids in one turn: %lld EVALSHA\n", n, MANY - 1, calls);
+    assert_true(calls >= 2 && calls <= 3); /* 1800 acks: two batches */
+    long long left[MSGS + 1] = {0};
+    for (size_t i = 0; i < MANY - 1; i++) {
+        long long want = (long long)(i % MSGS) + 1;
+        assert_int_equal(hget_num(f, "%s:logm:%llu", ids[i], "acked"), want);
+        char key[160];
+        snprintf(key, sizeof(key), "%s:log:%llu", f->prefix, (unsigned long long)ids[i]);
+        assert_int_equal(sync_cmd(f, NULL, 0, "LLEN %s", key), MSGS - want);
+        for (long long m = want + 1; m <= MSGS; m++)
+            left[m]++;
+    }
+    for (uint64_t m = 1; m <= MSGS; m++) /* bodies 1..3: refs of the entries not acked */
+        assert_int_equal(hget_num(f, "%s:msg:%llu", m, "r"), left[m]);
+    for (size_t i = 0; i < MANY - 1; i++) {
+        memset(&a[i], 0, sizeof(a[i]));
+        mh_msglog_ack(&f->log, ids[i], MSGS, cb_ackr, &a[i]);
+    }
+    wait_ackrs(f, a, MANY - 1, 0);
+    assert_int_equal(count_keys(f, ":msg:*"), 0); /* the last references went */
+    assert_int_equal(count_keys(f, ":log:*"), 0);
+    assert_int_equal(open_id(f, ids[0], 0, 0).acked_seq, MSGS);
+}
+
+/* A batch in flight when Redis dies, and one made while it is down: every caller gets MH_EIO once.
+ */
+static void test_ack_batch_outage(void **state)
+{
+    enum { N = 50 };
+    fx_t *f = *state;
+    open_private(f, 10000, 16u << 20, 60000);
+    set_last_id(f, N);
+    static ackr_t a[N], b[N];
+    memset(a, 0, sizeof(a));
+    memset(b, 0, sizeof(b));
+    for (uint64_t id = 1; id <= N; id++)
+        assert_int_equal(append1(f, id, "{\"type\":\"message\",\"body\":\"1\"}", NULL), 1);
+    for (uint64_t id = 1; id <= N; id++)
+        mh_msglog_ack(&f->log, id, 1, cb_ackr, &a[id - 1]);
+    kill_redis(f);
+    wait_ackrs(f, a, N, MH_EIO);
+    assert_true(run_until(f, &f->downs, 1, WAIT_MS));
+    for (uint64_t id = 1; id <= N; id++)
+        mh_msglog_ack(&f->log, id, 1, cb_ackr, &b[id - 1]);
+    assert_int_equal(b[0].calls, 0);
+    wait_ackrs(f, b, N, MH_EIO);
+}
+
 /* open(since) acknowledges, refuses a since above the last seq. */
 static void test_open_since(void **state)
 {
@@ -877,6 +1012,8 @@ static void test_free_pending(void **state)
     mh_msglog_append(&f->log, &id, 1, fr, mh_now_ms(), cb_append, &a);
     mh_frame_unref(fr);
     mh_msglog_read(&f->log, 1, 0, 10, cb_read, &r);
+    ackr_t k = {0}; /* held in this turn's batch when the log and the store go */
+    mh_msglog_ack(&f->log, 1, 1, cb_ackr, &k);
     mh_msglog_free(&f->log);
     f->log.ops = NULL;
     mh_redis_store_free(f->rs);
@@ -885,6 +1022,8 @@ static void test_free_pending(void **state)
     assert_int_equal(a.status, MH_EINDOUBT);
     assert_int_equal(r.calls, 1);
     assert_int_equal(r.status, MH_EIO);
+    assert_int_equal(k.calls, 1);
+    assert_int_equal(k.status, MH_EIO);
 }
 
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -898,19 +1037,11 @@ int main(void)
     snprintf(g_run, sizeof(g_run), "mhlogtest-%d-%llx", (int)getpid(),
              (unsigned long long)(uv_hrtime() ^ ((uint64_t)rand() << 20)));
     const struct CMUnitTest tests[] = {
-        T(test_append_seq_routes),
-        T(test_read_after),
-        T(test_ack_by_seq),
-        T(test_open_since),
-        T(test_retention_count),
-        T(test_retention_bytes),
-        T(test_retention_ttl),
-        T(test_body_once),
-        T(test_fanout_cost),
-        T(test_many_receivers),
-        T(test_script_flush),
-        T(test_unreachable),
-        T(test_outage),
+        T(test_append_seq_routes), T(test_read_after),       T(test_ack_by_seq),
+        T(test_ack_batch),         T(test_ack_batch_outage), T(test_open_since),
+        T(test_retention_count),   T(test_retention_bytes),  T(test_retention_ttl),
+        T(test_body_once),         T(test_fanout_cost),      T(test_many_receivers),
+        T(test_script_flush),      T(test_unreachable),      T(test_outage),
         T(test_free_pending),
     };
     return cmocka_run_group_tests_name("msglog_redis", tests, NULL, NULL);
