@@ -6,6 +6,8 @@ log's `acked` per id, checked with HGET); an ack while Redis is down is
 answered with `unavailable` and its ref, as before the batching."""
 
 import json
+import os
+import signal
 import time
 
 import pytest
@@ -69,17 +71,25 @@ def test_acks_of_many_sessions_in_one_turn_are_all_applied(cl, redis):
     # never acknowledge more than its own client did
     want = {c.id: (MSGS if i % 2 else MSGS - 1) for i, c in enumerate(receivers)}
     before = evalsha_calls(redis.url)
-    for c in receivers:  # all sent before any reply is read
-        c.send_text('{"type":"ack","seq":%d,"ref":"a%d"}' % (want[c.id], c.id))
+    # h2 is stopped while the acks are sent, so they are all waiting when its
+    # loop turns again: one turn reads them all (deterministic, whatever the
+    # machine's load)
+    os.kill(h2.proc.pid, signal.SIGSTOP)
+    try:
+        for c in receivers:
+            c.send_text('{"type":"ack","seq":%d,"ref":"a%d"}' % (want[c.id], c.id))
+        time.sleep(0.3)
+    finally:
+        os.kill(h2.proc.pid, signal.SIGCONT)
     for c in receivers:
         assert c.recv_json(timeout=10) == {"type": "acked", "ref": "a%d" % c.id,
                                            "seq": want[c.id]}
     calls = evalsha_calls(redis.url) - before
     for uid, seq in want.items():
         assert log_meta(redis.url, cl.prefix, uid) == (seq, MSGS - seq), uid
-    # one script per loop turn of acks: with 200 acks arriving within a few
-    # turns that is far fewer than one per ack (it was 200 before)
-    assert calls <= N_RECEIVERS // 4, "%d EVALSHA for %d acks" % (calls, N_RECEIVERS)
+    # one script per loop turn of acks (it was one per ack, 200, before); a
+    # few more are the hubs' own periodic scripts (presence refresh)
+    assert calls <= 5, "%d EVALSHA for %d acks" % (calls, N_RECEIVERS)
     # the same sessions repeat and extend their acks at once: still exact
     for c in receivers:
         c.send_text('{"type":"ack","seq":%d,"ref":"b"}' % MSGS)
