@@ -35,10 +35,9 @@
 
 #define SWEEP_INTERVAL_MS 10000
 #define DRAIN_POLL_MS 50
-#define DEADLINE_SWEEP_MS 100
-#define DEADLINE_CLOSES_PER_SWEEP 100 /* each close costs lws a walk of its timer list */
-#define VERSIONLESS_STALL_MS 500      /* an HTTP/0.9 request line waits this long for a 400 */
-#define LOG_FLUSH_EVERY 10            /* sweeps: once a second */
+#define DEADLINE_CLOSES_PER_TICK 100 /* request deadlines closed per wheel tick at most */
+#define VERSIONLESS_STALL_MS 500     /* an HTTP/0.9 request line waits this long for a 400 */
+#define LOG_FLUSH_EVERY 10           /* wheel ticks: once a second */
 /*
  * lws mallocs this (+ LWS_PRE) per WebSocket at the upgrade, keeps it for the
  * connection's life and hands larger frames to ws.c in chunks of it (ws.c
@@ -49,13 +48,12 @@
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
-    uv_timer_t sweep;     /* retention sweep of a memory log */
-    uv_timer_t acks;      /* flushes ?ack=auto acks */
-    uv_timer_t drain;     /* polls for the last session to go during shutdown */
-    uv_timer_t deadlines; /* closes HTTP requests past --request-timeout */
-    unsigned long sweeps;
-    uv_timer_t wheel; /* sweeps srv->timers: every per-connection deadline */
-    uv_check_t turn;  /* after each loop turn: liveness' accept step */
+    uv_timer_t sweep;    /* retention sweep of a memory log */
+    uv_timer_t acks;     /* flushes ?ack=auto acks */
+    uv_timer_t drain;    /* polls for the last session to go during shutdown */
+    unsigned long ticks; /* of the wheel timer */
+    uv_timer_t wheel;    /* sweeps srv->timers: every per-connection deadline */
+    uv_check_t turn;     /* after each loop turn: liveness' accept step */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -101,7 +99,7 @@ static int track(mh_server_t *srv, struct lws *wsi, int reason)
     if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
         return accept_allowed(srv) ? 0 : 1;
     if (reason == LWS_CALLBACK_WSI_CREATE)
-        mh_conntrack_open(srv->conntrack, wsi, mh_now_ms());
+        mh_conntrack_open(srv->conntrack, wsi);
     else
         mh_conntrack_close(srv->conntrack, wsi);
     srv->metrics.sockets = mh_conntrack_count(srv->conntrack);
@@ -196,8 +194,6 @@ static void finish(mh_server_t *srv)
     uv_timer_stop(&p->sweep);
     uv_timer_stop(&p->acks);
     mh_session_flush_auto_acks(srv);
-    uv_timer_stop(&p->deadlines);
-    uv_close((uv_handle_t *)&p->deadlines, NULL);
     uv_timer_stop(&p->wheel);
     uv_check_stop(&p->turn);
     uv_signal_stop(&p->sigterm);
@@ -249,25 +245,17 @@ static void on_acks(uv_timer_t *t)
     mh_session_flush_auto_acks(t->data);
 }
 
-static void on_deadlines(uv_timer_t *t)
-{
-    mh_server_t *srv = t->data;
-    uint64_t timeout_ms = (uint64_t)srv->cfg->request_timeout_s * 1000u;
-    if (++srv->priv->sweeps % LOG_FLUSH_EVERY == 0)
-        mh_log_flush();
-    size_t n =
-        mh_conntrack_sweep(srv->conntrack, mh_now_ms(), timeout_ms, DEADLINE_CLOSES_PER_SWEEP);
-    srv->metrics.request_timeouts_total += n;
-    mh_conntrack_sweep_stalled(srv->conntrack, mh_now_ms(), VERSIONLESS_STALL_MS,
-                               mh_http_refuse_versionless, DEADLINE_CLOSES_PER_SWEEP);
-    if (n)
-        mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
-}
-
+/* Liveness' and conntrack's deadlines, all on srv->timers. */
 static void on_wheel_tick(uv_timer_t *t)
 {
     mh_server_t *srv = t->data;
+    if (++srv->priv->ticks % LOG_FLUSH_EVERY == 0)
+        mh_log_flush();
     mh_live_tick(srv, mh_mono_us() / 1000u);
+    size_t n = mh_conntrack_end_tick(srv->conntrack);
+    srv->metrics.request_timeouts_total += n;
+    if (n)
+        mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
 }
 
 static void on_loop_turn(uv_check_t *c)
@@ -387,16 +375,14 @@ static int run_loop(mh_server_t *srv)
     uv_timer_init(srv->loop, &p->sweep);
     uv_timer_init(srv->loop, &p->drain);
     uv_timer_init(srv->loop, &p->acks);
-    uv_timer_init(srv->loop, &p->deadlines);
     uv_timer_init(srv->loop, &p->wheel);
     uv_check_init(srv->loop, &p->turn);
     p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->acks.data = srv;
-    p->deadlines.data = p->wheel.data = p->turn.data = srv;
+    p->wheel.data = p->turn.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_timer_start(&p->acks, on_acks, MH_SESSION_ACK_FLUSH_MS, MH_SESSION_ACK_FLUSH_MS);
-    uv_timer_start(&p->deadlines, on_deadlines, DEADLINE_SWEEP_MS, DEADLINE_SWEEP_MS);
     uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
     uv_check_start(&p->turn, on_loop_turn);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
@@ -423,9 +409,12 @@ int mh_server_run(const mh_config_t *cfg)
     srv.deliver = deliver_local;
     srv.live_ops = mh_session_live_ops();
     init_limits(&srv);
-    srv.conntrack = mh_conntrack_new();
     srv.partials = mh_u64map_new();
     srv.timers = mh_timerwheel_new(mh_mono_us() / 1000u, MH_LIVE_TICK_MS, MH_LIVE_SLOTS);
+    mh_conntrack_options_t cto = {srv.timers, (uint64_t)cfg->request_timeout_s * 1000u,
+                                  VERSIONLESS_STALL_MS, mh_http_refuse_versionless,
+                                  DEADLINE_CLOSES_PER_TICK};
+    srv.conntrack = mh_conntrack_new(&cto);
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
     srv.started_ms = mh_now_ms();
@@ -452,6 +441,7 @@ int mh_server_run(const mh_config_t *cfg)
     if (uv_loop_close(&loop))
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
     mh_msglog_free(&srv.log);
+    mh_conntrack_free(srv.conntrack); /* cancels its timers: before the wheel goes */
     mh_timerwheel_free(srv.timers);
     free(srv.fresh);
     mh_registry_free(srv.registry);
@@ -460,7 +450,6 @@ int mh_server_run(const mh_config_t *cfg)
     for (size_t i = 0; i < srv.n_ack_pending; i++)
         mh_handle_unref(srv.ack_pending[i]);
     free(srv.ack_pending);
-    mh_conntrack_free(srv.conntrack);
     mh_u64map_free(srv.partials); /* empty: every session released its part at CLOSED */
     if (!rc)
         mh_info("stopped", "%s", "");
