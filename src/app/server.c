@@ -48,12 +48,15 @@
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
-    uv_timer_t sweep;    /* retention sweep of a memory log */
-    uv_timer_t acks;     /* flushes ?ack=auto acks */
-    uv_timer_t drain;    /* polls for the last session to go during shutdown */
-    unsigned long ticks; /* of the wheel timer */
-    uv_timer_t wheel;    /* sweeps srv->timers: every per-connection deadline */
-    uv_check_t turn;     /* after each loop turn: liveness' accept step */
+    uv_timer_t sweep;       /* retention sweep of a memory log */
+    uv_timer_t acks;        /* flushes ?ack=auto acks */
+    uv_timer_t drain;       /* polls for the last session to go during shutdown */
+    unsigned long ticks;    /* of the wheel timer */
+    uv_timer_t wheel;       /* sweeps srv->timers: every per-connection deadline */
+    uv_check_t turn;        /* after each loop turn: liveness' accept step */
+    uv_prepare_t poll_gap;  /* before each poll: measures the turn (msghub_loop_busy_max_seconds) */
+    uint64_t turn_start_ns; /* uv_hrtime() at the previous poll */
+    uint64_t idle_ns;       /* uv_metrics_idle_time() then */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -196,6 +199,7 @@ static void finish(mh_server_t *srv)
     mh_session_flush_auto_acks(srv);
     uv_timer_stop(&p->wheel);
     uv_check_stop(&p->turn);
+    uv_prepare_stop(&p->poll_gap);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     uv_close((uv_handle_t *)&p->drain, NULL);
@@ -203,6 +207,7 @@ static void finish(mh_server_t *srv)
     uv_close((uv_handle_t *)&p->acks, NULL);
     uv_close((uv_handle_t *)&p->wheel, NULL);
     uv_close((uv_handle_t *)&p->turn, NULL);
+    uv_close((uv_handle_t *)&p->poll_gap, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
@@ -261,6 +266,21 @@ static void on_wheel_tick(uv_timer_t *t)
 static void on_loop_turn(uv_check_t *c)
 {
     mh_live_loop_turn(c->data);
+}
+
+/* Before each poll: the time since the previous one, less the time spent waiting, was work. */
+static void on_before_poll(uv_prepare_t *h)
+{
+    mh_server_t *srv = h->data;
+    mh_server_priv_t *p = srv->priv;
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(srv->loop);
+    if (p->turn_start_ns) {
+        uint64_t busy_us = (now - p->turn_start_ns - (idle - p->idle_ns)) / 1000u;
+        if (busy_us > srv->metrics.loop_busy_max_us)
+            srv->metrics.loop_busy_max_us = busy_us;
+    }
+    p->turn_start_ns = now;
+    p->idle_ns = idle;
 }
 
 static void init_secret(mh_server_t *srv)
@@ -377,14 +397,16 @@ static int run_loop(mh_server_t *srv)
     uv_timer_init(srv->loop, &p->acks);
     uv_timer_init(srv->loop, &p->wheel);
     uv_check_init(srv->loop, &p->turn);
+    uv_prepare_init(srv->loop, &p->poll_gap);
     p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->acks.data = srv;
-    p->wheel.data = p->turn.data = srv;
+    p->wheel.data = p->turn.data = p->poll_gap.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_timer_start(&p->acks, on_acks, MH_SESSION_ACK_FLUSH_MS, MH_SESSION_ACK_FLUSH_MS);
     uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
     uv_check_start(&p->turn, on_loop_turn);
+    uv_prepare_start(&p->poll_gap, on_before_poll);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
             cfg->listen_host, cfg->listen_port, srv->distributed ? "distributed" : "standalone",
             cfg->instance_id, cfg->max_connections,
@@ -402,6 +424,7 @@ int mh_server_run(const mh_config_t *cfg)
     memset(&priv, 0, sizeof(priv));
     uv_loop_t loop;
     uv_loop_init(&loop);
+    uv_loop_configure(&loop, UV_METRICS_IDLE_TIME); /* for msghub_loop_busy_max_seconds */
     srv.cfg = cfg;
     srv.loop = &loop;
     srv.priv = &priv;
