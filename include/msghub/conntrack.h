@@ -51,8 +51,8 @@ mh_conntrack_t *mh_conntrack_new(const mh_conntrack_options_t *o);
 /* Cancels every entry's timer and frees them (call before freeing the wheel). */
 void mh_conntrack_free(mh_conntrack_t *ct);
 
-/* A socket was accepted: its first request's deadline starts. */
-void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi);
+/* A socket came to lws; its first request began at since_ms (its accept, monotonic). */
+void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi, uint64_t since_ms);
 /* The socket is gone. */
 void mh_conntrack_close(mh_conntrack_t *ct, struct lws *wsi);
 /* A keep-alive connection finished a request: the next one's deadline starts now. */

@@ -12,12 +12,14 @@
 #include "msghub/server.h"
 
 #include <libwebsockets.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "msghub/acceptor.h"
 #include "msghub/cluster.h"
 #include "msghub/conn.h"
 #include "msghub/conntrack.h"
@@ -38,6 +40,8 @@
 #define DEADLINE_CLOSES_PER_TICK 100 /* request deadlines closed per wheel tick at most */
 #define VERSIONLESS_STALL_MS 500     /* an HTTP/0.9 request line waits this long for a 400 */
 #define LOG_FLUSH_EVERY 10           /* wheel ticks: once a second */
+#define ACCEPTS_PER_TURN 100         /* a storm of connections is accepted over many loop turns */
+#define IDLE_CLOSES_PER_TICK 200     /* sockets that never sent a byte, closed per wheel tick */
 /*
  * lws mallocs this (+ LWS_PRE) per WebSocket at the upgrade, keeps it for the
  * connection's life and hands larger frames to ws.c in chunks of it (ws.c
@@ -57,6 +61,8 @@ typedef struct mh_server_priv {
     uv_prepare_t poll_gap;  /* before each poll: measures the turn (msghub_loop_busy_max_seconds) */
     uint64_t turn_start_ns; /* uv_hrtime() at the previous poll */
     uint64_t idle_ns;       /* uv_metrics_idle_time() then */
+    mh_acceptor_t *acceptor; /* the listening socket (lws has none) */
+    uint64_t adopt_since_ms; /* while handing a socket to lws: when it was accepted */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -86,14 +92,34 @@ static uint64_t default_memory_limit(void)
 }
 
 /* At the socket limit a new socket is closed right after accept (no EMFILE, no busy loop). */
+static size_t sockets_open(mh_server_t *srv)
+{
+    return mh_conntrack_count(srv->conntrack) + mh_acceptor_held(srv->priv->acceptor);
+}
+
 static int accept_allowed(mh_server_t *srv)
 {
     size_t limit = (size_t)srv->cfg->max_connections + MH_CONFIG_SOCKET_SLACK;
-    if (mh_conntrack_count(srv->conntrack) < limit)
+    if (sockets_open(srv) < limit)
         return 1;
     srv->metrics.sockets_refused_total++;
-    mh_warn("socket_refused", "reason=limit sockets=%zu", mh_conntrack_count(srv->conntrack));
+    mh_warn("socket_refused", "reason=limit sockets=%zu", sockets_open(srv));
     return 0;
+}
+
+static int on_admit(void *ud)
+{
+    return accept_allowed(ud);
+}
+
+/* A held socket has its first bytes: lws takes it (and closes it if it cannot). */
+static void on_adopt(void *ud, int fd, uint64_t accepted_ms)
+{
+    mh_server_t *srv = ud;
+    srv->priv->adopt_since_ms = accepted_ms; /* read at LWS_CALLBACK_WSI_CREATE */
+    if (!lws_adopt_socket_vhost(lws_get_vhost_by_name(srv->lws, "default"), fd))
+        mh_warn("adopt_failed", "fd=%d", fd);
+    srv->priv->adopt_since_ms = 0;
 }
 
 /* Socket lifecycle: counted from accept to destroy, whatever protocol it speaks. */
@@ -101,11 +127,12 @@ static int track(mh_server_t *srv, struct lws *wsi, int reason)
 {
     if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
         return accept_allowed(srv) ? 0 : 1;
+    uint64_t since = srv->priv->adopt_since_ms;
     if (reason == LWS_CALLBACK_WSI_CREATE)
-        mh_conntrack_open(srv->conntrack, wsi);
+        mh_conntrack_open(srv->conntrack, wsi, since ? since : mh_mono_us() / 1000u);
     else
         mh_conntrack_close(srv->conntrack, wsi);
-    srv->metrics.sockets = mh_conntrack_count(srv->conntrack);
+    srv->metrics.sockets = sockets_open(srv);
     return 0;
 }
 
@@ -202,6 +229,7 @@ static void finish(mh_server_t *srv)
     uv_prepare_stop(&p->poll_gap);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
+    mh_acceptor_close(p->acceptor);
     uv_close((uv_handle_t *)&p->drain, NULL);
     uv_close((uv_handle_t *)&p->sweep, NULL);
     uv_close((uv_handle_t *)&p->acks, NULL);
@@ -257,6 +285,8 @@ static void on_wheel_tick(uv_timer_t *t)
     if (++srv->priv->ticks % LOG_FLUSH_EVERY == 0)
         mh_log_flush();
     mh_live_tick(srv, mh_mono_us() / 1000u);
+    mh_acceptor_end_tick(srv->priv->acceptor);
+    srv->metrics.sockets = sockets_open(srv);
     size_t n = mh_conntrack_end_tick(srv->conntrack);
     srv->metrics.request_timeouts_total += n;
     if (n)
@@ -344,8 +374,7 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     void *loops[1] = {srv->loop};
-    info.port = srv->cfg->listen_port;
-    info.iface = strcmp(srv->cfg->listen_host, "0.0.0.0") ? srv->cfg->listen_host : NULL;
+    info.port = CONTEXT_PORT_NO_LISTEN; /* acceptor.c listens and hands sockets over */
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
                    LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
@@ -366,6 +395,22 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     return lws_create_context(&info);
 }
 
+static mh_acceptor_t *start_acceptor(mh_server_t *srv)
+{
+    const mh_config_t *cfg = srv->cfg;
+    mh_acceptor_options_t o = {srv->loop,
+                               srv->timers,
+                               cfg->listen_host,
+                               cfg->listen_port,
+                               ACCEPTS_PER_TURN,
+                               IDLE_CLOSES_PER_TICK,
+                               (uint64_t)cfg->request_timeout_s * 1000u,
+                               on_admit,
+                               on_adopt,
+                               srv};
+    return mh_acceptor_new(&o);
+}
+
 static int run_loop(mh_server_t *srv)
 {
     const mh_config_t *cfg = srv->cfg;
@@ -383,13 +428,16 @@ static int run_loop(mh_server_t *srv)
     };
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
     srv->lws = create_lws(srv, &retry, protocols);
-    if (!srv->lws) {
-        mh_error("listen_failed", "addr=%s:%d", cfg->listen_host, cfg->listen_port);
+    mh_server_priv_t *p = srv->priv;
+    if (srv->lws)
+        p->acceptor = start_acceptor(srv);
+    if (!p->acceptor) { /* a context without the acceptor is destroyed by mh_server_run */
+        mh_error("listen_failed", "addr=%s:%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
+                 strerror(errno));
         if (srv->distributed)
             mh_cluster_stop(srv);
         return 1;
     }
-    mh_server_priv_t *p = srv->priv;
     uv_signal_init(srv->loop, &p->sigterm);
     uv_signal_init(srv->loop, &p->sigint);
     uv_timer_init(srv->loop, &p->sweep);

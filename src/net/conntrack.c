@@ -103,16 +103,16 @@ static void on_due(mh_timer_t *t, void *ud)
     arm(ct, e, now);
 }
 
-static void begin_request(mh_conntrack_t *ct, entry_t *e)
+static void begin_request(mh_conntrack_t *ct, entry_t *e, uint64_t since_ms)
 {
-    e->since_ms = mono_ms();
+    e->since_ms = since_ms;
     e->dispatched = 0;
     e->refused = 0;
     e->check_gap_ms = ct->o.stall_ms;
-    arm(ct, e, e->since_ms);
+    arm(ct, e, mono_ms());
 }
 
-void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi)
+void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi, uint64_t since_ms)
 {
     entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
     if (!e) {
@@ -122,7 +122,7 @@ void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi)
         mh_timer_init(&e->timer, on_due, e);
         mh_u64map_put(ct->map, key_of(wsi), e);
     }
-    begin_request(ct, e);
+    begin_request(ct, e, since_ms);
 }
 
 void mh_conntrack_close(mh_conntrack_t *ct, struct lws *wsi)
@@ -138,7 +138,7 @@ void mh_conntrack_restart(mh_conntrack_t *ct, struct lws *wsi)
 {
     entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
     if (e && mh_timer_pending(&e->timer)) /* not a WebSocket, not being closed */
-        begin_request(ct, e);
+        begin_request(ct, e, mono_ms());
 }
 
 void mh_conntrack_dispatched(mh_conntrack_t *ct, struct lws *wsi)
