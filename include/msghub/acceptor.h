@@ -52,7 +52,8 @@ mh_acceptor_t *mh_acceptor_new(const mh_acceptor_options_t *o);
 void mh_acceptor_close(mh_acceptor_t *a);
 /* Sockets accepted and held, not yet handed to lws. */
 size_t mh_acceptor_held(const mh_acceptor_t *a);
-/* Idle closes per tick: call after each advance of the wheel. */
-void mh_acceptor_end_tick(mh_acceptor_t *a);
+/* After each advance of the wheel: returns how many held sockets it closed for their
+ * deadline since the last call, and renews the close budget. */
+size_t mh_acceptor_end_tick(mh_acceptor_t *a);
 
 #endif

@@ -285,9 +285,9 @@ static void on_wheel_tick(uv_timer_t *t)
     if (++srv->priv->ticks % LOG_FLUSH_EVERY == 0)
         mh_log_flush();
     mh_live_tick(srv, mh_mono_us() / 1000u);
-    mh_acceptor_end_tick(srv->priv->acceptor);
+    size_t n = mh_acceptor_end_tick(srv->priv->acceptor); /* silent sockets */
     srv->metrics.sockets = sockets_open(srv);
-    size_t n = mh_conntrack_end_tick(srv->conntrack);
+    n += mh_conntrack_end_tick(srv->conntrack);
     srv->metrics.request_timeouts_total += n;
     if (n)
         mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);

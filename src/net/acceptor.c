@@ -283,8 +283,11 @@ size_t mh_acceptor_held(const mh_acceptor_t *a)
     return a ? a->nheld : 0;
 }
 
-void mh_acceptor_end_tick(mh_acceptor_t *a)
+size_t mh_acceptor_end_tick(mh_acceptor_t *a)
 {
-    if (a)
-        a->closes = 0;
+    if (!a)
+        return 0;
+    size_t n = a->closes;
+    a->closes = 0;
+    return n;
 }
