@@ -398,16 +398,22 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
 static mh_acceptor_t *start_acceptor(mh_server_t *srv)
 {
     const mh_config_t *cfg = srv->cfg;
-    mh_acceptor_options_t o = {srv->loop,
-                               srv->timers,
-                               cfg->listen_host,
-                               cfg->listen_port,
-                               ACCEPTS_PER_TURN,
-                               IDLE_CLOSES_PER_TICK,
-                               (uint64_t)cfg->request_timeout_s * 1000u,
-                               on_admit,
-                               on_adopt,
-                               srv};
+    /* a silent socket: the request deadline, or liveness' handshake deadline if shorter */
+    uint64_t idle_ms = (uint64_t)cfg->request_timeout_s * 1000u;
+    if (idle_ms > MH_LIVE_HANDSHAKE_S * 1000u)
+        idle_ms = MH_LIVE_HANDSHAKE_S * 1000u;
+    mh_acceptor_options_t o = {
+        .loop = srv->loop,
+        .wheel = srv->timers,
+        .host = cfg->listen_host,
+        .port = cfg->listen_port,
+        .per_turn = ACCEPTS_PER_TURN,
+        .closes_per_tick = IDLE_CLOSES_PER_TICK,
+        .idle_timeout_ms = idle_ms,
+        .admit = on_admit,
+        .adopt = on_adopt,
+        .ud = srv,
+    };
     return mh_acceptor_new(&o);
 }
 
