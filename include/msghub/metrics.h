@@ -57,6 +57,7 @@ typedef struct mh_metrics {
     uint64_t memory_bytes;       /* gauge: bytes counted against --memory-limit */
     uint64_t memory_limit_bytes; /* gauge: --memory-limit */
     uint64_t memory_refusals_total;
+    uint64_t loop_busy_max_us; /* gauge: longest event loop turn (work between two polls) */
     uint64_t errors_total[MH_ERR__COUNT];
     /* relay latency, receipt to last local write, seconds */
     uint64_t latency_buckets[MH_METRICS_LATENCY_BUCKETS]; /* non-cumulative counts */

@@ -12,12 +12,14 @@
 #include "msghub/server.h"
 
 #include <libwebsockets.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <uv.h>
 
+#include "msghub/acceptor.h"
 #include "msghub/cluster.h"
 #include "msghub/conn.h"
 #include "msghub/conntrack.h"
@@ -35,10 +37,11 @@
 
 #define SWEEP_INTERVAL_MS 10000
 #define DRAIN_POLL_MS 50
-#define DEADLINE_SWEEP_MS 100
-#define DEADLINE_CLOSES_PER_SWEEP 100 /* each close costs lws a walk of its timer list */
-#define VERSIONLESS_STALL_MS 500      /* an HTTP/0.9 request line waits this long for a 400 */
-#define LOG_FLUSH_EVERY 10            /* sweeps: once a second */
+#define DEADLINE_CLOSES_PER_TICK 100 /* request deadlines closed per wheel tick at most */
+#define VERSIONLESS_STALL_MS 500     /* an HTTP/0.9 request line waits this long for a 400 */
+#define LOG_FLUSH_EVERY 10           /* wheel ticks: once a second */
+#define ACCEPTS_PER_TURN 100         /* a storm of connections is accepted over many loop turns */
+#define IDLE_CLOSES_PER_TICK 200     /* sockets that never sent a byte, closed per wheel tick */
 /*
  * lws mallocs this (+ LWS_PRE) per WebSocket at the upgrade, keeps it for the
  * connection's life and hands larger frames to ws.c in chunks of it (ws.c
@@ -49,13 +52,17 @@
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
-    uv_timer_t sweep;     /* retention sweep of a memory log */
-    uv_timer_t acks;      /* flushes ?ack=auto acks */
-    uv_timer_t drain;     /* polls for the last session to go during shutdown */
-    uv_timer_t deadlines; /* closes HTTP requests past --request-timeout */
-    unsigned long sweeps;
-    uv_timer_t wheel; /* sweeps srv->timers: every per-connection deadline */
-    uv_check_t turn;  /* after each loop turn: liveness' accept step */
+    uv_timer_t sweep;       /* retention sweep of a memory log */
+    uv_timer_t acks;        /* flushes ?ack=auto acks */
+    uv_timer_t drain;       /* polls for the last session to go during shutdown */
+    unsigned long ticks;    /* of the wheel timer */
+    uv_timer_t wheel;       /* sweeps srv->timers: every per-connection deadline */
+    uv_check_t turn;        /* after each loop turn: liveness' accept step */
+    uv_prepare_t poll_gap;  /* before each poll: measures the turn (msghub_loop_busy_max_seconds) */
+    uint64_t turn_start_ns; /* uv_hrtime() at the previous poll */
+    uint64_t idle_ns;       /* uv_metrics_idle_time() then */
+    mh_acceptor_t *acceptor; /* the listening socket (lws has none) */
+    uint64_t adopt_since_ms; /* while handing a socket to lws: when it was accepted */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -85,14 +92,34 @@ static uint64_t default_memory_limit(void)
 }
 
 /* At the socket limit a new socket is closed right after accept (no EMFILE, no busy loop). */
+static size_t sockets_open(mh_server_t *srv)
+{
+    return mh_conntrack_count(srv->conntrack) + mh_acceptor_held(srv->priv->acceptor);
+}
+
 static int accept_allowed(mh_server_t *srv)
 {
     size_t limit = (size_t)srv->cfg->max_connections + MH_CONFIG_SOCKET_SLACK;
-    if (mh_conntrack_count(srv->conntrack) < limit)
+    if (sockets_open(srv) < limit)
         return 1;
     srv->metrics.sockets_refused_total++;
-    mh_warn("socket_refused", "reason=limit sockets=%zu", mh_conntrack_count(srv->conntrack));
+    mh_warn("socket_refused", "reason=limit sockets=%zu", sockets_open(srv));
     return 0;
+}
+
+static int on_admit(void *ud)
+{
+    return accept_allowed(ud);
+}
+
+/* A held socket has its first bytes: lws takes it (and closes it if it cannot). */
+static void on_adopt(void *ud, int fd, uint64_t accepted_ms)
+{
+    mh_server_t *srv = ud;
+    srv->priv->adopt_since_ms = accepted_ms; /* read at LWS_CALLBACK_WSI_CREATE */
+    if (!lws_adopt_socket_vhost(lws_get_vhost_by_name(srv->lws, "default"), fd))
+        mh_warn("adopt_failed", "fd=%d", fd);
+    srv->priv->adopt_since_ms = 0;
 }
 
 /* Socket lifecycle: counted from accept to destroy, whatever protocol it speaks. */
@@ -100,11 +127,12 @@ static int track(mh_server_t *srv, struct lws *wsi, int reason)
 {
     if (reason == LWS_CALLBACK_FILTER_NETWORK_CONNECTION)
         return accept_allowed(srv) ? 0 : 1;
+    uint64_t since = srv->priv->adopt_since_ms;
     if (reason == LWS_CALLBACK_WSI_CREATE)
-        mh_conntrack_open(srv->conntrack, wsi, mh_now_ms());
+        mh_conntrack_open(srv->conntrack, wsi, since ? since : mh_mono_us() / 1000u);
     else
         mh_conntrack_close(srv->conntrack, wsi);
-    srv->metrics.sockets = mh_conntrack_count(srv->conntrack);
+    srv->metrics.sockets = sockets_open(srv);
     return 0;
 }
 
@@ -196,17 +224,18 @@ static void finish(mh_server_t *srv)
     uv_timer_stop(&p->sweep);
     uv_timer_stop(&p->acks);
     mh_session_flush_auto_acks(srv);
-    uv_timer_stop(&p->deadlines);
-    uv_close((uv_handle_t *)&p->deadlines, NULL);
     uv_timer_stop(&p->wheel);
     uv_check_stop(&p->turn);
+    uv_prepare_stop(&p->poll_gap);
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
+    mh_acceptor_close(p->acceptor);
     uv_close((uv_handle_t *)&p->drain, NULL);
     uv_close((uv_handle_t *)&p->sweep, NULL);
     uv_close((uv_handle_t *)&p->acks, NULL);
     uv_close((uv_handle_t *)&p->wheel, NULL);
     uv_close((uv_handle_t *)&p->turn, NULL);
+    uv_close((uv_handle_t *)&p->poll_gap, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
@@ -249,30 +278,39 @@ static void on_acks(uv_timer_t *t)
     mh_session_flush_auto_acks(t->data);
 }
 
-static void on_deadlines(uv_timer_t *t)
-{
-    mh_server_t *srv = t->data;
-    uint64_t timeout_ms = (uint64_t)srv->cfg->request_timeout_s * 1000u;
-    if (++srv->priv->sweeps % LOG_FLUSH_EVERY == 0)
-        mh_log_flush();
-    size_t n =
-        mh_conntrack_sweep(srv->conntrack, mh_now_ms(), timeout_ms, DEADLINE_CLOSES_PER_SWEEP);
-    srv->metrics.request_timeouts_total += n;
-    mh_conntrack_sweep_stalled(srv->conntrack, mh_now_ms(), VERSIONLESS_STALL_MS,
-                               mh_http_refuse_versionless, DEADLINE_CLOSES_PER_SWEEP);
-    if (n)
-        mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
-}
-
+/* Liveness' and conntrack's deadlines, all on srv->timers. */
 static void on_wheel_tick(uv_timer_t *t)
 {
     mh_server_t *srv = t->data;
+    if (++srv->priv->ticks % LOG_FLUSH_EVERY == 0)
+        mh_log_flush();
     mh_live_tick(srv, mh_mono_us() / 1000u);
+    size_t n = mh_acceptor_end_tick(srv->priv->acceptor); /* silent sockets */
+    srv->metrics.sockets = sockets_open(srv);
+    n += mh_conntrack_end_tick(srv->conntrack);
+    srv->metrics.request_timeouts_total += n;
+    if (n)
+        mh_info("request_timeout", "closed=%zu timeout_s=%u", n, srv->cfg->request_timeout_s);
 }
 
 static void on_loop_turn(uv_check_t *c)
 {
     mh_live_loop_turn(c->data);
+}
+
+/* Before each poll: the time since the previous one, less the time spent waiting, was work. */
+static void on_before_poll(uv_prepare_t *h)
+{
+    mh_server_t *srv = h->data;
+    mh_server_priv_t *p = srv->priv;
+    uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(srv->loop);
+    if (p->turn_start_ns) {
+        uint64_t busy_us = (now - p->turn_start_ns - (idle - p->idle_ns)) / 1000u;
+        if (busy_us > srv->metrics.loop_busy_max_us)
+            srv->metrics.loop_busy_max_us = busy_us;
+    }
+    p->turn_start_ns = now;
+    p->idle_ns = idle;
 }
 
 static void init_secret(mh_server_t *srv)
@@ -336,8 +374,7 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
     void *loops[1] = {srv->loop};
-    info.port = srv->cfg->listen_port;
-    info.iface = strcmp(srv->cfg->listen_host, "0.0.0.0") ? srv->cfg->listen_host : NULL;
+    info.port = CONTEXT_PORT_NO_LISTEN; /* acceptor.c listens and hands sockets over */
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_DISABLE_IPV6 |
                    LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
@@ -358,6 +395,28 @@ static struct lws_context *create_lws(mh_server_t *srv, const lws_retry_bo_t *re
     return lws_create_context(&info);
 }
 
+static mh_acceptor_t *start_acceptor(mh_server_t *srv)
+{
+    const mh_config_t *cfg = srv->cfg;
+    /* a silent socket: the request deadline, or liveness' handshake deadline if shorter */
+    uint64_t idle_ms = (uint64_t)cfg->request_timeout_s * 1000u;
+    if (idle_ms > MH_LIVE_HANDSHAKE_S * 1000u)
+        idle_ms = MH_LIVE_HANDSHAKE_S * 1000u;
+    mh_acceptor_options_t o = {
+        .loop = srv->loop,
+        .wheel = srv->timers,
+        .host = cfg->listen_host,
+        .port = cfg->listen_port,
+        .per_turn = ACCEPTS_PER_TURN,
+        .closes_per_tick = IDLE_CLOSES_PER_TICK,
+        .idle_timeout_ms = idle_ms,
+        .admit = on_admit,
+        .adopt = on_adopt,
+        .ud = srv,
+    };
+    return mh_acceptor_new(&o);
+}
+
 static int run_loop(mh_server_t *srv)
 {
     const mh_config_t *cfg = srv->cfg;
@@ -375,30 +434,33 @@ static int run_loop(mh_server_t *srv)
     };
     lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
     srv->lws = create_lws(srv, &retry, protocols);
-    if (!srv->lws) {
-        mh_error("listen_failed", "addr=%s:%d", cfg->listen_host, cfg->listen_port);
+    mh_server_priv_t *p = srv->priv;
+    if (srv->lws)
+        p->acceptor = start_acceptor(srv);
+    if (!p->acceptor) { /* a context without the acceptor is destroyed by mh_server_run */
+        mh_error("listen_failed", "addr=%s:%d error=\"%s\"", cfg->listen_host, cfg->listen_port,
+                 strerror(errno));
         if (srv->distributed)
             mh_cluster_stop(srv);
         return 1;
     }
-    mh_server_priv_t *p = srv->priv;
     uv_signal_init(srv->loop, &p->sigterm);
     uv_signal_init(srv->loop, &p->sigint);
     uv_timer_init(srv->loop, &p->sweep);
     uv_timer_init(srv->loop, &p->drain);
     uv_timer_init(srv->loop, &p->acks);
-    uv_timer_init(srv->loop, &p->deadlines);
     uv_timer_init(srv->loop, &p->wheel);
     uv_check_init(srv->loop, &p->turn);
+    uv_prepare_init(srv->loop, &p->poll_gap);
     p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->acks.data = srv;
-    p->deadlines.data = p->wheel.data = p->turn.data = srv;
+    p->wheel.data = p->turn.data = p->poll_gap.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
     uv_timer_start(&p->acks, on_acks, MH_SESSION_ACK_FLUSH_MS, MH_SESSION_ACK_FLUSH_MS);
-    uv_timer_start(&p->deadlines, on_deadlines, DEADLINE_SWEEP_MS, DEADLINE_SWEEP_MS);
     uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
     uv_check_start(&p->turn, on_loop_turn);
+    uv_prepare_start(&p->poll_gap, on_before_poll);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
             cfg->listen_host, cfg->listen_port, srv->distributed ? "distributed" : "standalone",
             cfg->instance_id, cfg->max_connections,
@@ -416,6 +478,7 @@ int mh_server_run(const mh_config_t *cfg)
     memset(&priv, 0, sizeof(priv));
     uv_loop_t loop;
     uv_loop_init(&loop);
+    uv_loop_configure(&loop, UV_METRICS_IDLE_TIME); /* for msghub_loop_busy_max_seconds */
     srv.cfg = cfg;
     srv.loop = &loop;
     srv.priv = &priv;
@@ -423,9 +486,12 @@ int mh_server_run(const mh_config_t *cfg)
     srv.deliver = deliver_local;
     srv.live_ops = mh_session_live_ops();
     init_limits(&srv);
-    srv.conntrack = mh_conntrack_new();
     srv.partials = mh_u64map_new();
     srv.timers = mh_timerwheel_new(mh_mono_us() / 1000u, MH_LIVE_TICK_MS, MH_LIVE_SLOTS);
+    mh_conntrack_options_t cto = {srv.timers, (uint64_t)cfg->request_timeout_s * 1000u,
+                                  VERSIONLESS_STALL_MS, mh_http_refuse_versionless,
+                                  DEADLINE_CLOSES_PER_TICK};
+    srv.conntrack = mh_conntrack_new(&cto);
     srv.limits.max_receivers = cfg->max_receivers;
     srv.limits.max_body_bytes = cfg->max_body_bytes;
     srv.started_ms = mh_now_ms();
@@ -452,6 +518,7 @@ int mh_server_run(const mh_config_t *cfg)
     if (uv_loop_close(&loop))
         mh_warn("loop_close", "msg=\"handles still open at exit\"");
     mh_msglog_free(&srv.log);
+    mh_conntrack_free(srv.conntrack); /* cancels its timers: before the wheel goes */
     mh_timerwheel_free(srv.timers);
     free(srv.fresh);
     mh_registry_free(srv.registry);
@@ -460,7 +527,6 @@ int mh_server_run(const mh_config_t *cfg)
     for (size_t i = 0; i < srv.n_ack_pending; i++)
         mh_handle_unref(srv.ack_pending[i]);
     free(srv.ack_pending);
-    mh_conntrack_free(srv.conntrack);
     mh_u64map_free(srv.partials); /* empty: every session released its part at CLOSED */
     if (!rc)
         mh_info("stopped", "%s", "");

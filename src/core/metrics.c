@@ -176,6 +176,10 @@ void mh_metrics_render(const mh_metrics_t *m, mh_buf_t *out)
                m->memory_bytes);
     render_one(out, "msghub_memory_limit_bytes", "gauge", "The --memory-limit budget.",
                m->memory_limit_bytes);
+    mh_buf_puts(out, "# HELP msghub_loop_busy_max_seconds Longest event loop turn since start "
+                     "(work between two polls: how long the loop stalled).\n"
+                     "# TYPE msghub_loop_busy_max_seconds gauge\n");
+    mh_buf_printf(out, "msghub_loop_busy_max_seconds %.6f\n", (double)m->loop_busy_max_us / 1e6);
     render_counters(m, out);
     render_errors(m, out);
     render_latency(m, out);

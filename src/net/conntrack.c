@@ -1,7 +1,7 @@
 /*
- * conntrack: accepted sockets and their request deadlines (see
- * conntrack.h). Entries are keyed by the wsi's address; a WebSocket keeps
- * its entry (it still counts) with no deadline.
+ * conntrack: accepted sockets and their request deadlines on the timing
+ * wheel (see conntrack.h). Entries are keyed by the wsi's address; a
+ * WebSocket keeps its entry (it still counts) with its timer disarmed.
  */
 #include "msghub/conntrack.h"
 
@@ -11,16 +11,21 @@
 #include "msghub/u64map.h"
 #include "msghub/util.h"
 
-#define NO_DEADLINE UINT64_MAX
-
 struct mh_conntrack {
+    mh_conntrack_options_t o;
     mh_u64map_t *map; /* wsi address -> entry */
+    uint32_t kills;   /* closes in the current sweep */
+    size_t timeouts;  /* closed for the deadline since mh_conntrack_end_tick */
 };
 
 typedef struct entry {
+    mh_timer_t timer;
+    mh_conntrack_t *ct;
     struct lws *wsi;
-    uint64_t since_ms; /* start of the current request, NO_DEADLINE for a WebSocket */
-    int dispatched;    /* lws parsed the current request's head */
+    uint64_t since_ms;     /* start of the current request */
+    uint64_t check_gap_ms; /* HTTP/0.9 check: the next one this long after the last */
+    int dispatched;        /* lws parsed the current request's head */
+    int refused;           /* answered as HTTP/0.9: waits for its close */
 } entry_t;
 
 static uint64_t key_of(struct lws *wsi)
@@ -28,9 +33,15 @@ static uint64_t key_of(struct lws *wsi)
     return (uint64_t)(uintptr_t)wsi;
 }
 
-mh_conntrack_t *mh_conntrack_new(void)
+static uint64_t mono_ms(void)
+{
+    return mh_mono_us() / 1000u;
+}
+
+mh_conntrack_t *mh_conntrack_new(const mh_conntrack_options_t *o)
 {
     mh_conntrack_t *ct = mh_xcalloc(1, sizeof(*ct));
+    ct->o = *o;
     ct->map = mh_u64map_new();
     return ct;
 }
@@ -42,50 +53,106 @@ void mh_conntrack_free(mh_conntrack_t *ct)
     size_t cursor = 0;
     uint64_t k;
     void *v;
-    while (mh_u64map_next(ct->map, &cursor, &k, &v))
-        free(v);
+    while (mh_u64map_next(ct->map, &cursor, &k, &v)) {
+        entry_t *e = v;
+        mh_timerwheel_cancel(ct->o.wheel, &e->timer);
+        free(e);
+    }
     mh_u64map_free(ct->map);
     free(ct);
 }
 
-void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi, uint64_t now_ms)
+/* The entry's next due time: its deadline, or an earlier HTTP/0.9 check. */
+static void arm(mh_conntrack_t *ct, entry_t *e, uint64_t now_ms)
+{
+    uint64_t at = e->since_ms + ct->o.timeout_ms;
+    if (!e->dispatched && ct->o.refuse && e->check_gap_ms && now_ms + e->check_gap_ms < at)
+        at = now_ms + e->check_gap_ms;
+    mh_timerwheel_add(ct->o.wheel, &e->timer, at);
+}
+
+/* From the wheel's sweep, outside every lws callback: lws closes it now. */
+static int kill_now(mh_conntrack_t *ct, entry_t *e)
+{
+    if (ct->kills >= ct->o.kills_per_tick) {
+        mh_timerwheel_add(ct->o.wheel, &e->timer, mono_ms()); /* a past time: the next tick */
+        return 0;
+    }
+    ct->kills++;
+    lws_set_timeout(e->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC); /* frees e */
+    return 1;
+}
+
+static void on_due(mh_timer_t *t, void *ud)
+{
+    entry_t *e = ud;
+    mh_conntrack_t *ct = e->ct;
+    uint64_t now = mono_ms();
+    (void)t;
+    if (now - e->since_ms >= ct->o.timeout_ms) {
+        if (kill_now(ct, e))
+            ct->timeouts++;
+        return;
+    }
+    if (e->refused || (!e->dispatched && ct->o.refuse && ct->o.refuse(e->wsi))) {
+        e->refused = 1; /* answered once; past the budget the close waits a tick */
+        kill_now(ct, e);
+        return;
+    }
+    e->check_gap_ms *= 2;
+    arm(ct, e, now);
+}
+
+static void begin_request(mh_conntrack_t *ct, entry_t *e, uint64_t since_ms)
+{
+    e->since_ms = since_ms;
+    e->dispatched = 0;
+    e->refused = 0;
+    e->check_gap_ms = ct->o.stall_ms;
+    arm(ct, e, mono_ms());
+}
+
+void mh_conntrack_open(mh_conntrack_t *ct, struct lws *wsi, uint64_t since_ms)
 {
     entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
     if (!e) {
-        e = mh_xmalloc(sizeof(*e));
+        e = mh_xcalloc(1, sizeof(*e));
+        e->ct = ct;
         e->wsi = wsi;
+        mh_timer_init(&e->timer, on_due, e);
         mh_u64map_put(ct->map, key_of(wsi), e);
     }
-    e->since_ms = now_ms;
-    e->dispatched = 0;
+    begin_request(ct, e, since_ms);
 }
 
 void mh_conntrack_close(mh_conntrack_t *ct, struct lws *wsi)
 {
-    free(mh_u64map_del(ct->map, key_of(wsi)));
+    entry_t *e = mh_u64map_del(ct->map, key_of(wsi));
+    if (!e)
+        return;
+    mh_timerwheel_cancel(ct->o.wheel, &e->timer);
+    free(e);
 }
 
-void mh_conntrack_restart(mh_conntrack_t *ct, struct lws *wsi, uint64_t now_ms)
+void mh_conntrack_restart(mh_conntrack_t *ct, struct lws *wsi)
 {
     entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
-    if (e && e->since_ms != NO_DEADLINE) {
-        e->since_ms = now_ms;
-        e->dispatched = 0;
-    }
+    if (e && mh_timer_pending(&e->timer)) /* not a WebSocket, not being closed */
+        begin_request(ct, e, mono_ms());
 }
 
 void mh_conntrack_dispatched(mh_conntrack_t *ct, struct lws *wsi)
 {
     entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
     if (e)
-        e->dispatched = 1;
+        e->dispatched = 1; /* a pending check finds it and re-arms for the deadline */
 }
 
 void mh_conntrack_upgraded(mh_conntrack_t *ct, struct lws *wsi)
 {
     entry_t *e = mh_u64map_get(ct->map, key_of(wsi));
     if (e)
-        e->since_ms = NO_DEADLINE;
+        mh_timerwheel_cancel(ct->o.wheel, &e->timer);
 }
 
 size_t mh_conntrack_count(const mh_conntrack_t *ct)
@@ -93,53 +160,10 @@ size_t mh_conntrack_count(const mh_conntrack_t *ct)
     return mh_u64map_size(ct->map);
 }
 
-/* Closes the collected connections from this timer (outside every lws callback). */
-static void kill_all(struct lws **wsis, size_t n)
+size_t mh_conntrack_end_tick(mh_conntrack_t *ct)
 {
-    for (size_t i = 0; i < n; i++)
-        lws_set_timeout(wsis[i], PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
-    free(wsis);
-}
-
-/* What a sweep closes: past its deadline, and (when refuse is set) refused by it. */
-typedef struct sweep_rule {
-    uint64_t now_ms, after_ms;
-    int (*refuse)(struct lws *wsi); /* NULL: every expired request; else undispatched ones */
-} sweep_rule_t;
-
-/*
- * Closes up to max connections the rule picks, each once. Closed from this
- * timer (outside every lws callback): a deadline lws keeps is re-armed by
- * each body chunk. Closing removes entries, so it happens after the walk.
- */
-static size_t sweep(mh_conntrack_t *ct, const sweep_rule_t *r, size_t max)
-{
-    size_t cursor = 0, n = 0;
-    uint64_t k;
-    void *v;
-    struct lws **picked = NULL;
-    while (n < max && mh_u64map_next(ct->map, &cursor, &k, &v)) {
-        entry_t *e = v;
-        if (e->since_ms == NO_DEADLINE || r->now_ms - e->since_ms <= r->after_ms ||
-            (r->refuse && (e->dispatched || !r->refuse(e->wsi))))
-            continue;
-        e->since_ms = NO_DEADLINE; /* closed once */
-        picked = mh_xrealloc(picked, (n + 1) * sizeof(*picked));
-        picked[n++] = e->wsi;
-    }
-    kill_all(picked, n);
+    size_t n = ct->timeouts;
+    ct->timeouts = 0;
+    ct->kills = 0;
     return n;
-}
-
-size_t mh_conntrack_sweep_stalled(mh_conntrack_t *ct, uint64_t now_ms, uint64_t stall_ms,
-                                  int (*refuse)(struct lws *wsi), size_t max)
-{
-    sweep_rule_t r = {now_ms, stall_ms, refuse};
-    return sweep(ct, &r, max);
-}
-
-size_t mh_conntrack_sweep(mh_conntrack_t *ct, uint64_t now_ms, uint64_t timeout_ms, size_t max)
-{
-    sweep_rule_t r = {now_ms, timeout_ms, NULL};
-    return sweep(ct, &r, max);
 }

@@ -615,7 +615,7 @@ static int on_writeable(mh_server_t *srv, struct lws *wsi, struct mh_http *h)
     mh_buf_free(&h->in);
     if (h->close_after)
         return -1;
-    mh_conntrack_restart(srv->conntrack, wsi, mh_now_ms()); /* the next request's deadline */
+    mh_conntrack_restart(srv->conntrack, wsi); /* the next request's deadline */
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

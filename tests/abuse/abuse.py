@@ -139,7 +139,8 @@ class Hub:
             with open(self.log.name, errors="replace") as f:
                 report = "".join(line for line in f if line.startswith("=="))[-6000:]
         self.log.close()
-        os.unlink(self.log.name)
+        if not os.environ.get("MSGHUB_ABUSE_KEEP_LOG"):  # kept for diagnosis when set
+            os.unlink(self.log.name)
         return report
 
 
@@ -155,6 +156,7 @@ class Canary(threading.Thread):
         self.phase = "before"
         self.stop_flag = False
         self.failures = 0
+        self.failure_kinds = []  # "phase:exception", to tell a slow hub from a closed client
 
     def run(self):
         n = 0
@@ -170,8 +172,9 @@ class Canary(threading.Thread):
                     if m.get("type") == "message" and m.get("body") == n:
                         break
                 self.samples.append((self.phase, (time.monotonic() - t0) * 1000))
-            except (RecvTimeout, ConnectionClosed, OSError):
+            except (RecvTimeout, ConnectionClosed, OSError) as e:
                 self.failures += 1
+                self.failure_kinds.append("%s:%s" % (self.phase, type(e).__name__))
                 self.samples.append((self.phase, 3000.0))
             time.sleep(0.01)
 
@@ -491,6 +494,13 @@ def run_one(binary, name, short, valgrind=False):
         res["canary_before"] = canary.stats("before")
         res["canary_during"] = canary.stats("during")
         res["canary_failures"] = canary.failures
+        if canary.failure_kinds:
+            res["canary_failure_kinds"] = canary.failure_kinds
+        try:  # the longest loop turn of the hub's life (None before the metric existed)
+            busy = hub.metrics().get("msghub_loop_busy_max_seconds")
+            res["loop_busy_max_ms"] = None if busy is None else round(busy * 1000, 1)
+        except OSError:
+            res["loop_busy_max_ms"] = None
         res["rss_mib"] = {"before": round(rss_before / MIB, 1), "peak": round(peak.peak / MIB, 1),
                           "after": round(hub.rss() / MIB, 1)}
         during = res["canary_during"]

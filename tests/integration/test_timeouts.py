@@ -103,3 +103,29 @@ def test_close_deadline_drops_a_peer_that_never_answers_the_close(hub_factory):
     d = h.ws()
     d.send_text('{"type":"ping"}')
     assert d.recv_json() == {"type": "pong"}
+
+
+def test_silent_sockets_are_held_until_their_first_byte_and_closed_at_the_deadline(hub_factory):
+    """acceptor.c: a socket that sends nothing never reaches lws; it counts, is closed at
+    --request-timeout after accept, and a peer closing first is forgotten at its EOF."""
+    h = hub_factory("--request-timeout", "2")
+    silent = [socket.create_connection((HOST, h.port)) for _ in range(50)]
+    for _ in range(200):  # peers that close without a byte
+        socket.create_connection((HOST, h.port)).close()
+    late = socket.create_connection((HOST, h.port))
+    time.sleep(1.0)
+    m = h.metrics()
+    assert 51 <= m["msghub_sockets"] <= 53, m  # silent + late + this request, not the 200
+    late.sendall(b"GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n")
+    late.settimeout(3)
+    assert late.recv(4096).startswith(b"HTTP/1.1 200 OK"), "a late first byte was not served"
+    late.close()
+    t = closed_within(silent[0], 3)
+    assert t is not None and 0.3 <= t <= 2.0, t  # 2 s after accept, 1 s of it slept above
+    assert all(closed_within(s, 1) is not None for s in silent[1:])
+    time.sleep(0.3)
+    m = h.metrics()
+    assert m["msghub_request_timeouts_total"] == 50, m
+    assert m["msghub_sockets"] == 1, m  # this request
+    for s in silent:
+        s.close()

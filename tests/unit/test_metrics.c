@@ -134,6 +134,7 @@ static void test_render_families(void **state)
         {"msghub_http_requests_total", "counter"},
         {"msghub_slow_consumer_closes_total", "counter"},
         {"msghub_errors_total", "counter"},
+        {"msghub_loop_busy_max_seconds", "gauge"},
         {"msghub_relay_latency_seconds", "histogram"},
     };
     mh_metrics_t m;
@@ -190,8 +191,8 @@ static void test_render_syntax(void **state)
         assert_true(end > sp + 1 && *end == '\0');
         samples++;
     }
-    /* 20 simple families + 13 error codes + 14 buckets + Inf + sum + count */
-    assert_int_equal(samples, 20 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
+    /* 21 simple families + 13 error codes + 14 buckets + Inf + sum + count */
+    assert_int_equal(samples, 21 + MH_ERR__COUNT + MH_METRICS_LATENCY_BUCKETS + 3);
     free(t);
 }
 
@@ -213,6 +214,7 @@ static void test_render_values(void **state)
     m.redeliveries_total = 32;
     m.http_requests_total = 19;
     m.slow_consumer_closes_total = 20;
+    m.loop_busy_max_us = 1234567;
     mh_metrics_error(&m, MH_ERR_BODY_TOO_LARGE);
     mh_metrics_error(&m, MH_ERR_BODY_TOO_LARGE);
     char *t = render(&m);
@@ -230,6 +232,7 @@ static void test_render_values(void **state)
     assert_line(t, "msghub_redeliveries_total 32");
     assert_line(t, "msghub_http_requests_total 19");
     assert_line(t, "msghub_slow_consumer_closes_total 20");
+    assert_line(t, "msghub_loop_busy_max_seconds 1.234567");
     assert_line(t, "msghub_errors_total{code=\"body_too_large\"} 2");
     assert_line(t, "msghub_errors_total{code=\"bad_json\"} 0");
     free(t);

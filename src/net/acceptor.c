@@ -1,0 +1,293 @@
+/*
+ * acceptor: our listening socket, bounded accepts per loop turn, and the
+ * accepted sockets held until their first byte (see acceptor.h).
+ */
+#include "msghub/acceptor.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "msghub/util.h"
+
+#define EMFILE_PAUSE_MS 100 /* out of descriptors: listen again after this */
+
+typedef struct held {
+    uv_poll_t poll;
+    mh_timer_t timer; /* idle deadline */
+    mh_acceptor_t *a;
+    struct held *prev, *next;
+    struct held *qnext; /* in the ready queue */
+    int queued;         /* readable: waits for its turn (poll stopped) */
+    int fd;
+    int adopt; /* closing the poll to hand fd to lws, not to close it */
+    uint64_t accepted_ms;
+} held_t;
+
+struct mh_acceptor {
+    mh_acceptor_options_t o;
+    int fd;
+    uv_poll_t listen;
+    uv_timer_t pause;          /* EMFILE back-off */
+    uv_check_t turn;           /* renews the per-turn budget, releases the ready queue */
+    uv_idle_t busy;            /* active while the queue is not empty: the poll does not block */
+    held_t *qhead, *qtail;     /* readable sockets, oldest first: adopt or close them */
+    held_t *held;              /* list of held sockets */
+    size_t nheld;              /* held, including those whose poll is closing */
+    uint32_t accepted, closes; /* accepts in this turn, idle closes in this tick */
+    int handles;               /* uv handles not yet closed: the acceptor is freed at 0 */
+    int closing;
+};
+
+static uint64_t mono_ms(void)
+{
+    return mh_mono_us() / 1000u;
+}
+
+static int listen_socket(const char *host, int port)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    char portstr[16];
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    if (getaddrinfo(host, portstr, &hints, &res) || !res)
+        return -1;
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd >= 0 && (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) ||
+                    bind(fd, res->ai_addr, res->ai_addrlen) || listen(fd, SOMAXCONN))) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        fd = -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static void maybe_free(mh_acceptor_t *a)
+{
+    if (a->closing && a->handles == 0)
+        free(a);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    mh_acceptor_t *a = h->data;
+    a->handles--;
+    maybe_free(a);
+}
+
+static void on_held_closed(uv_handle_t *uh)
+{
+    held_t *h = uh->data;
+    mh_acceptor_t *a = h->a;
+    a->nheld--; /* before adopt: lws counts it from here */
+    if (h->adopt && !a->closing) {
+        int one = 1;
+        setsockopt(h->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        a->o.adopt(a->o.ud, h->fd, h->accepted_ms);
+    } else {
+        close(h->fd);
+    }
+    free(h);
+    a->handles--;
+    maybe_free(a);
+}
+
+/* Stops watching h; its fd goes to lws (adopt) or is closed, from the close callback. */
+static void release(held_t *h, int adopt)
+{
+    mh_acceptor_t *a = h->a;
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        a->held = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    mh_timerwheel_cancel(a->o.wheel, &h->timer);
+    h->adopt = adopt;
+    uv_close((uv_handle_t *)&h->poll, on_held_closed);
+}
+
+static void on_busy(uv_idle_t *i)
+{
+    (void)i; /* only there to keep the poll from blocking */
+}
+
+/*
+ * Readable: its poll stops and it waits in the queue, so the work per turn
+ * stays bounded (a crowd of peers closing at once would otherwise be closed
+ * in one turn) and a socket waiting its turn does not wake every poll.
+ */
+static void on_readable(uv_poll_t *p, int status, int events)
+{
+    held_t *h = p->data;
+    mh_acceptor_t *a = h->a;
+    (void)events;
+    char c;
+    ssize_t n = status == 0 ? recv(h->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
+    if (n < 0 && status == 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    h->adopt = n > 0; /* else EOF or an error: closed here, lws never sees it */
+    h->queued = 1;
+    uv_poll_stop(&h->poll);
+    mh_timerwheel_cancel(a->o.wheel, &h->timer);
+    if (a->qtail)
+        a->qtail->qnext = h;
+    else
+        a->qhead = h;
+    a->qtail = h;
+    uv_idle_start(&a->busy, on_busy);
+}
+
+/* Adopts or closes up to per_turn queued sockets (a close costs the kernel about what an
+ * adoption costs lws). */
+static void release_ready(mh_acceptor_t *a)
+{
+    for (uint32_t i = 0; i < a->o.per_turn && a->qhead; i++) {
+        held_t *h = a->qhead;
+        a->qhead = h->qnext;
+        if (!a->qhead)
+            a->qtail = NULL;
+        h->queued = 0;
+        release(h, h->adopt);
+    }
+    if (!a->qhead)
+        uv_idle_stop(&a->busy);
+}
+
+static void on_idle(mh_timer_t *t, void *ud)
+{
+    held_t *h = ud;
+    mh_acceptor_t *a = h->a;
+    if (a->closes >= a->o.closes_per_tick) {
+        mh_timerwheel_add(a->o.wheel, t, mono_ms()); /* a past time: the next tick */
+        return;
+    }
+    a->closes++;
+    release(h, 0);
+}
+
+static void hold(mh_acceptor_t *a, int fd)
+{
+    held_t *h = mh_xcalloc(1, sizeof(*h));
+    h->a = a;
+    h->fd = fd;
+    h->accepted_ms = mono_ms();
+    if (uv_poll_init(a->o.loop, &h->poll, fd)) {
+        close(fd);
+        free(h);
+        return;
+    }
+    h->poll.data = h;
+    a->handles++;
+    a->nheld++;
+    h->next = a->held;
+    if (a->held)
+        a->held->prev = h;
+    a->held = h;
+    mh_timer_init(&h->timer, on_idle, h);
+    mh_timerwheel_add(a->o.wheel, &h->timer, h->accepted_ms + a->o.idle_timeout_ms);
+    uv_poll_start(&h->poll, UV_READABLE | UV_DISCONNECT, on_readable);
+}
+
+static void on_listen(uv_poll_t *p, int status, int events);
+
+static void on_pause_over(uv_timer_t *t)
+{
+    mh_acceptor_t *a = t->data;
+    uv_poll_start(&a->listen, UV_READABLE, on_listen);
+}
+
+static void on_listen(uv_poll_t *p, int status, int events)
+{
+    mh_acceptor_t *a = p->data;
+    (void)status;
+    (void)events;
+    while (a->accepted < a->o.per_turn) {
+        int fd = accept4(a->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            int e = errno;
+            if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+                uv_poll_stop(&a->listen); /* else a readable listener spins the loop */
+                uv_timer_start(&a->pause, on_pause_over, EMFILE_PAUSE_MS, 0);
+            }
+            if (e == ECONNABORTED || e == EINTR)
+                continue;
+            return; /* EAGAIN: the backlog is empty */
+        }
+        a->accepted++;
+        if (a->o.admit(a->o.ud))
+            hold(a, fd);
+        else
+            close(fd);
+    }
+}
+
+static void on_turn(uv_check_t *c)
+{
+    mh_acceptor_t *a = c->data;
+    a->accepted = 0;
+    release_ready(a);
+}
+
+mh_acceptor_t *mh_acceptor_new(const mh_acceptor_options_t *o)
+{
+    int fd = listen_socket(o->host, o->port);
+    if (fd < 0)
+        return NULL;
+    mh_acceptor_t *a = mh_xcalloc(1, sizeof(*a));
+    a->o = *o;
+    a->fd = fd;
+    if (uv_poll_init(o->loop, &a->listen, fd)) {
+        close(fd);
+        free(a);
+        return NULL;
+    }
+    uv_timer_init(o->loop, &a->pause);
+    uv_check_init(o->loop, &a->turn);
+    uv_idle_init(o->loop, &a->busy);
+    a->listen.data = a->pause.data = a->turn.data = a->busy.data = a;
+    a->handles = 4;
+    uv_poll_start(&a->listen, UV_READABLE, on_listen);
+    uv_check_start(&a->turn, on_turn);
+    return a;
+}
+
+void mh_acceptor_close(mh_acceptor_t *a)
+{
+    if (!a || a->closing)
+        return;
+    a->closing = 1;
+    a->qhead = a->qtail = NULL;
+    while (a->held)
+        release(a->held, 0);
+    uv_close((uv_handle_t *)&a->listen, on_handle_closed);
+    uv_close((uv_handle_t *)&a->pause, on_handle_closed);
+    uv_close((uv_handle_t *)&a->turn, on_handle_closed);
+    uv_close((uv_handle_t *)&a->busy, on_handle_closed);
+    close(a->fd);
+}
+
+size_t mh_acceptor_held(const mh_acceptor_t *a)
+{
+    return a ? a->nheld : 0;
+}
+
+size_t mh_acceptor_end_tick(mh_acceptor_t *a)
+{
+    if (!a)
+        return 0;
+    size_t n = a->closes;
+    a->closes = 0;
+    return n;
+}
