@@ -109,6 +109,13 @@ void mh_session_flush_auto_acks(mh_server_t *srv);
 #define MH_SESSION_ACK_FLUSH_MS 100
 #define MH_SESSION_ACK_BATCH 100 /* auto: ack at the latest after this many writes */
 
+/*
+ * The most one write of a session hands to lws (a batch of frames, or one
+ * piece of a bigger one). server.c gives lws the same figure as the
+ * protocol's tx_packet_size, so such a write is one send().
+ */
+#define MH_SESSION_WRITE_BYTES (64 * 1024)
+
 /* ---- between session.c and session_log.c ---- */
 /* Queues (f, seq); closes with MH_CLOSE_SLOW_CONSUMER past the outbound limit. */
 void mh_session_queue_message(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq,

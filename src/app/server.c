@@ -46,6 +46,14 @@
  * (heaptrack: the largest per-connection cost); 1 KiB is one callback per KiB.
  */
 #define WS_RX_CHUNK_BYTES 1024
+/*
+ * With tx_packet_size 0, lws 4.1 (lws_issue_raw) sends at most
+ * rx_buffer_size + LWS_PRE + 4 bytes per send() (1,044 here) and copies the
+ * rest of every write into its per-connection buffer, drained 1,044 bytes
+ * per POLLOUT; a session's write (one batch, at most MH_SESSION_WRITE_BYTES)
+ * goes out in one send() with this.
+ */
+#define WS_TX_PACKET_BYTES MH_SESSION_WRITE_BYTES
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
@@ -369,7 +377,7 @@ static int run_loop(mh_server_t *srv)
         .secs_since_valid_hangup = 0,
     };
     struct lws_protocols protocols[] = {
-        {"msghub", callback, sizeof(mh_conn_t), WS_RX_CHUNK_BYTES, 0, NULL, 0},
+        {"msghub", callback, sizeof(mh_conn_t), WS_RX_CHUNK_BYTES, 0, NULL, WS_TX_PACKET_BYTES},
         {MH_HTTP_RAW_PROTOCOL, raw_callback, 0, 0, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };

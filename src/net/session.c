@@ -209,7 +209,7 @@ static void note_written(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_
  * An entry bigger than one batch goes out in batch-sized raw writes of its
  * frame (write_big), so lws never holds more than one batch of it.
  */
-#define BATCH_BYTES (64 * 1024)
+#define BATCH_BYTES MH_SESSION_WRITE_BYTES
 #define BATCH_ENTRIES 512
 #define WS_FIN_TEXT 0x81 /* FIN + opcode 1 (RFC 6455 5.2) */
 #define WS_LEN16 126     /* payload length in the next 2 bytes */
