@@ -64,6 +64,7 @@ typedef struct mh_server_priv {
     unsigned long sweeps;
     uv_timer_t wheel; /* sweeps srv->timers: every per-connection deadline */
     uv_check_t turn;  /* after each loop turn: liveness' accept step */
+    uv_prepare_t arm; /* before each poll: the WRITEABLEs sessions asked for */
     uint64_t drain_deadline_ms;
     int finished;
     int exit_code;
@@ -208,6 +209,8 @@ static void finish(mh_server_t *srv)
     uv_close((uv_handle_t *)&p->deadlines, NULL);
     uv_timer_stop(&p->wheel);
     uv_check_stop(&p->turn);
+    uv_prepare_stop(&p->arm);
+    mh_session_arm_writes(srv); /* lws writes what is left while it closes */
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     uv_close((uv_handle_t *)&p->drain, NULL);
@@ -215,6 +218,7 @@ static void finish(mh_server_t *srv)
     uv_close((uv_handle_t *)&p->acks, NULL);
     uv_close((uv_handle_t *)&p->wheel, NULL);
     uv_close((uv_handle_t *)&p->turn, NULL);
+    uv_close((uv_handle_t *)&p->arm, NULL);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
@@ -281,6 +285,11 @@ static void on_wheel_tick(uv_timer_t *t)
 static void on_loop_turn(uv_check_t *c)
 {
     mh_live_loop_turn(c->data);
+}
+
+static void on_before_poll(uv_prepare_t *pr)
+{
+    mh_session_arm_writes(pr->data);
 }
 
 static void init_secret(mh_server_t *srv)
@@ -398,8 +407,9 @@ static int run_loop(mh_server_t *srv)
     uv_timer_init(srv->loop, &p->deadlines);
     uv_timer_init(srv->loop, &p->wheel);
     uv_check_init(srv->loop, &p->turn);
+    uv_prepare_init(srv->loop, &p->arm);
     p->sigterm.data = p->sigint.data = p->sweep.data = p->drain.data = p->acks.data = srv;
-    p->deadlines.data = p->wheel.data = p->turn.data = srv;
+    p->deadlines.data = p->wheel.data = p->turn.data = p->arm.data = srv;
     uv_signal_start(&p->sigterm, on_signal, SIGTERM);
     uv_signal_start(&p->sigint, on_signal, SIGINT);
     uv_timer_start(&p->sweep, on_sweep, SWEEP_INTERVAL_MS, SWEEP_INTERVAL_MS);
@@ -407,6 +417,7 @@ static int run_loop(mh_server_t *srv)
     uv_timer_start(&p->deadlines, on_deadlines, DEADLINE_SWEEP_MS, DEADLINE_SWEEP_MS);
     uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
     uv_check_start(&p->turn, on_loop_turn);
+    uv_prepare_start(&p->arm, on_before_poll);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
             cfg->listen_host, cfg->listen_port, srv->distributed ? "distributed" : "standalone",
             cfg->instance_id, cfg->max_connections,
@@ -468,6 +479,9 @@ int mh_server_run(const mh_config_t *cfg)
     for (size_t i = 0; i < srv.n_ack_pending; i++)
         mh_handle_unref(srv.ack_pending[i]);
     free(srv.ack_pending);
+    for (size_t i = 0; i < srv.n_write_due; i++)
+        mh_handle_unref(srv.write_due[i]);
+    free(srv.write_due);
     mh_conntrack_free(srv.conntrack);
     mh_u64map_free(srv.partials); /* empty: every session released its part at CLOSED */
     if (!rc)

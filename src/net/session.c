@@ -45,6 +45,33 @@ static mh_session_t *sctx_end(sctx_t *c)
     return s;
 }
 
+/* ---- asking for WRITEABLE: once per session per loop turn ---- */
+
+void mh_session_want_write(mh_server_t *srv, mh_session_t *s)
+{
+    if (s->write_due)
+        return;
+    s->write_due = 1;
+    if (srv->n_write_due == srv->cap_write_due) {
+        srv->cap_write_due = srv->cap_write_due ? srv->cap_write_due * 2 : 64;
+        srv->write_due = mh_xrealloc(srv->write_due, srv->cap_write_due * sizeof(*srv->write_due));
+    }
+    srv->write_due[srv->n_write_due++] = mh_handle_ref(s->handle);
+}
+
+void mh_session_arm_writes(mh_server_t *srv)
+{
+    for (size_t i = 0; i < srv->n_write_due; i++) {
+        mh_session_t *s = mh_handle_get(srv->write_due[i]);
+        if (s) {
+            s->write_due = 0;
+            lws_callback_on_writable(s->wsi);
+        }
+        mh_handle_unref(srv->write_due[i]);
+    }
+    srv->n_write_due = 0;
+}
+
 /* ---- registration ---- */
 
 static void unregister(mh_server_t *srv, mh_session_t *s)
@@ -86,7 +113,7 @@ void mh_session_close(mh_server_t *srv, mh_session_t *s, int code)
     mh_session_log_close(srv, s);
     drop_messages(s); /* the log holds whatever was not acknowledged */
     mh_live_closing(srv, s->wsi, CLOSE_DEADLINE_S); /* O(1), not lws' sorted list */
-    lws_callback_on_writable(s->wsi);
+    mh_session_want_write(srv, s);
 }
 
 /* ---- queueing ---- */
@@ -102,7 +129,7 @@ static void queued(mh_server_t *srv, mh_session_t *s, int was_empty)
         return;
     }
     if (was_empty)
-        lws_callback_on_writable(s->wsi);
+        mh_session_want_write(srv, s);
 }
 
 static void queue_frame(mh_server_t *srv, mh_session_t *s, mh_frame_t *f)
@@ -329,7 +356,7 @@ int mh_session_writeable(mh_server_t *srv, mh_session_t *s)
     if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
         mh_session_log_room(srv, s);
     if (s->outq.len || s->closing)
-        lws_callback_on_writable(s->wsi);
+        mh_session_want_write(srv, s);
     return 0;
 }
 
