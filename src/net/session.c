@@ -59,13 +59,38 @@ void mh_session_want_write(mh_server_t *srv, mh_session_t *s)
     srv->write_due[srv->n_write_due++] = mh_handle_ref(s->handle);
 }
 
+static int write_some(mh_server_t *srv, mh_session_t *s);
+
+/*
+ * A queue that went from empty to not empty in this turn is written at once
+ * when nothing of the connection waits (lws holds no rest of an earlier
+ * write, no entry is half written): no POLLOUT to arm and disarm (with
+ * libuv each is an epoll_ctl DEL and ADD). Only what is left, or a closing
+ * session, waits for WRITEABLE.
+ */
+static void write_due(mh_server_t *srv, mh_session_t *s)
+{
+    if (s->closing || !s->outq.len || s->tx_off || lws_partial_buffered(s->wsi)) {
+        lws_callback_on_writable(s->wsi);
+        return;
+    }
+    if (write_some(srv, s)) { /* the log keeps the message; lws closes on its next pass */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
+        mh_session_log_room(srv, s);
+    if (s->outq.len)
+        lws_callback_on_writable(s->wsi);
+}
+
 void mh_session_arm_writes(mh_server_t *srv)
 {
     for (size_t i = 0; i < srv->n_write_due; i++) {
         mh_session_t *s = mh_handle_get(srv->write_due[i]);
         if (s) {
             s->write_due = 0;
-            lws_callback_on_writable(s->wsi);
+            write_due(srv, s);
         }
         mh_handle_unref(srv->write_due[i]);
     }
@@ -355,8 +380,8 @@ int mh_session_writeable(mh_server_t *srv, mh_session_t *s)
         return -1;
     if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
         mh_session_log_room(srv, s);
-    if (s->outq.len || s->closing)
-        mh_session_want_write(srv, s);
+    if (s->outq.len || s->closing) /* the rest waits for the socket */
+        lws_callback_on_writable(s->wsi);
     return 0;
 }
 
