@@ -50,6 +50,8 @@ typedef struct mh_server {
     size_t scratch_cap;
     mh_handle_t **ack_pending; /* sessions wanting the next tick: auto acks, held pushes */
     size_t n_ack_pending, cap_ack_pending;
+    mh_handle_t **write_due; /* sessions to ask lws a WRITEABLE for, once, before the poll */
+    size_t n_write_due, cap_write_due;
     mh_metrics_t metrics;
     mh_codec_limits_t limits;
     const unsigned char *secret; /* token secret (config, random, or shared); NULL: not yet */

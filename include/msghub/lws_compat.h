@@ -16,6 +16,10 @@
  *    and the header timeout is armed after the last callback of an
  *    accept: liveness.c keeps its own wheel and cancels lws' timeout at
  *    the end of the loop turn;
+ *  - with a protocol's tx_packet_size 0, lws_issue_raw sends at most
+ *    rx_buffer_size + LWS_PRE + 4 bytes per send() and copies the rest of
+ *    the write into the connection's buffer: server.c sets tx_packet_size
+ *    to the session's write size (MH_SESSION_WRITE_BYTES);
  *  - a retry policy with both validity times 0 arms no validity timer
  *    (_lws_validity_confirmed_role): server.c relies on it;
  *  - with its input stopped a connection gets no WRITEABLE either, a

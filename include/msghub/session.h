@@ -68,6 +68,7 @@ struct mh_session {
     uint64_t written_seq; /* ?ack=auto: highest seq written to the socket */
     uint32_t written_unacked;
     int tick_pending; /* in the server's list for the next tick (auto ack, held pushes) */
+    int write_due;    /* in the server's list for a WRITEABLE (mh_session_arm_writes) */
     mh_outq_t outq;
     size_t tx_off; /* wire bytes of the head entry already written (entries over a batch) */
     mh_rate_t rate;
@@ -109,7 +110,23 @@ void mh_session_flush_auto_acks(mh_server_t *srv);
 #define MH_SESSION_ACK_FLUSH_MS 100
 #define MH_SESSION_ACK_BATCH 100 /* auto: ack at the latest after this many writes */
 
+/*
+ * The most one write of a session hands to lws (a batch of frames, or one
+ * piece of a bigger one). server.c gives lws the same figure as the
+ * protocol's tx_packet_size, so such a write is one send().
+ */
+#define MH_SESSION_WRITE_BYTES (64 * 1024)
+
+/*
+ * Before each poll of the loop (server.c's prepare handle): asks lws for one
+ * WRITEABLE per session that queued something or wants to go on writing
+ * since the last poll, however many relays reached it meanwhile.
+ */
+void mh_session_arm_writes(mh_server_t *srv);
+
 /* ---- between session.c and session_log.c ---- */
+/* Puts s on the server's list of sessions to arm POLLOUT for before the next poll. */
+void mh_session_want_write(mh_server_t *srv, mh_session_t *s);
 /* Queues (f, seq); closes with MH_CLOSE_SLOW_CONSUMER past the outbound limit. */
 void mh_session_queue_message(mh_server_t *srv, mh_session_t *s, mh_frame_t *f, uint64_t seq,
                               int live);

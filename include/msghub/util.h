@@ -90,7 +90,7 @@ typedef struct mh_frame {
 
 /* New frame with refs = 1 holding a copy of p[0..n). */
 mh_frame_t *mh_frame_new(const void *p, size_t n);
-/* New frame with refs = 1 taking the bytes of b (b is reset, reusable). */
+/* New frame with refs = 1 made of b's memory, no copy (b is left empty, reusable). */
 mh_frame_t *mh_frame_from_buf(mh_buf_t *b);
 static inline unsigned char *mh_frame_data(mh_frame_t *f)
 {

@@ -49,18 +49,27 @@
  * (heaptrack: the largest per-connection cost); 1 KiB is one callback per KiB.
  */
 #define WS_RX_CHUNK_BYTES 1024
+/*
+ * With tx_packet_size 0, lws 4.1 (lws_issue_raw) sends at most
+ * rx_buffer_size + LWS_PRE + 4 bytes per send() (1,044 here) and copies the
+ * rest of every write into its per-connection buffer, drained 1,044 bytes
+ * per POLLOUT; a session's write (one batch, at most MH_SESSION_WRITE_BYTES)
+ * goes out in one send() with this.
+ */
+#define WS_TX_PACKET_BYTES MH_SESSION_WRITE_BYTES
 
 typedef struct mh_server_priv {
     uv_signal_t sigterm, sigint;
-    uv_timer_t sweep;       /* retention sweep of a memory log */
-    uv_timer_t acks;        /* flushes ?ack=auto acks */
-    uv_timer_t drain;       /* polls for the last session to go during shutdown */
-    unsigned long ticks;    /* of the wheel timer */
-    uv_timer_t wheel;       /* sweeps srv->timers: every per-connection deadline */
-    uv_check_t turn;        /* after each loop turn: liveness' accept step */
-    uv_prepare_t poll_gap;  /* before each poll: measures the turn (msghub_loop_busy_max_seconds) */
-    uint64_t turn_start_ns; /* uv_hrtime() at the previous poll */
-    uint64_t idle_ns;       /* uv_metrics_idle_time() then */
+    uv_timer_t sweep;        /* retention sweep of a memory log */
+    uv_timer_t acks;         /* flushes ?ack=auto acks */
+    uv_timer_t drain;        /* polls for the last session to go during shutdown */
+    unsigned long ticks;     /* of the wheel timer */
+    uv_timer_t wheel;        /* sweeps srv->timers: every per-connection deadline */
+    uv_check_t turn;         /* after each loop turn: liveness' accept step */
+    uv_prepare_t poll_gap;   /* before each poll: the writes sessions asked for, then the turn's
+                                length (msghub_loop_busy_max_seconds) */
+    uint64_t turn_start_ns;  /* uv_hrtime() at the previous poll */
+    uint64_t idle_ns;        /* uv_metrics_idle_time() then */
     mh_acceptor_t *acceptor; /* the listening socket (lws has none) */
     uint64_t adopt_since_ms; /* while handing a socket to lws: when it was accepted */
     uint64_t drain_deadline_ms;
@@ -227,6 +236,7 @@ static void finish(mh_server_t *srv)
     uv_timer_stop(&p->wheel);
     uv_check_stop(&p->turn);
     uv_prepare_stop(&p->poll_gap);
+    mh_session_arm_writes(srv); /* lws writes what is left while it closes */
     uv_signal_stop(&p->sigterm);
     uv_signal_stop(&p->sigint);
     mh_acceptor_close(p->acceptor);
@@ -298,11 +308,16 @@ static void on_loop_turn(uv_check_t *c)
     mh_live_loop_turn(c->data);
 }
 
-/* Before each poll: the time since the previous one, less the time spent waiting, was work. */
+/*
+ * Before each poll: the batches of sessions whose queue filled this turn
+ * (mh_session_arm_writes), then the time since the previous poll, less the
+ * time spent waiting, was work.
+ */
 static void on_before_poll(uv_prepare_t *h)
 {
     mh_server_t *srv = h->data;
     mh_server_priv_t *p = srv->priv;
+    mh_session_arm_writes(srv);
     uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(srv->loop);
     if (p->turn_start_ns) {
         uint64_t busy_us = (now - p->turn_start_ns - (idle - p->idle_ns)) / 1000u;
@@ -428,7 +443,7 @@ static int run_loop(mh_server_t *srv)
         .secs_since_valid_hangup = 0,
     };
     struct lws_protocols protocols[] = {
-        {"msghub", callback, sizeof(mh_conn_t), WS_RX_CHUNK_BYTES, 0, NULL, 0},
+        {"msghub", callback, sizeof(mh_conn_t), WS_RX_CHUNK_BYTES, 0, NULL, WS_TX_PACKET_BYTES},
         {MH_HTTP_RAW_PROTOCOL, raw_callback, 0, 0, 0, NULL, 0},
         {NULL, NULL, 0, 0, 0, NULL, 0},
     };
@@ -527,6 +542,9 @@ int mh_server_run(const mh_config_t *cfg)
     for (size_t i = 0; i < srv.n_ack_pending; i++)
         mh_handle_unref(srv.ack_pending[i]);
     free(srv.ack_pending);
+    for (size_t i = 0; i < srv.n_write_due; i++)
+        mh_handle_unref(srv.write_due[i]);
+    free(srv.write_due);
     mh_u64map_free(srv.partials); /* empty: every session released its part at CLOSED */
     if (!rc)
         mh_info("stopped", "%s", "");

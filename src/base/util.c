@@ -5,6 +5,7 @@
 #include "msghub/util.h"
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -199,9 +200,8 @@ void mh_buf_json_string(mh_buf_t *b, const char *s, size_t n)
     mh_buf_append(b, "\"", 1);
 }
 
-mh_frame_t *mh_frame_new(const void *p, size_t n)
+static void frame_init(mh_frame_t *f, size_t n)
 {
-    mh_frame_t *f = mh_xmalloc(sizeof(*f) + MH_FRAME_HEADROOM + n + 1);
     f->refs = 1;
     f->local_left = 0;
     f->t0_us = 0;
@@ -209,16 +209,33 @@ mh_frame_t *mh_frame_new(const void *p, size_t n)
     f->seq_at = 0;
     f->log_refs = 0;
     f->len = n;
+    f->mem[MH_FRAME_HEADROOM + n] = '\0';
+}
+
+mh_frame_t *mh_frame_new(const void *p, size_t n)
+{
+    mh_frame_t *f = mh_xmalloc(sizeof(*f) + MH_FRAME_HEADROOM + n + 1);
     if (n)
         memcpy(f->mem + MH_FRAME_HEADROOM, p, n);
-    f->mem[MH_FRAME_HEADROOM + n] = '\0';
+    frame_init(f, n);
     return f;
 }
 
+/*
+ * The frame is made in b's own memory (grown or shrunk to fit, the text moved
+ * up behind the header): a 1 MiB message never exists twice, and a buffer
+ * that grew to twice its text gives the rest back.
+ */
 mh_frame_t *mh_frame_from_buf(mh_buf_t *b)
 {
-    mh_frame_t *f = mh_frame_new(b->data, b->len);
-    mh_buf_reset(b);
+    if (!b->data)
+        return mh_frame_new(NULL, 0);
+    size_t n = b->len, at = offsetof(mh_frame_t, mem) + MH_FRAME_HEADROOM;
+    unsigned char *p = mh_xrealloc(b->data, at + n + 1);
+    memmove(p + at, p, n);
+    mh_frame_t *f = (mh_frame_t *)(void *)p;
+    frame_init(f, n);
+    mh_buf_init(b);
     return f;
 }
 

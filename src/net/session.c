@@ -45,6 +45,58 @@ static mh_session_t *sctx_end(sctx_t *c)
     return s;
 }
 
+/* ---- asking for WRITEABLE: once per session per loop turn ---- */
+
+void mh_session_want_write(mh_server_t *srv, mh_session_t *s)
+{
+    if (s->write_due)
+        return;
+    s->write_due = 1;
+    if (srv->n_write_due == srv->cap_write_due) {
+        srv->cap_write_due = srv->cap_write_due ? srv->cap_write_due * 2 : 64;
+        srv->write_due = mh_xrealloc(srv->write_due, srv->cap_write_due * sizeof(*srv->write_due));
+    }
+    srv->write_due[srv->n_write_due++] = mh_handle_ref(s->handle);
+}
+
+static int write_some(mh_server_t *srv, mh_session_t *s);
+
+/*
+ * A queue that went from empty to not empty in this turn is written at once
+ * when nothing of the connection waits (lws holds no rest of an earlier
+ * write, no entry is half written): no POLLOUT to arm and disarm (with
+ * libuv each is an epoll_ctl DEL and ADD). Only what is left, or a closing
+ * session, waits for WRITEABLE.
+ */
+static void write_due(mh_server_t *srv, mh_session_t *s)
+{
+    if (s->closing || !s->outq.len || s->tx_off || lws_partial_buffered(s->wsi)) {
+        lws_callback_on_writable(s->wsi);
+        return;
+    }
+    if (write_some(srv, s)) { /* the log keeps the message; lws closes on its next pass */
+        lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        return;
+    }
+    if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
+        mh_session_log_room(srv, s);
+    if (s->outq.len)
+        lws_callback_on_writable(s->wsi);
+}
+
+void mh_session_arm_writes(mh_server_t *srv)
+{
+    for (size_t i = 0; i < srv->n_write_due; i++) {
+        mh_session_t *s = mh_handle_get(srv->write_due[i]);
+        if (s) {
+            s->write_due = 0;
+            write_due(srv, s);
+        }
+        mh_handle_unref(srv->write_due[i]);
+    }
+    srv->n_write_due = 0;
+}
+
 /* ---- registration ---- */
 
 static void unregister(mh_server_t *srv, mh_session_t *s)
@@ -86,7 +138,7 @@ void mh_session_close(mh_server_t *srv, mh_session_t *s, int code)
     mh_session_log_close(srv, s);
     drop_messages(s); /* the log holds whatever was not acknowledged */
     mh_live_closing(srv, s->wsi, CLOSE_DEADLINE_S); /* O(1), not lws' sorted list */
-    lws_callback_on_writable(s->wsi);
+    mh_session_want_write(srv, s);
 }
 
 /* ---- queueing ---- */
@@ -102,7 +154,7 @@ static void queued(mh_server_t *srv, mh_session_t *s, int was_empty)
         return;
     }
     if (was_empty)
-        lws_callback_on_writable(s->wsi);
+        mh_session_want_write(srv, s);
 }
 
 static void queue_frame(mh_server_t *srv, mh_session_t *s, mh_frame_t *f)
@@ -209,7 +261,7 @@ static void note_written(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_
  * An entry bigger than one batch goes out in batch-sized raw writes of its
  * frame (write_big), so lws never holds more than one batch of it.
  */
-#define BATCH_BYTES (64 * 1024)
+#define BATCH_BYTES MH_SESSION_WRITE_BYTES
 #define BATCH_ENTRIES 512
 #define WS_FIN_TEXT 0x81 /* FIN + opcode 1 (RFC 6455 5.2) */
 #define WS_LEN16 126     /* payload length in the next 2 bytes */
@@ -328,7 +380,7 @@ int mh_session_writeable(mh_server_t *srv, mh_session_t *s)
         return -1;
     if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
         mh_session_log_room(srv, s);
-    if (s->outq.len || s->closing)
+    if (s->outq.len || s->closing) /* the rest waits for the socket */
         lws_callback_on_writable(s->wsi);
     return 0;
 }

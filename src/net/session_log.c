@@ -108,7 +108,7 @@ static void read_done(void *ud, int status, const mh_msglog_entry_t *e, size_t n
     sink_t k = {srv, s};
     mh_cursor_action_t a = mh_cursor_read_done(&s->cur, e, n, last_seq, sink_room, sink_queue, &k);
     if (s->outq.len && !s->closing)
-        lws_callback_on_writable(s->wsi);
+        mh_session_want_write(srv, s);
     follow(srv, s, a);
 }
 

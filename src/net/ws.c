@@ -23,6 +23,7 @@
 #include "msghub/u64map.h"
 
 #define OVERSIZE_SLACK (64 * 1024)
+#define RX_KEEP_BYTES (64 * 1024) /* a reassembly buffer bigger than this is freed after use */
 #define SINCE_DIGITS_MAX 20
 #define MH_CLOSE_MAX_PAYLOAD 125
 
@@ -336,12 +337,19 @@ static mh_session_t *partial_oldest(mh_server_t *srv, const mh_session_t *self)
     return best ? best->s : NULL;
 }
 
-/* Gives the reassembly buffer's bytes back to the memory budget and empties it. */
+/*
+ * Gives the reassembly buffer's bytes back to the memory budget and empties
+ * it; one that grew past RX_KEEP_BYTES (a big message) is freed, not kept
+ * for the connection's life.
+ */
 static void rx_release(mh_server_t *srv, mh_session_t *s)
 {
     if (!s->rx_binary)
         mh_mem_sub(srv, s->rx.len);
-    mh_buf_reset(&s->rx);
+    if (s->rx.cap > RX_KEEP_BYTES)
+        mh_buf_free(&s->rx);
+    else
+        mh_buf_reset(&s->rx);
     free(mh_u64map_del(srv->partials, partial_key(s)));
 }
 
