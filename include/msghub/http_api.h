@@ -11,6 +11,7 @@
 
 #include "msghub/conn.h"
 #include "msghub/hub.h"
+#include "msghub/query.h"
 
 struct lws;
 
@@ -24,15 +25,12 @@ struct lws;
  */
 #define MH_HTTP_TOKEN_LIMIT 2048
 
-/* mh_http_query_arg() results besides a length. */
-#define MH_QUERY_ABSENT (-1)
-#define MH_QUERY_TOO_LONG (-2)
-
 /*
  * Copies the decoded value of query parameter name (e.g. "token") into
  * out[len], NUL-terminated. Returns its length, MH_QUERY_ABSENT, or
  * MH_QUERY_TOO_LONG when it is there but does not fit (never "absent").
- * A bare "name" without '=' counts as present and empty.
+ * A bare "name" without '=' counts as present and empty (query.h: the
+ * matching of each of lws' fragments).
  */
 int mh_http_query_arg(struct lws *wsi, const char *name, char *out, size_t len);
 

@@ -49,6 +49,7 @@
 #include <openssl/evp.h>
 
 #include "redis_conn.h"
+#include "redis_decode.h"
 
 #define SHA_HEX_LEN 40
 #define APPEND_FIXED_ARGS 12 /* verb, script, numkeys, 2 keys, 7 ARGV before the ids */
@@ -406,37 +407,6 @@ static void op_done(lop_t *q)
     log_unref(q->log);
 }
 
-static int reply_u64(const redisReply *r, uint64_t *out)
-{
-    if (r->type == REDIS_REPLY_INTEGER && r->integer >= 0) {
-        *out = (uint64_t)r->integer;
-        return 0;
-    }
-    if (r->type != REDIS_REPLY_STRING || r->len == 0 || r->len > 20)
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < r->len; i++) {
-        unsigned d = (unsigned)(r->str[i] - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* The script's reply: an array of at least min elements, or NULL (q failed). */
-static const redisReply *script_reply(lop_t *q, const redisReply *last, size_t min)
-{
-    if (q->req.status)
-        return NULL;
-    if (!last || last->type != REDIS_REPLY_ARRAY || last->elements < min) {
-        mh_redis_conn_bad_reply(&q->req, last);
-        return NULL;
-    }
-    return last;
-}
-
 /* ---- append ---- */
 
 static void append_args(lop_t *q, cmd_t *c)
@@ -457,36 +427,21 @@ static void append_args(lop_t *q, cmd_t *c)
         mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->ids[i]);
 }
 
-/* Fills res from the script's reply {last_id, dropped, seq, route, ...}. */
-static int parse_appended(lop_t *q, const redisReply *r, uint64_t *seqs, const char **inst,
-                          mh_msglog_appended_t *res)
-{
-    uint64_t last_id;
-    if (r->elements != 2 + 2 * q->n || reply_u64(r->element[0], &last_id) ||
-        reply_u64(r->element[1], &res->dropped))
-        return -1;
-    for (size_t i = 0; i < q->n; i++) {
-        const redisReply *s = r->element[2 + 2 * i], *route = r->element[3 + 2 * i];
-        if (reply_u64(s, &seqs[i]) ||
-            (route->type != REDIS_REPLY_STRING && route->type != REDIS_REPLY_NIL))
-            return -1;
-        inst[i] = route->type == REDIS_REPLY_STRING ? route->str : NULL;
-    }
-    res->seqs = seqs;
-    res->instances = inst;
-    res->n = q->n;
-    return 0;
-}
-
 static void finish_append(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
-    const redisReply *r = script_reply(q, last, 2);
+    uint64_t last_id;
     mh_msglog_appended_t res = {0};
     uint64_t *seqs = mh_xcalloc(q->n ? q->n : 1, sizeof(*seqs));
     const char **inst = mh_xcalloc(q->n ? q->n : 1, sizeof(*inst));
-    if (r && parse_appended(q, r, seqs, inst, &res))
-        mh_redis_conn_bad_reply(&q->req, r);
+    if (!q->req.status &&
+        mh_redis_decode_appended(last, q->n, &last_id, &res.dropped, seqs, inst) == 0) {
+        res.seqs = seqs;
+        res.instances = inst;
+        res.n = q->n;
+    } else if (!q->req.status) {
+        mh_redis_conn_bad_reply(&q->req, last);
+    }
     /* a script sent whose answer was lost may have appended: say so (relay.c) */
     int status = q->req.status && q->req.lost ? MH_EINDOUBT : q->req.status;
     if (q->cb.append)
@@ -541,30 +496,29 @@ static lop_t *id_op(void *impl, const mh_redis_conn_req_ops_t *ops, int script, 
 }
 
 /* One entry of a read reply (seq, text, seq_at) as a new frame; -1 if malformed. */
-static int parse_entry(const redisReply *const *e, mh_msglog_entry_t *out)
+static int parse_entry(const redisReply *r, size_t i, mh_msglog_entry_t *out)
 {
-    uint64_t seq_at;
-    if (reply_u64(e[0], &out->seq) || e[1]->type != REDIS_REPLY_STRING ||
-        reply_u64(e[2], &seq_at) || seq_at > e[1]->len)
+    mh_redis_entry_t e;
+    if (mh_redis_decode_entry(r, i, &e))
         return -1;
-    out->frame = mh_frame_new(e[1]->str, e[1]->len);
+    out->seq = e.seq;
+    out->frame = mh_frame_new(e.text, e.len);
     out->frame->is_message = 1;
-    out->frame->seq_at = (uint32_t)seq_at;
+    out->frame->seq_at = e.seq_at;
     return 0;
 }
 
 static void finish_read(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
-    const redisReply *r = script_reply(q, last, 1);
     uint64_t last_seq = 0;
-    size_t n = 0, cap = r ? (r->elements - 1) / 3 : 0;
+    size_t n = 0, cap = 0;
+    if (!q->req.status && mh_redis_decode_read(last, &last_seq, &cap))
+        mh_redis_conn_bad_reply(&q->req, last);
     mh_msglog_entry_t *es = mh_xcalloc(cap ? cap : 1, sizeof(*es));
-    if (r && (reply_u64(r->element[0], &last_seq) || (r->elements - 1) % 3))
-        mh_redis_conn_bad_reply(&q->req, r);
     for (; !q->req.status && n < cap; n++) {
-        if (parse_entry((const redisReply *const *)&r->element[1 + 3 * n], &es[n])) {
-            mh_redis_conn_bad_reply(&q->req, r);
+        if (parse_entry(last, n, &es[n])) {
+            mh_redis_conn_bad_reply(&q->req, last);
             break;
         }
     }
@@ -590,18 +544,10 @@ static void log_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msg
 static void finish_open(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
-    const redisReply *r = script_reply(q, last, 2);
     mh_msglog_state_t st = {0};
-    uint64_t lost = 0;
-    int status = MH_EIO;
-    if (r && r->element[0]->type == REDIS_REPLY_INTEGER && r->element[0]->integer < 0)
-        status = MH_EINVAL; /* since above the last seq */
-    else if (r && (r->elements != 4 || reply_u64(r->element[1], &st.last_seq) ||
-                   reply_u64(r->element[2], &st.acked_seq) || reply_u64(r->element[3], &lost)))
-        mh_redis_conn_bad_reply(&q->req, r);
-    else if (r)
-        status = 0;
-    st.recovered = lost <= st.acked_seq;
+    int status = q->req.status ? MH_EIO : mh_redis_decode_open(last, &st);
+    if (status == MH_EIO && !q->req.status)
+        mh_redis_conn_bad_reply(&q->req, last);
     if (q->cb.state)
         q->cb.state(q->ud, status, status ? NULL : &st);
     op_done(q);

@@ -25,6 +25,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_conn.h"
+#include "redis_decode.h"
 
 #define REFRESH_CHUNK 512 /* ids per EVAL: keeps each script run short */
 
@@ -115,41 +116,20 @@ static op_t *op_new(mh_redis_store_t *rs, const req_ops_t *ops, void *ud)
     return q;
 }
 
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        unsigned d = (unsigned)(s[i] - '0');
-        if (d > 9 || v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
 /* ---- ids ---- */
 
 static void each_int(req_t *req, size_t idx, const redisReply *r)
 {
     op_t *q = (op_t *)req;
-    if (idx != 0)
-        return;
-    if (r->type != REDIS_REPLY_INTEGER || r->integer < 0)
+    if (idx == 0 && mh_redis_decode_int(r, &q->val))
         mh_redis_conn_bad_reply(&q->req, r);
-    else
-        q->val = (uint64_t)r->integer;
 }
 
 /* GET of a counter: nil is 0. */
 static void each_get_u64(req_t *req, size_t idx, const redisReply *r)
 {
     op_t *q = (op_t *)req;
-    if (idx != 0 || r->type == REDIS_REPLY_NIL)
-        return;
-    if (r->type != REDIS_REPLY_STRING || parse_u64(r->str, r->len, &q->val))
+    if (idx == 0 && mh_redis_decode_counter(r, &q->val))
         mh_redis_conn_bad_reply(&q->req, r);
 }
 
@@ -212,16 +192,18 @@ static const char secret_lua[] = "redis.call('SET', KEYS[1], ARGV[1], 'NX')\n"
 static void each_secret(req_t *req, size_t idx, const redisReply *r)
 {
     op_t *q = (op_t *)req;
+    const char *s;
+    size_t len;
     if (idx != 0)
         return;
-    if (r->type != REDIS_REPLY_STRING || r->len == 0) {
+    if (mh_redis_decode_secret(r, &s, &len)) {
         mh_redis_conn_bad_reply(&q->req, r);
         return;
     }
-    q->str = mh_xmalloc(r->len + 1);
-    memcpy(q->str, r->str, r->len);
-    q->str[r->len] = '\0';
-    q->val = r->len;
+    q->str = mh_xmalloc(len + 1);
+    memcpy(q->str, s, len);
+    q->str[len] = '\0';
+    q->val = len;
 }
 
 static void finish_secret(req_t *req, const redisReply *last)
@@ -255,16 +237,9 @@ static void finish_routes(req_t *req, const redisReply *last)
     op_t *q = (op_t *)req;
     const char **inst = NULL;
     if (!q->req.status && q->n) {
-        if (!last || last->type != REDIS_REPLY_ARRAY || last->elements != q->n)
+        inst = mh_xmalloc(q->n * sizeof(*inst));
+        if (mh_redis_decode_routes(last, q->n, inst))
             mh_redis_conn_bad_reply(&q->req, last);
-        else
-            inst = mh_xmalloc(q->n * sizeof(*inst));
-        for (size_t i = 0; inst && i < q->n; i++) {
-            const redisReply *e = last->element[i];
-            if (e->type != REDIS_REPLY_STRING && e->type != REDIS_REPLY_NIL)
-                mh_redis_conn_bad_reply(&q->req, e);
-            inst[i] = e->type == REDIS_REPLY_STRING ? e->str : NULL;
-        }
     }
     int ok = q->req.status == 0;
     if (q->cb.routes)
@@ -295,12 +270,13 @@ void mh_redis_lookup_routes(mh_redis_store_t *rs, const uint64_t *ids, size_t n,
 static void each_claim(req_t *req, size_t idx, const redisReply *r)
 {
     op_t *q = (op_t *)req;
-    if (idx != 0 || r->type == REDIS_REPLY_NIL)
+    const char *holder;
+    if (idx != 0)
         return;
-    if (r->type != REDIS_REPLY_STRING)
+    if (mh_redis_decode_holder(r, &holder))
         mh_redis_conn_bad_reply(&q->req, r);
-    else
-        q->str = mh_xstrdup(r->str);
+    else if (holder)
+        q->str = mh_xstrdup(holder);
 }
 
 static void finish_claim(req_t *req, const redisReply *last)
@@ -393,28 +369,13 @@ void mh_redis_checkout(mh_redis_store_t *rs, uint64_t id, const char *instance,
     mh_redis_conn_submit(&q->req);
 }
 
-static int cmp_u64(const void *a, const void *b)
-{
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 static void finish_ids(req_t *req, const redisReply *last)
 {
     op_t *q = (op_t *)req;
     uint64_t *ids = NULL;
     size_t n = 0;
-    if (!q->req.status && (!last || last->type != REDIS_REPLY_ARRAY))
+    if (!q->req.status && !(ids = mh_redis_decode_ids(last, &n)))
         mh_redis_conn_bad_reply(&q->req, last);
-    if (!q->req.status) {
-        ids = mh_xmalloc((last->elements ? last->elements : 1) * sizeof(*ids));
-        for (size_t i = 0; i < last->elements; i++) {
-            const redisReply *e = last->element[i];
-            if (e->type == REDIS_REPLY_STRING && !parse_u64(e->str, e->len, &ids[n]))
-                n++; /* a member that is no id is not ours: skipped */
-        }
-        qsort(ids, n, sizeof(*ids), cmp_u64);
-    }
     if (q->cb.ids)
         q->cb.ids(q->ud, q->req.status, ids, n);
     else

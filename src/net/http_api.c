@@ -175,22 +175,13 @@ static long long content_length(struct lws *wsi)
 int mh_http_query_arg(struct lws *wsi, const char *name, char *out, size_t len)
 {
     char arg[MH_HTTP_MAX_HEADER_BYTES + 1]; /* every fragment fits: no arg is skipped */
-    size_t nlen = strlen(name);
     for (int i = 0;; i++) {
         int n = lws_hdr_copy_fragment(wsi, arg, (int)sizeof(arg), WSI_TOKEN_HTTP_URI_ARGS, i);
         if (n < 0)
             return MH_QUERY_ABSENT;
-        if ((size_t)n == nlen && strncmp(arg, name, nlen) == 0) { /* a bare "name": empty */
-            out[0] = '\0';
-            return 0;
-        }
-        if ((size_t)n <= nlen || strncmp(arg, name, nlen) != 0 || arg[nlen] != '=')
-            continue;
-        size_t vlen = (size_t)n - nlen - 1;
-        if (vlen >= len)
-            return MH_QUERY_TOO_LONG;
-        memcpy(out, arg + nlen + 1, vlen + 1);
-        return (int)vlen;
+        int r = mh_query_match(arg, (size_t)n, name, out, len);
+        if (r != MH_QUERY_ABSENT)
+            return r;
     }
 }
 

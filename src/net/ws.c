@@ -17,6 +17,7 @@
 #include "msghub/liveness.h"
 #include "msghub/log.h"
 #include "msghub/lws_compat.h"
+#include "msghub/query.h"
 #include "msghub/relay.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
@@ -24,41 +25,14 @@
 
 #define OVERSIZE_SLACK (64 * 1024)
 #define RX_KEEP_BYTES (64 * 1024) /* a reassembly buffer bigger than this is freed after use */
-#define SINCE_DIGITS_MAX 20
 #define MH_CLOSE_MAX_PAYLOAD 125
 
 /* ---- upgrade checks ---- */
 
-/*
- * Copies the value of ?token= into out; returns its length, -1 when absent
- * or empty, 0 when it cannot be a token (too long to fit: refused, never
- * read as "no token").
- */
+/* The value of ?token= in out and query.h's token length rule. */
 static int query_token(struct lws *wsi, char *out, size_t len)
 {
-    int n = mh_http_query_arg(wsi, "token", out, len);
-    if (n == MH_QUERY_TOO_LONG)
-        return 0;
-    return n > 0 ? n : -1;
-}
-
-/* ?since: decimal digits, at most 2^64-1; -1 when malformed. */
-static int parse_since(const char *v, uint64_t *out)
-{
-    size_t n = strlen(v);
-    if (n == 0 || n > SINCE_DIGITS_MAX)
-        return -1;
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(v[i] - '0');
-        if (x > (UINT64_MAX - d) / 10)
-            return -1;
-        x = x * 10 + d;
-    }
-    *out = x;
-    return 0;
+    return mh_query_token_len(mh_http_query_arg(wsi, "token", out, len));
 }
 
 /* Parses ?since and ?ack into o; the message of the 400 when they are malformed. */
@@ -67,15 +41,14 @@ static const char *parse_opts(struct lws *wsi, int has_token, mh_session_opts_t 
     char v[32];
     memset(o, 0, sizeof(*o));
     int n = mh_http_query_arg(wsi, "ack", v, sizeof(v));
-    if (n == MH_QUERY_TOO_LONG || (n >= 0 && strcmp(v, "client") != 0 && strcmp(v, "auto") != 0))
+    if (mh_query_parse_ack(n, v, &o->ack_auto))
         return "ack must be client or auto";
-    o->ack_auto = n >= 0 && strcmp(v, "auto") == 0;
     n = mh_http_query_arg(wsi, "since", v, sizeof(v));
     if (n == MH_QUERY_ABSENT)
         return NULL;
     if (!has_token)
         return "since needs a token";
-    if (n == MH_QUERY_TOO_LONG || parse_since(v, &o->since))
+    if (n < 0 || mh_query_parse_since(v, (size_t)n, &o->since))
         return "since must be a decimal seq from 0 to the id's highest seq";
     return NULL;
 }

@@ -1,26 +1,30 @@
 /*
  * fuzz_parsers: one libFuzzer target for every parser of outside input:
  * the JSON scanner and its span walkers, WebSocket and HTTP request
- * validation, session tokens, and the envelopes and batches instances send
- * each other. It checks invariants as it goes (spans inside the input, ids
- * in range, a parsed relay's body within the limit) and aborts on a breach.
+ * validation, session tokens, query strings, and the envelopes and batches
+ * instances send each other (the Redis replies: fuzz_redis.c). It checks invariants as it goes
+ * (spans inside the input, ids in range, a parsed relay's body within the limit) and aborts on a
+ * breach.
  *
  * Built with clang -fsanitize=fuzzer when MSGHUB_FUZZ is on, once with
  * every parser (fuzz_parsers) and once per parser (fuzz_json, fuzz_requests,
- * fuzz_envelopes, fuzz_token, fuzz_utf8: MH_FUZZ_ONLY picks it), which
+ * fuzz_envelopes, fuzz_token, fuzz_utf8, fuzz_query: MH_FUZZ_ONLY picks it), which
  * scripts/fuzz runs; otherwise driver.c replays the seed corpus plus
  * deterministic mutations in ctest.
  */
 #include <stddef.h>
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "msghub/codec.h"
 #include "msghub/json.h"
+#include "msghub/query.h"
 #include "msghub/token.h"
 
-/* 0: every parser; 1..5: only one (the per-parser binaries of scripts/fuzz) */
+/* 0: every parser; 1..7: only one (the per-parser binaries of scripts/fuzz) */
 #ifdef MH_FUZZ_ONLY
 #define ONLY MH_FUZZ_ONLY
 #else
@@ -61,9 +65,16 @@ static void walk_json(const char *s, size_t n)
         }
 }
 
+/*
+ * Limits well under scripts/fuzz's -max_len, so inputs over each limit
+ * (too many receivers, too big a body) are reachable too.
+ */
+#define FUZZ_MAX_RECEIVERS 64
+#define FUZZ_MAX_BODY 1024
+
 static void parse_requests(const char *s, size_t n)
 {
-    mh_codec_limits_t lim = {255, 4096};
+    mh_codec_limits_t lim = {FUZZ_MAX_RECEIVERS, FUZZ_MAX_BODY};
     mh_request_t req;
     mh_codec_error_t err;
     if (mh_codec_parse_ws(s, n, &lim, &req, &err) == 0 && req.type == MH_REQ_RELAY) {
@@ -124,6 +135,81 @@ static void check_utf8(const char *s, size_t n)
     free(q);
 }
 
+/* The u64 v re-printed in decimal equals the digits d[n] without their leading zeros. */
+static int reprints(uint64_t v, const char *d, size_t n)
+{
+    char buf[24];
+    int k = snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    while (n > 1 && d[0] == '0')
+        d++, n--;
+    return (size_t)k == n && memcmp(buf, d, n) == 0;
+}
+
+/* 1 when d[n] is 1..20 digits not above 2^64-1: what ?since must accept. */
+static int since_ok(const char *d, size_t n)
+{
+    static const char max[] = "18446744073709551615";
+    if (n == 0 || n > MH_QUERY_SINCE_DIGITS_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (d[i] < '0' || d[i] > '9')
+            return 0;
+    return n < sizeof(max) - 1 || memcmp(d, max, n) <= 0;
+}
+
+/* One fragment against one name, out of cap bytes: the result agrees with the fragment. */
+static void query_fragment(const char *f, size_t n, const char *name, size_t cap)
+{
+    char out[256];
+    size_t nlen = strlen(name);
+    int named = n >= nlen && memcmp(f, name, nlen) == 0, bare = named && n == nlen;
+    int valued = named && n > nlen && f[nlen] == '=';
+    int r = mh_query_match(f, n, name, out, cap);
+    if (r == MH_QUERY_ABSENT) {
+        CHECK(!bare && !valued);
+        return;
+    }
+    CHECK(bare || valued);
+    if (r == MH_QUERY_TOO_LONG) {
+        CHECK(valued && n - nlen - 1 >= cap);
+        return;
+    }
+    CHECK(r >= 0 && (size_t)r < cap && out[r] == '\0');
+    CHECK(bare ? r == 0 : (size_t)r == n - nlen - 1 && memcmp(out, f + nlen + 1, (size_t)r) == 0);
+    int a = -1;
+    if (mh_query_parse_ack(r, out, &a) == 0)
+        CHECK((a == 1 && r == 4 && !memcmp(out, "auto", 4)) ||
+              (a == 0 && r == 6 && !memcmp(out, "client", 6)));
+    uint64_t since;
+    int ok = mh_query_parse_since(out, (size_t)r, &since) == 0;
+    CHECK(ok == since_ok(out, (size_t)r) && (!ok || reprints(since, out, (size_t)r)));
+    int t = mh_query_token_len(r);
+    CHECK(r > 0 ? t == r : t == -1);
+}
+
+/*
+ * A query string: the first byte picks the value buffer size (1..256), the
+ * rest is split at '&' as libwebsockets does, each fragment tried against
+ * the names the hub reads.
+ */
+static void parse_query(const char *s, size_t n)
+{
+    static const char *const names[] = {"token", "ack", "since", ""};
+    if (n == 0)
+        return;
+    size_t cap = 1 + (unsigned char)s[0];
+    const char *p = s + 1, *end = s + n;
+    for (;;) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *fe = amp ? amp : end;
+        for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+            query_fragment(p, (size_t)(fe - p), names[i], cap);
+        if (!amp)
+            break;
+        p = amp + 1;
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -142,6 +228,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         verify_token(s, size);
     if (!ONLY || ONLY == 5)
         check_utf8(s, size);
+    if (!ONLY || ONLY == 6)
+        parse_query(s, size);
     free(s);
     return 0;
 }
