@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_check.h"
 #include "msghub/codec.h"
 #include "msghub/json.h"
 #include "msghub/query.h"
@@ -135,16 +136,6 @@ static void check_utf8(const char *s, size_t n)
     free(q);
 }
 
-/* The u64 v re-printed in decimal equals the digits d[n] without their leading zeros. */
-static int reprints(uint64_t v, const char *d, size_t n)
-{
-    char buf[24];
-    int k = snprintf(buf, sizeof(buf), "%" PRIu64, v);
-    while (n > 1 && d[0] == '0')
-        d++, n--;
-    return (size_t)k == n && memcmp(buf, d, n) == 0;
-}
-
 /* 1 when d[n] is 1..20 digits not above 2^64-1: what ?since must accept. */
 static int since_ok(const char *d, size_t n)
 {
@@ -182,7 +173,7 @@ static void query_fragment(const char *f, size_t n, const char *name, size_t cap
               (a == 0 && r == 6 && !memcmp(out, "client", 6)));
     uint64_t since;
     int ok = mh_query_parse_since(out, (size_t)r, &since) == 0;
-    CHECK(ok == since_ok(out, (size_t)r) && (!ok || reprints(since, out, (size_t)r)));
+    CHECK(ok == since_ok(out, (size_t)r) && (!ok || fuzz_reprints(since, out, (size_t)r)));
     int t = mh_query_token_len(r);
     CHECK(r > 0 ? t == r : t == -1);
 }

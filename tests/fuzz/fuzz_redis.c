@@ -19,6 +19,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "fuzz_check.h"
 #include "redis_decode.h"
 
 #define CHECK(c)                                                                                   \
@@ -64,23 +65,13 @@ static int digits_ok(const char *d, size_t n)
     return n < sizeof(u64_max) - 1 || memcmp(d, u64_max, n) <= 0;
 }
 
-/* v re-printed in decimal equals d[n] without its leading zeros. */
-static int reprints(uint64_t v, const char *d, size_t n)
-{
-    char buf[24];
-    int k = snprintf(buf, sizeof(buf), "%" PRIu64, v);
-    while (n > 1 && d[0] == '0')
-        d++, n--;
-    return (size_t)k == n && memcmp(buf, d, n) == 0;
-}
-
 /* What mh_redis_decode_u64 must do with r: 1 accepted (value checked), 0 refused. */
 static int u64_agrees(const redisReply *r, int rc, uint64_t v)
 {
     if (r->type == REDIS_REPLY_INTEGER)
         return rc == 0 ? r->integer >= 0 && v == (uint64_t)r->integer : r->integer < 0;
     if (r->type == REDIS_REPLY_STRING)
-        return rc == 0 ? digits_ok(r->str, r->len) && reprints(v, r->str, r->len)
+        return rc == 0 ? digits_ok(r->str, r->len) && fuzz_reprints(v, r->str, r->len)
                        : !digits_ok(r->str, r->len);
     return rc != 0;
 }
@@ -220,7 +211,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint64_t v;
     int rc = mh_redis_decode_digits(s, size, &v);
-    CHECK((rc == 0) == digits_ok(s, size) && (rc || reprints(v, s, size)));
+    CHECK((rc == 0) == digits_ok(s, size) && (rc || fuzz_reprints(v, s, size)));
     CHECK(mh_redis_decode_u64(NULL, &v) != 0 && mh_redis_decode_open(NULL, NULL) != 0);
     redisReader *rd = redisReaderCreate();
     CHECK(rd);

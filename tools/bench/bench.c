@@ -423,6 +423,23 @@ static int choose_receivers(sender_t *s, int *out)
     return O.receivers;
 }
 
+/*
+ * Writes head, the ids of the k receivers recv[], then "],"body":" body[bl]
+ * and "}" into buf; returns the length. The caller sized buf.
+ */
+static size_t put_relay(char *buf, const char *head, const int *recv, int k, const char *body,
+                        size_t bl)
+{
+    size_t n = (size_t)sprintf(buf, "%s", head);
+    for (int j = 0; j < k; j++)
+        n += (size_t)sprintf(buf + n, "%s%" PRIu64, j ? "," : "", C[recv[j]].id);
+    n += (size_t)sprintf(buf + n, "],\"body\":");
+    memcpy(buf + n, body, bl);
+    n += bl;
+    buf[n++] = '}';
+    return n;
+}
+
 /* Sends one relay from sender si (open loop: scheduled is its due time;
  * closed loop: it fills window slot `slot`). Returns its receiver count, 0
  * when it could not be sent. */
@@ -462,14 +479,10 @@ static int send_relay(int si, int64_t scheduled, int slot)
             buf[n++] = '}';
         }
     } else {
-        n = (size_t)sprintf(buf, O.dialect == D_MSGHUB ? "{\"type\":\"relay\",\"receivers\":["
-                                                       : "42[\"relay\",{\"receivers\":[");
-        for (int j = 0; j < k; j++)
-            n += (size_t)sprintf(buf + n, "%s%" PRIu64, j ? "," : "", C[recv[j]].id);
-        n += (size_t)sprintf(buf + n, "],\"body\":");
-        memcpy(buf + n, body, bl);
-        n += bl;
-        buf[n++] = '}';
+        n = put_relay(buf,
+                      O.dialect == D_MSGHUB ? "{\"type\":\"relay\",\"receivers\":["
+                                            : "42[\"relay\",{\"receivers\":[",
+                      recv, k, body, bl);
         if (O.dialect == D_SOCKETIO)
             buf[n++] = ']';
     }
@@ -539,13 +552,7 @@ static void http_send(int i)
     uint64_t seq = hs->seq++;
     int64_t t = now_ns();
     size_t bl = make_body(body, t, HTTP_SENDER_BASE + i, seq);
-    size_t n = (size_t)sprintf(buf, "{\"receivers\":[");
-    for (int j = 0; j < k; j++)
-        n += (size_t)sprintf(buf + n, "%s%" PRIu64, j ? "," : "", C[recv[j]].id);
-    n += (size_t)sprintf(buf + n, "],\"body\":");
-    memcpy(buf + n, body, bl);
-    n += bl;
-    buf[n++] = '}';
+    size_t n = put_relay(buf, "{\"receivers\":[", recv, k, body, bl);
     snprintf(head, sizeof(head),
              "POST /relay HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json", O.urls[0].host);
     if (httpc_request(h, head, buf, n) < 0) {
