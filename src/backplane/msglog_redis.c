@@ -134,7 +134,7 @@ typedef struct lop {
     "local pfx = ARGV[1]\n"                                                                        \
     "local function parse(e)\n"                                                                    \
     "  local s, z, t, m = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"                          \
-    "  return tonumber(s), tonumber(z), tonumber(t), m\n"                                          \
+    "  return tonumber(s), tonumber(z), t, m\n"                                                    \
     "end\n"                                                                                        \
     "local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end\n"              \
     "local function unref(m)\n"                                                                    \
@@ -195,7 +195,8 @@ static const char append_lua[] = LUA_COMMON
     "  local acked, dropped, freed = nil, 0, 0\n"
     "  while n > 1 do\n"
     "    local s, z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
-    "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or t + ttl > now) then break end\n"
+    "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or tonumber(t) + ttl > now) then "
+    "break end\n"
     "    redis.call('LPOP', lk)\n"
     "    unref(m)\n"
     "    n, freed = n - 1, freed + z\n"
@@ -226,10 +227,14 @@ static const char append_lua[] = LUA_COMMON
     "  return v ~= nil and v >= 1 and v <= last_id\n"
     "end\n"
     /* pass 1: the relays, and how many of them have a known receiver (a body each) */
-    "local relays, bodies, i = {}, 0, 6\n"
+    "local relays, ok, bodies, i = {}, {}, 0, 6\n"
     "while i <= #ARGV do\n"
     "  local cnt, c = tonumber(ARGV[i + 2]), 0\n"
-    "  for j = i + 3, i + 2 + cnt do if known(ARGV[j]) then c = c + 1 end end\n"
+    "  for j = i + 3, i + 2 + cnt do\n"
+    "    if known(ARGV[j]) then\n"
+    "      ok[j], c = true, c + 1\n"
+    "    end\n"
+    "  end\n"
     "  relays[#relays + 1] = {i, cnt, c}\n"
     "  if c > 0 then bodies = bodies + 1 end\n"
     "  i = i + 3 + cnt\n"
@@ -239,10 +244,10 @@ static const char append_lua[] = LUA_COMMON
     /* pass 2: the bodies; each receiver's entries (size, body, reply slot) in relay order */
     "local out, per, order = {last_id, 0}, {}, {}\n"
     "for _, rl in ipairs(relays) do\n"
-    "  local at, cnt, m = rl[1], rl[2], 0\n"
+    "  local at, cnt, m = rl[1], rl[2], nil\n"
     "  if rl[3] > 0 then\n"
     "    mid = mid + 1\n"
-    "    m = mid\n"
+    "    m = tostring(mid)\n"
     "    local bk = pfx .. ':msg:' .. m\n"
     "    redis.call('HSET', bk, 't', ARGV[at], 'a', ARGV[at + 1], 'r', rl[3])\n"
     "    if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
@@ -252,7 +257,7 @@ static const char append_lua[] = LUA_COMMON
     "  for j = at + 3, at + 2 + cnt do\n"
     "    out[#out + 1] = 0\n"
     "    out[#out + 1] = false\n"
-    "    if m > 0 and known(ARGV[j]) then\n"
+    "    if m and ok[j] then\n"
     "      local p = per[ARGV[j]]\n"
     "      if not p then\n"
     "        p = {}\n"
@@ -271,11 +276,11 @@ static const char append_lua[] = LUA_COMMON
     "  local top = redis.call('HINCRBY', mk, 'last', #p)\n"
     "  local es, sum = {}, 0\n"
     "  for x, e in ipairs(p) do\n"
-    "    local seq = top - #p + x\n"
-    "    local size = e[1] + #tostring(seq)\n"
+    "    local seq = tostring(top - #p + x)\n"
+    "    local size = e[1] + #seq\n"
     "    es[x] = seq .. ':' .. size .. ':' .. now .. ':' .. e[2]\n"
     "    sum = sum + size\n"
-    "    out[e[3]] = seq\n"
+    "    out[e[3]] = top - #p + x\n"
     "  end\n"
     "  local n, bytes = push(mk, lk, es, top - #p + 1, sum)\n"
     "  dropped = dropped + retain(mk, lk, n, bytes, nowv, ttl, maxn, maxb)\n"
