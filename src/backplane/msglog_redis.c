@@ -1,11 +1,14 @@
 /*
  * msglog_redis: the per-user log (msglog.h) in Redis (contract in
- * msglog_redis.h). Each operation is one Lua script, so an append for all
- * the receivers of a relay, a read and an open are each one atomic round
- * trip. Acks are batched: those of one loop turn (all sessions) are held on
- * the connection and go as one script with the highest seq per id at the
- * next turn (or before an open, or when the store is freed); each caller
- * gets the batch's status.
+ * msglog_redis.h). Each operation is one Lua script run, atomic, in one
+ * round trip. Appends and acks are batched per loop turn (all sessions):
+ * held on the connection and sent as one script at the next turn (or when
+ * a batch is full, before a read or an open, or when the store is freed).
+ * An append batch stores one body per relay and, per receiver, all of the
+ * turn's entries with one HINCRBY, one RPUSH, one retention pass and one
+ * TTL touch, so Redis' work grows with the receivers of a turn rather than
+ * with its deliveries; an ack batch carries the highest seq per id. Each
+ * caller gets the batch's status and its own slice of the answer.
  *
  * Keys (P = the store's prefix; P:next_id and P:route:<id> are redis_store's):
  *   P:msgid         INCR counter naming message bodies
@@ -52,11 +55,14 @@
 #include "redis_decode.h"
 
 #define SHA_HEX_LEN 40
-#define APPEND_FIXED_ARGS 12 /* verb, script, numkeys, 2 keys, 7 ARGV before the ids */
-#define KEY_OP_ARGS 8        /* verb, script, numkeys, 2 keys, 3 ARGV */
-#define READ_MAX 1000000u    /* entries per read: keeps one script run and reply bounded */
-#define ACK_FIXED_ARGS 5     /* verb, script, numkeys, 2 ARGV before the id, seq pairs */
-#define ACK_BATCH_MAX 1024u  /* acks per batch: keeps one script run bounded */
+#define APPEND_FIXED_ARGS 10          /* verb, script, numkeys, 2 keys, 5 ARGV before the relays */
+#define APPEND_RELAY_ARGS 3           /* text, seq_at, count, before each relay's ids */
+#define APPEND_BATCH_MAX 256u         /* relays per batch: bounds one script run and its RPUSH */
+#define APPEND_BATCH_BYTES (1u << 20) /* bodies per batch: a batch this big goes at once */
+#define KEY_OP_ARGS 8                 /* verb, script, numkeys, 2 keys, 3 ARGV */
+#define READ_MAX 1000000u             /* entries per read: keeps one script run and reply bounded */
+#define ACK_FIXED_ARGS 5              /* verb, script, numkeys, 2 ARGV before the id, seq pairs */
+#define ACK_BATCH_MAX 1024u           /* acks per batch: keeps one script run bounded */
 
 typedef mh_redis_conn_req_t req_t;
 typedef mh_redis_conn_cmd_t cmd_t;
@@ -77,9 +83,19 @@ typedef struct rlog {
     char *prefix;
     mh_msglog_limits_t lim;
     script_t sc[SC_COUNT];
-    unsigned refs; /* the owner's, and one per pending request */
-    lop_t *acks;   /* the batch of acks collected this loop turn, held on the connection */
+    unsigned refs;  /* the owner's, and one per pending request */
+    lop_t *appends; /* the batch of appends collected this loop turn, held on the connection */
+    lop_t *acks;    /* the same for acks */
 } rlog_t;
+
+/* One caller of append, waiting in a batch: one relay. */
+typedef struct append_wait {
+    mh_frame_t *frame;
+    uint64_t *ids;
+    size_t n;
+    mh_msglog_append_fn cb;
+    void *ud;
+} append_wait_t;
 
 /* One caller of ack, waiting in a batch. */
 typedef struct ack_wait {
@@ -102,11 +118,12 @@ typedef struct lop {
         mh_msglog_status_fn status;
     } cb;
     void *ud;
-    mh_frame_t *frame; /* append */
-    uint64_t *ids;     /* append; ack: id, seq pairs */
-    size_t n;          /* append: ids; ack: pairs */
-    ack_wait_t *waits; /* ack: the callers, in the order they came */
+    uint64_t *ids;          /* ack: id, seq pairs */
+    size_t n;               /* append: ids of all relays; ack: pairs */
+    append_wait_t *appends; /* append: the relays, in the order they came */
+    ack_wait_t *waits;      /* ack: the callers, in the order they came */
     size_t nwaits, capwaits;
+    size_t bytes; /* append: body bytes */
     uint64_t now, id, arg, max;
 } lop_t;
 
@@ -117,7 +134,7 @@ typedef struct lop {
     "local pfx = ARGV[1]\n"                                                                        \
     "local function parse(e)\n"                                                                    \
     "  local s, z, t, m = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"                          \
-    "  return tonumber(s), tonumber(z), tonumber(t), m\n"                                          \
+    "  return tonumber(s), tonumber(z), t, m\n"                                                    \
     "end\n"                                                                                        \
     "local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end\n"              \
     "local function unref(m)\n"                                                                    \
@@ -164,15 +181,22 @@ typedef struct lop {
     "end\n"
 
 /*
- * KEYS: next_id, msgid. ARGV: prefix, text, seq_at, now ms, ttl ms,
- * max_msgs, max_bytes, ids... Returns {last_id, dropped, seq, route, ...}.
+ * The appends of one loop turn. KEYS: next_id, msgid. ARGV: prefix, now ms,
+ * ttl ms, max_msgs, max_bytes, then per relay: text, seq_at, count, and
+ * count ids. Each relay with a known receiver gets one body (msgids by one
+ * INCRBY); each receiver's entries of the whole batch go in relay order by
+ * one HINCRBY of last, one RPUSH, one retention pass and one touch, so a
+ * receiver named by k relays of the turn costs about what one did.
+ * Returns {last_id, dropped, then seq, route per id of every relay, in
+ * order}: an unknown id has seq 0 and route false.
  */
 static const char append_lua[] = LUA_COMMON
     "local function retain(mk, lk, n, bytes, now, ttl, maxn, maxb)\n"
     "  local acked, dropped, freed = nil, 0, 0\n"
     "  while n > 1 do\n"
     "    local s, z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
-    "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or t + ttl > now) then break end\n"
+    "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or tonumber(t) + ttl > now) then "
+    "break end\n"
     "    redis.call('LPOP', lk)\n"
     "    unref(m)\n"
     "    n, freed = n - 1, freed + z\n"
@@ -185,55 +209,89 @@ static const char append_lua[] = LUA_COMMON
     "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"
     "  return dropped\n"
     "end\n"
-    /* an empty log is all acked, unless it expired (then what was unacked is lost) */
-    "local function push(mk, lk, entry, seq, size)\n"
-    "  local n = redis.call('RPUSH', lk, entry)\n"
-    "  if n > 1 then return n, redis.call('HINCRBY', mk, 'bytes', size) end\n"
-    "  if seq - 1 > num(mk, 'acked') then lose(mk, seq - 1) end\n"
-    "  redis.call('HSET', mk, 'bytes', size)\n"
-    "  return n, size\n"
+    /* k new entries; a log that was empty is all acked, unless it expired (then what was unacked
+       is lost) */
+    "local function push(mk, lk, es, first, sum)\n"
+    "  local n = redis.call('RPUSH', lk, unpack(es))\n"
+    "  if n > #es then return n, redis.call('HINCRBY', mk, 'bytes', sum) end\n"
+    "  if first - 1 > num(mk, 'acked') then lose(mk, first - 1) end\n"
+    "  redis.call('HSET', mk, 'bytes', sum)\n"
+    "  return n, sum\n"
     "end\n"
-    "local now, ttl = ARGV[4], tonumber(ARGV[5])\n"
+    "local now, ttl = ARGV[2], tonumber(ARGV[3])\n"
     "local nowv = tonumber(now)\n"
-    "local maxn, maxb = tonumber(ARGV[6]), tonumber(ARGV[7])\n"
+    "local maxn, maxb = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local last_id = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
-    "local function known(i)\n"
-    "  local v = tonumber(ARGV[i])\n"
+    "local function known(a)\n"
+    "  local v = tonumber(a)\n"
     "  return v ~= nil and v >= 1 and v <= last_id\n"
     "end\n"
-    "local count = 0\n"
-    "for i = 8, #ARGV do if known(i) then count = count + 1 end end\n"
-    "local out, dropped, mid, routes = {last_id, 0}, 0, 0, {}\n"
-    "if count > 0 then\n"
-    "  mid = redis.call('INCR', KEYS[2])\n"
-    "  local bk = pfx .. ':msg:' .. mid\n"
-    "  redis.call('HSET', bk, 't', ARGV[2], 'a', ARGV[3], 'r', count)\n"
-    "  if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
-    "end\n"
-    /* 7 = #',"seq":', in the size of each entry */
-    "local size0 = #ARGV[2] + 7\n"
-    "for i = 8, #ARGV do\n"
-    "  local seq = 0\n"
-    "  if known(i) then\n"
-    "    local mk, lk = pfx .. ':logm:' .. ARGV[i], pfx .. ':log:' .. ARGV[i]\n"
-    "    seq = redis.call('HINCRBY', mk, 'last', 1)\n"
-    "    local size = size0 + #tostring(seq)\n"
-    "    local e = seq .. ':' .. size .. ':' .. now .. ':' .. mid\n"
-    "    local n, bytes = push(mk, lk, e, seq, size)\n"
-    "    dropped = dropped + retain(mk, lk, n, bytes, nowv, ttl, maxn, maxb)\n"
-    "    touch(mk, lk, ttl)\n"
-    "    routes[#routes + 1] = pfx .. ':route:' .. ARGV[i]\n"
+    /* pass 1: the relays, and how many of them have a known receiver (a body each) */
+    "local relays, ok, bodies, i = {}, {}, 0, 6\n"
+    "while i <= #ARGV do\n"
+    "  local cnt, c = tonumber(ARGV[i + 2]), 0\n"
+    "  for j = i + 3, i + 2 + cnt do\n"
+    "    if known(ARGV[j]) then\n"
+    "      ok[j], c = true, c + 1\n"
+    "    end\n"
     "  end\n"
-    "  out[#out + 1] = seq\n"
-    "  out[#out + 1] = false\n"
+    "  relays[#relays + 1] = {i, cnt, c}\n"
+    "  if c > 0 then bodies = bodies + 1 end\n"
+    "  i = i + 3 + cnt\n"
     "end\n"
-    /* the known ids' routes, by MGET in chunks (unpack has a stack limit) */
-    "local j = 0\n"
+    "local mid = 0\n"
+    "if bodies > 0 then mid = redis.call('INCRBY', KEYS[2], bodies) - bodies end\n"
+    /* pass 2: the bodies; each receiver's entries (size, body, reply slot) in relay order */
+    "local out, per, order = {last_id, 0}, {}, {}\n"
+    "for _, rl in ipairs(relays) do\n"
+    "  local at, cnt, m = rl[1], rl[2], nil\n"
+    "  if rl[3] > 0 then\n"
+    "    mid = mid + 1\n"
+    "    m = tostring(mid)\n"
+    "    local bk = pfx .. ':msg:' .. m\n"
+    "    redis.call('HSET', bk, 't', ARGV[at], 'a', ARGV[at + 1], 'r', rl[3])\n"
+    "    if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
+    "  end\n"
+    /* 7 = #',"seq":', in the size of each entry */
+    "  local size0 = #ARGV[at] + 7\n"
+    "  for j = at + 3, at + 2 + cnt do\n"
+    "    out[#out + 1] = 0\n"
+    "    out[#out + 1] = false\n"
+    "    if m and ok[j] then\n"
+    "      local p = per[ARGV[j]]\n"
+    "      if not p then\n"
+    "        p = {}\n"
+    "        per[ARGV[j]] = p\n"
+    "        order[#order + 1] = ARGV[j]\n"
+    "      end\n"
+    "      p[#p + 1] = {size0, m, #out - 1}\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    /* pass 3: per receiver, its seqs, one RPUSH, retention, TTLs */
+    "local dropped, routes = 0, {}\n"
+    "for _, id in ipairs(order) do\n"
+    "  local p = per[id]\n"
+    "  local mk, lk = pfx .. ':logm:' .. id, pfx .. ':log:' .. id\n"
+    "  local top = redis.call('HINCRBY', mk, 'last', #p)\n"
+    "  local es, sum = {}, 0\n"
+    "  for x, e in ipairs(p) do\n"
+    "    local seq = tostring(top - #p + x)\n"
+    "    local size = e[1] + #seq\n"
+    "    es[x] = seq .. ':' .. size .. ':' .. now .. ':' .. e[2]\n"
+    "    sum = sum + size\n"
+    "    out[e[3]] = top - #p + x\n"
+    "  end\n"
+    "  local n, bytes = push(mk, lk, es, top - #p + 1, sum)\n"
+    "  dropped = dropped + retain(mk, lk, n, bytes, nowv, ttl, maxn, maxb)\n"
+    "  touch(mk, lk, ttl)\n"
+    "  routes[#routes + 1] = pfx .. ':route:' .. id\n"
+    "end\n"
+    /* the routes, by MGET in chunks (unpack has a stack limit), into every slot of their id */
     "for c = 1, #routes, 1000 do\n"
     "  local got = redis.call('MGET', unpack(routes, c, math.min(c + 999, #routes)))\n"
-    "  for _, v in ipairs(got) do\n"
-    "    repeat j = j + 1 until out[2 + 2 * j - 1] ~= 0\n"
-    "    out[2 + 2 * j] = v\n"
+    "  for x, v in ipairs(got) do\n"
+    "    for _, e in ipairs(per[order[c + x - 1]]) do out[e[3] + 1] = v end\n"
     "  end\n"
     "end\n"
     "out[2] = dropped\n"
@@ -402,12 +460,16 @@ static int on_error(req_t *req, size_t idx, const redisReply *r)
 /* Releases what every op holds, after its callback. */
 static void op_done(lop_t *q)
 {
-    mh_frame_unref(q->frame);
+    for (size_t i = 0; i < q->nwaits && q->appends; i++) {
+        mh_frame_unref(q->appends[i].frame);
+        free(q->appends[i].ids);
+    }
+    free(q->appends);
     free(q->ids);
     log_unref(q->log);
 }
 
-/* ---- append ---- */
+/* ---- append: batched per loop turn ---- */
 
 static void append_args(lop_t *q, cmd_t *c)
 {
@@ -417,35 +479,43 @@ static void append_args(lop_t *q, cmd_t *c)
     mh_redis_conn_cmd_fmt(c, "%s:next_id", log->prefix);
     mh_redis_conn_cmd_fmt(c, "%s:msgid", log->prefix);
     mh_redis_conn_cmd_bin(c, log->prefix, strlen(log->prefix));
-    mh_redis_conn_cmd_bin(c, mh_frame_data(q->frame), q->frame->len);
-    mh_redis_conn_cmd_fmt(c, "%" PRIu32, q->frame->seq_at);
     mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->now);
     mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->ttl_ms);
     mh_redis_conn_cmd_fmt(c, "%" PRIu32, lim->max_msgs ? lim->max_msgs : 1);
     mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->max_bytes);
-    for (size_t i = 0; i < q->n; i++)
-        mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->ids[i]);
+    for (size_t r = 0; r < q->nwaits; r++) {
+        const append_wait_t *w = &q->appends[r];
+        mh_redis_conn_cmd_bin(c, mh_frame_data(w->frame), w->frame->len);
+        mh_redis_conn_cmd_fmt(c, "%" PRIu32, w->frame->seq_at);
+        mh_redis_conn_cmd_fmt(c, "%zu", w->n);
+        for (size_t i = 0; i < w->n; i++)
+            mh_redis_conn_cmd_fmt(c, "%" PRIu64, w->ids[i]);
+    }
 }
 
+/*
+ * Every relay of the batch gets its slice of the seqs and routes, in the
+ * order the appends came; the retention drops of the batch are counted
+ * once, with the first.
+ */
 static void finish_append(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
-    uint64_t last_id;
-    mh_msglog_appended_t res = {0};
+    uint64_t last_id, dropped = 0;
     uint64_t *seqs = mh_xcalloc(q->n ? q->n : 1, sizeof(*seqs));
     const char **inst = mh_xcalloc(q->n ? q->n : 1, sizeof(*inst));
-    if (!q->req.status &&
-        mh_redis_decode_appended(last, q->n, &last_id, &res.dropped, seqs, inst) == 0) {
-        res.seqs = seqs;
-        res.instances = inst;
-        res.n = q->n;
-    } else if (!q->req.status) {
+    if (!q->req.status && mh_redis_decode_appended(last, q->n, &last_id, &dropped, seqs, inst) != 0)
         mh_redis_conn_bad_reply(&q->req, last);
-    }
     /* a script sent whose answer was lost may have appended: say so (relay.c) */
     int status = q->req.status && q->req.lost ? MH_EINDOUBT : q->req.status;
-    if (q->cb.append)
-        q->cb.append(q->ud, status, status ? NULL : &res);
+    size_t off = 0;
+    for (size_t r = 0; r < q->nwaits; r++) {
+        const append_wait_t *w = &q->appends[r];
+        mh_msglog_appended_t res = {seqs + off, inst + off, w->n, r ? 0 : dropped};
+        off += w->n;
+        if (w->cb)
+            w->cb(w->ud, status, status ? NULL : &res);
+    }
     free(seqs);
     free(inst);
     op_done(q);
@@ -453,20 +523,54 @@ static void finish_append(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t append_ops = {"msglog_append", NULL, finish_append};
 
+/* The end of the loop turn (or the store's free, a read, an open, a full batch): one EVALSHA. */
+static void flush_appends(req_t *req)
+{
+    lop_t *q = (lop_t *)req;
+    if (q->log->appends == q)
+        q->log->appends = NULL;
+    op_submit(q);
+}
+
+/* Sends the batch of appends held now, if any, at once. */
+static void release_appends(rlog_t *log)
+{
+    if (log->appends)
+        mh_redis_conn_release(&log->appends->req);
+}
+
+/* Joins the batch of this loop turn (a new one when none is held); a full one goes at once. */
 static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
                        mh_msglog_append_fn cb, void *ud)
 {
-    lop_t *q = op_new(impl, &append_ops, SC_APPEND, ud);
-    q->cb.append = cb;
-    q->args = append_args;
-    q->nargs = APPEND_FIXED_ARGS + n;
-    q->frame = mh_frame_ref(f);
-    q->ids = mh_xmalloc((n ? n : 1) * sizeof(*ids));
+    rlog_t *log = impl;
+    lop_t *q = log->appends;
+    int fresh = !q;
+    if (fresh) {
+        q = log->appends = op_new(log, &append_ops, SC_APPEND, NULL);
+        q->args = append_args;
+        q->nargs = APPEND_FIXED_ARGS;
+    }
+    if (q->nwaits == q->capwaits) {
+        q->capwaits = q->capwaits ? 2 * q->capwaits : 16;
+        q->appends = mh_xrealloc(q->appends, q->capwaits * sizeof(*q->appends));
+    }
+    append_wait_t *w = &q->appends[q->nwaits++];
+    w->frame = mh_frame_ref(f);
+    w->ids = mh_xmalloc((n ? n : 1) * sizeof(*ids));
     if (n)
-        memcpy(q->ids, ids, n * sizeof(*ids));
-    q->n = n;
+        memcpy(w->ids, ids, n * sizeof(*ids));
+    w->n = n;
+    w->cb = cb;
+    w->ud = ud;
+    q->n += n;
+    q->nargs += APPEND_RELAY_ARGS + n;
+    q->bytes += f->len;
     q->now = now_ms;
-    op_submit(q);
+    if (fresh) /* after the first caller: flushed at once while the store is being freed */
+        mh_redis_conn_hold(&q->req, flush_appends);
+    else if (q->nwaits == APPEND_BATCH_MAX || q->bytes >= APPEND_BATCH_BYTES)
+        release_appends(log);
 }
 
 /* ---- read, open, ack: one id each ---- */
@@ -536,6 +640,7 @@ static const mh_redis_conn_req_ops_t read_ops = {"msglog_read", NULL, finish_rea
 static void log_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_fn cb,
                      void *ud)
 {
+    release_appends(impl); /* a read sees the appends made before it, as issued */
     lop_t *q = id_op(impl, &read_ops, SC_READ, id, after, max > READ_MAX ? READ_MAX : max, ud);
     q->cb.read = cb;
     op_submit(q);
@@ -559,7 +664,8 @@ static void release_acks(rlog_t *log);
 
 static void log_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_fn cb, void *ud)
 {
-    release_acks(impl); /* acks made before the open run before it, as issued */
+    release_appends(impl); /* appends and acks made before the open run before it, as issued */
+    release_acks(impl);
     lop_t *q = id_op(impl, &open_ops, SC_OPEN, id, since, ((rlog_t *)impl)->lim.ttl_ms, ud);
     q->cb.state = cb;
     op_submit(q);

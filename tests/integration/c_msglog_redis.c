@@ -701,6 +701,101 @@ static void test_ack_batch_outage(void **state)
     wait_ackrs(f, b, N, MH_EIO);
 }
 
+/*
+ * Appends of one loop turn go as one batch: one EVALSHA for all of them;
+ * each caller gets its own seqs and routes, called once, in the order the
+ * appends came; a receiver named by several appends gets contiguous seqs in
+ * that order, and the entries read back carry each append's text.
+ */
+static void test_append_batch(void **state)
+{
+    enum { N = 40 };
+    fx_t *f = *state;
+    open_log(f, 10000, 16u << 20, 60000, 1);
+    set_last_id(f, 3);
+    claim(f, 2, "inst-b");
+    append1(f, 1, "{\"type\":\"message\",\"body\":\"first\"}", NULL); /* scripts loaded */
+    static res_t r[N];
+    memset(r, 0, sizeof(r));
+    char texts[N][64];
+    long long before = evalsha_calls(f);
+    for (int i = 0; i < N; i++) { /* i even: ids 1, 2; i odd: 2, 99 (unknown), 3 */
+        uint64_t even[] = {1, 2}, odd[] = {2, 99, 3};
+        snprintf(texts[i], sizeof(texts[i]), "{\"type\":\"message\",\"body\":\"m%d\"}", i);
+        mh_frame_t *fr = msg_frame(texts[i], (uint32_t)strlen(texts[i]) - 1);
+        mh_msglog_append(&f->log, i % 2 ? odd : even, i % 2 ? 3 : 2, fr, mh_now_ms(), cb_append,
+                         &r[i]);
+        mh_frame_unref(fr);
+    }
+    assert_int_equal(r[0].calls, 0); /* never from inside */
+    assert_true(run_until(f, &r[N - 1].calls, 1, WAIT_MS));
+    run_for(f, 1);
+    assert_int_equal(evalsha_calls(f) - before, 1);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].calls, 1);
+        assert_int_equal(r[i].status, 0);
+        if (i % 2 == 0) {
+            assert_int_equal(r[i].n, 2);
+            assert_int_equal(r[i].seqs[0], 2 + i / 2); /* id 1: seq 1 was the first append */
+            assert_int_equal(r[i].seqs[1], i + 1);     /* id 2: every append */
+            assert_null(r[i].inst[0]);
+            assert_string_equal(r[i].inst[1], "inst-b");
+        } else {
+            assert_int_equal(r[i].n, 3);
+            assert_int_equal(r[i].seqs[0], i + 1);
+            assert_int_equal(r[i].seqs[1], 0);
+            assert_int_equal(r[i].seqs[2], 1 + i / 2);
+            assert_string_equal(r[i].inst[0], "inst-b");
+            assert_null(r[i].inst[1]);
+            assert_null(r[i].inst[2]);
+        }
+        res_clear(&r[i]);
+    }
+    res_t rd = {0};
+    read_r(f, 2, 0, MAX_READ, &rd);
+    assert_int_equal(rd.n, N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(rd.eseq[i], i + 1);
+        assert_string_equal(rd.etext[i], texts[i]);
+    }
+    res_clear(&rd);
+    assert_int_equal(count_keys(f, ":msg:*"), N + 1);        /* one body per append */
+    assert_int_equal(hget_num(f, "%s:msg:%llu", 2, "r"), 2); /* the batch's first: ids 1, 2 */
+    assert_int_equal(hget_num(f, "%s:msg:%llu", 3, "r"), 2); /* its second: 2, 3 (99 unknown) */
+    assert_int_equal(count_keys(f, ":log*:99"), 0);
+}
+
+/* Retention over a batch: 5 appends to one id in one turn with max_msgs 3: 2 dropped, once. */
+static void test_append_batch_retention(void **state)
+{
+    enum { N = 5 };
+    fx_t *f = *state;
+    open_log(f, 3, 16u << 20, 60000, 1);
+    set_last_id(f, 1);
+    static res_t r[N];
+    memset(r, 0, sizeof(r));
+    uint64_t id = 1;
+    for (int i = 0; i < N; i++) {
+        mh_frame_t *fr = msg_frame("{\"type\":\"message\",\"body\":\"r\"}", 27);
+        mh_msglog_append(&f->log, &id, 1, fr, mh_now_ms(), cb_append, &r[i]);
+        mh_frame_unref(fr);
+    }
+    assert_true(run_until(f, &r[N - 1].calls, 1, WAIT_MS));
+    uint64_t dropped = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].status, 0);
+        assert_int_equal(r[i].seqs[0], i + 1);
+        dropped += r[i].dropped;
+        res_clear(&r[i]);
+    }
+    assert_int_equal(dropped, 2);
+    uint64_t want[] = {3, 4, 5};
+    check_read(f, 1, 0, want, 3);
+    assert_int_equal(count_keys(f, ":msg:*"), 3); /* the dropped entries' bodies went */
+    assert_int_equal(open_id(f, 1, 0, 0).recovered, 0);
+    assert_int_equal(open_id(f, 1, 2, 0).recovered, 1);
+}
+
 /* open(since) acknowledges, refuses a since above the last seq. */
 static void test_open_since(void **state)
 {
@@ -974,14 +1069,17 @@ static void test_outage(void **state)
     open_private(f, 10000, 16u << 20, 60000);
     set_last_id(f, 1);
     assert_int_equal(append1(f, 1, "{\"type\":\"message\",\"body\":\"1\"}", NULL), 1);
-    res_t pending = {0}, after = {0};
+    res_t pending = {0}, pending2 = {0}, after = {0};
     uint64_t id = 1;
     mh_frame_t *fr = msg_frame("{\"type\":\"message\"}", 17);
     mh_msglog_append(&f->log, &id, 1, fr, mh_now_ms(), cb_append, &pending);
+    mh_msglog_append(&f->log, &id, 1, fr, mh_now_ms(), cb_append, &pending2); /* same batch */
     kill_redis(f);
     assert_true(run_until(f, &f->downs, 1, WAIT_MS));
     wait_res(f, &pending);
+    wait_res(f, &pending2);
     assert_int_equal(pending.status, MH_EINDOUBT); /* handed to hiredis: it may have run */
+    assert_int_equal(pending2.status, MH_EINDOUBT);
     mh_msglog_append(&f->log, &id, 1, fr, mh_now_ms(), cb_append, &after);
     wait_res(f, &after);
     assert_int_equal(after.status, MH_EIO);
@@ -997,7 +1095,7 @@ static void test_outage(void **state)
     assert_int_equal(again.seqs[0], 1);
     mh_frame_unref(fr);
     res_clear(&again);
-    assert_int_equal(pending.calls + after.calls, 2);
+    assert_int_equal(pending.calls + pending2.calls + after.calls, 3);
 }
 
 /* Freeing the store fails what is pending, once; the log may go first. */
@@ -1037,12 +1135,12 @@ int main(void)
     snprintf(g_run, sizeof(g_run), "mhlogtest-%d-%llx", (int)getpid(),
              (unsigned long long)(uv_hrtime() ^ ((uint64_t)rand() << 20)));
     const struct CMUnitTest tests[] = {
-        T(test_append_seq_routes), T(test_read_after),       T(test_ack_by_seq),
-        T(test_ack_batch),         T(test_ack_batch_outage), T(test_open_since),
-        T(test_retention_count),   T(test_retention_bytes),  T(test_retention_ttl),
-        T(test_body_once),         T(test_fanout_cost),      T(test_many_receivers),
-        T(test_script_flush),      T(test_unreachable),      T(test_outage),
-        T(test_free_pending),
+        T(test_append_seq_routes), T(test_append_batch),   T(test_append_batch_retention),
+        T(test_read_after),        T(test_ack_by_seq),     T(test_ack_batch),
+        T(test_ack_batch_outage),  T(test_open_since),     T(test_retention_count),
+        T(test_retention_bytes),   T(test_retention_ttl),  T(test_body_once),
+        T(test_fanout_cost),       T(test_many_receivers), T(test_script_flush),
+        T(test_unreachable),       T(test_outage),         T(test_free_pending),
     };
     return cmocka_run_group_tests_name("msglog_redis", tests, NULL, NULL);
 }
