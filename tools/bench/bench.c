@@ -41,6 +41,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,6 +53,7 @@
 #define MAX_BODY (1 << 20)
 #define SEND_BACKLOG_LIMIT (4u << 20) /* skip a relay when its sender has this much unsent */
 #define OPEN_LOOP_BURST 2000          /* most relays sent in one loop turn when behind */
+#define POLL_MAX_WAIT_NS 10000000     /* the loop wakes at least every 10 ms */
 #define MAX_HTTP 256                  /* --http-connections */
 #define HTTP_SENDER_BASE (1 << 20)    /* "bs" of HTTP relays: past every WebSocket sender */
 
@@ -1346,6 +1348,8 @@ int main(int argc, char **argv)
     int measuring = 0;
     int64_t last_progress = t_load, last_timeout_check = t_load;
     sending = nsenders > 0 || O.http > 0;
+    if (O.rate > 0)
+        prctl(PR_SET_TIMERSLACK, 1UL); /* wake-ups on time: the kernel's default slack is 50 us */
     if (O.http > 0)
         http_start(ep); /* each connection sends its first request once connected */
     if (sending && O.rate == 0)
@@ -1395,15 +1399,16 @@ int main(int argc, char **argv)
                  (now - t_load) / 1e9, ST.relays_sent, ST.delivered_all, ST.delivered_window,
                  ST.expected_window);
         }
-        int timeout_ms = 10;
+        /* open loop: wake at the next relay's due time to the nanosecond (epoll_wait's whole
+           milliseconds sent each relay up to 1 ms late, and that lateness counted as latency) */
+        int64_t wait_ns = POLL_MAX_WAIT_NS;
         if (sending && O.rate > 0) {
             int64_t due = t_load + (int64_t)((double)next_i * interval);
             int64_t wait = due - now_ns();
-            timeout_ms = wait <= 0 ? 0 : (int)((wait + 999999) / 1000000);
-            if (timeout_ms > 10)
-                timeout_ms = 10;
+            wait_ns = wait <= 0 ? 0 : wait < POLL_MAX_WAIT_NS ? wait : POLL_MAX_WAIT_NS;
         }
-        int n = epoll_wait(ep, evs, 512, timeout_ms);
+        struct timespec ts = {(time_t)(wait_ns / 1000000000), (long)(wait_ns % 1000000000)};
+        int n = epoll_pwait2(ep, evs, 512, &ts, NULL);
         for (int i = 0; i < n; i++)
             dispatch(&evs[i]);
     }
