@@ -155,23 +155,29 @@ typedef struct lop {
     "    redis.call('PEXPIRE', mk, 2 * ttl)\n"                                                     \
     "    redis.call('PEXPIRE', lk, ttl)\n"                                                         \
     "  end\n"                                                                                      \
-    "end\n" /* entries <= seq leave the head in one LRANGE + LTRIM; drop[m] counts body refs to    \
-               drop */                                                                             \
+    "end\n" /* entries <= seq leave the head (whose seq is above acked: entries only leave         \
+               from it) in one LRANGE + LTRIM; drop[m] counts body refs to drop; a log that        \
+               expired apart from its meta lost what was unacked; returns last */                  \
     "local function ack(mk, lk, seq, drop)\n"                                                      \
-    "  local upto = math.min(seq, num(mk, 'last'))\n"                                              \
-    "  if upto <= num(mk, 'acked') then return end\n"                                              \
-    "  redis.call('HSET', mk, 'acked', upto)\n"                                                    \
-    "  local head = redis.call('LINDEX', lk, 0)\n"                                                 \
-    "  if not head or parse(head) > upto then return end\n"                                        \
-    "  local n, freed = 0, 0\n"                                                                    \
-    "  for _, e in ipairs(redis.call('LRANGE', lk, 0, upto - parse(head))) do\n"                   \
+    "  local h = redis.call('HMGET', mk, 'last', 'acked', 'bytes')\n"                              \
+    "  local last, acked = tonumber(h[1] or '0'), tonumber(h[2] or '0')\n"                         \
+    "  local upto = math.min(seq, last)\n"                                                         \
+    "  if upto <= acked then return last end\n"                                                    \
+    "  local n, freed, bytes = 0, 0, tonumber(h[3] or '0')\n"                                      \
+    "  for _, e in ipairs(redis.call('LRANGE', lk, 0, upto - acked - 1)) do\n"                     \
     "    local s, z, t, m = parse(e)\n"                                                            \
     "    if s > upto then break end\n"                                                             \
     "    n, freed = n + 1, freed + z\n"                                                            \
     "    drop[m] = (drop[m] or 0) + 1\n"                                                           \
     "  end\n"                                                                                      \
-    "  redis.call('LTRIM', lk, n, -1)\n"                                                           \
-    "  redis.call('HINCRBY', mk, 'bytes', -freed)\n"                                               \
+    "  if n > 0 then\n"                                                                            \
+    "    redis.call('LTRIM', lk, n, -1)\n"                                                         \
+    "  elseif redis.call('EXISTS', lk) == 0 then\n"                                                \
+    "    bytes = 0\n"                                                                              \
+    "    lose(mk, last)\n"                                                                         \
+    "  end\n"                                                                                      \
+    "  redis.call('HSET', mk, 'acked', upto, 'bytes', bytes - freed)\n"                            \
+    "  return last\n"                                                                              \
     "end\n"                                                                                        \
     "local function unref_all(drop)\n"                                                             \
     "  for m, c in pairs(drop) do\n"                                                               \
@@ -357,9 +363,7 @@ static const char ack_lua[] = LUA_COMMON "local ttl, drop = tonumber(ARGV[2]), {
                                          "for i = 3, #ARGV - 1, 2 do\n"
                                          "  local mk = pfx .. ':logm:' .. ARGV[i]\n"
                                          "  local lk = pfx .. ':log:' .. ARGV[i]\n"
-                                         "  check(mk, lk)\n"
-                                         "  if num(mk, 'last') > 0 then\n"
-                                         "    ack(mk, lk, tonumber(ARGV[i + 1]), drop)\n"
+                                         "  if ack(mk, lk, tonumber(ARGV[i + 1]), drop) > 0 then\n"
                                          "    touch(mk, lk, ttl)\n"
                                          "  end\n"
                                          "end\n"
