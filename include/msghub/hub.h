@@ -75,9 +75,9 @@ typedef struct mh_server {
     void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;
     struct mh_conntrack *conntrack; /* every accepted socket, request deadlines */
-    struct mh_u64map *partials;     /* ws.c: sessions holding part of a message, by address */
-    mh_timerwheel_t *timers;        /* per-connection deadlines (liveness.c), swept by server.c */
-    struct lws **fresh;             /* sockets accepted in this loop turn (liveness.c) */
+    struct mh_mem_partial *partial_head, *partial_tail; /* partial messages, oldest first */
+    mh_timerwheel_t *timers; /* per-connection deadlines (liveness.c), swept by server.c */
+    struct lws **fresh;      /* sockets accepted in this loop turn (liveness.c) */
     size_t nfresh, fresh_cap;
     uint32_t live_kills;                /* connections liveness.c dropped in this sweep */
     const struct mh_live_ops *live_ops; /* the session side of liveness (set by server.c) */
@@ -114,6 +114,31 @@ void mh_mem_add(mh_server_t *srv, size_t n);
 void mh_mem_sub(mh_server_t *srv, size_t n);
 /* 1 when a message of total bytes may take more bytes now; counts a refusal otherwise. */
 int mh_mem_allows(mh_server_t *srv, size_t total, size_t more);
+
+/*
+ * Partial messages: a WebSocket message being reassembled (ws.c) or an HTTP
+ * body being read (http_api.c), in the order they began, so that past the
+ * budget the oldest goes first whichever kind it is. The holder embeds an
+ * mh_mem_partial_t; drop(), called once the partial has ended, gives its
+ * bytes back and closes its connection.
+ */
+typedef struct mh_mem_partial mh_mem_partial_t;
+typedef void (*mh_mem_drop_fn)(mh_server_t *srv, mh_mem_partial_t *p);
+struct mh_mem_partial {
+    mh_mem_partial_t *prev, *next;
+    mh_mem_drop_fn drop;
+    int linked;
+};
+/* p begins (at the tail; once: a partial already begun keeps its place). */
+void mh_mem_partial_begin(mh_server_t *srv, mh_mem_partial_t *p, mh_mem_drop_fn drop);
+/* p ends (no-op when it did not begin). */
+void mh_mem_partial_end(mh_server_t *srv, mh_mem_partial_t *p);
+/*
+ * mh_mem_allows() after dropping, oldest first, the partial messages other
+ * than self (NULL: none is ours) while more bytes do not fit and the message
+ * is larger than MH_MEM_SMALL. O(1) per drop.
+ */
+int mh_mem_make_room(mh_server_t *srv, size_t total, size_t more, const mh_mem_partial_t *self);
 
 /* Next message id for a relay, written into out[len]. */
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len);

@@ -73,6 +73,7 @@ struct mh_session {
     size_t tx_off; /* wire bytes of the head entry already written (entries over a batch) */
     mh_rate_t rate;
     mh_buf_t rx;
+    mh_mem_partial_t rx_partial; /* while rx holds part of a text message (ws.c) */
     uint64_t last_app_us;
 };
 typedef struct mh_session mh_session_t;

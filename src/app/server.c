@@ -32,7 +32,6 @@
 #include "msghub/presence_mem.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
-#include "msghub/u64map.h"
 #include "msghub/ws.h"
 
 #define SWEEP_INTERVAL_MS 10000
@@ -501,7 +500,6 @@ int mh_server_run(const mh_config_t *cfg)
     srv.deliver = deliver_local;
     srv.live_ops = mh_session_live_ops();
     init_limits(&srv);
-    srv.partials = mh_u64map_new();
     srv.timers = mh_timerwheel_new(mh_mono_us() / 1000u, MH_LIVE_TICK_MS, MH_LIVE_SLOTS);
     mh_conntrack_options_t cto = {srv.timers, (uint64_t)cfg->request_timeout_s * 1000u,
                                   VERSIONLESS_STALL_MS, mh_http_refuse_versionless,
@@ -545,7 +543,6 @@ int mh_server_run(const mh_config_t *cfg)
     for (size_t i = 0; i < srv.n_write_due; i++)
         mh_handle_unref(srv.write_due[i]);
     free(srv.write_due);
-    mh_u64map_free(srv.partials); /* empty: every session released its part at CLOSED */
     if (!rc)
         mh_info("stopped", "%s", "");
     return rc;

@@ -51,6 +51,53 @@ int mh_mem_allows(mh_server_t *srv, size_t total, size_t more)
     return 0;
 }
 
+void mh_mem_partial_begin(mh_server_t *srv, mh_mem_partial_t *p, mh_mem_drop_fn drop)
+{
+    if (p->linked)
+        return;
+    p->drop = drop;
+    p->next = NULL;
+    p->prev = srv->partial_tail;
+    if (p->prev)
+        p->prev->next = p;
+    else
+        srv->partial_head = p;
+    srv->partial_tail = p;
+    p->linked = 1;
+}
+
+void mh_mem_partial_end(mh_server_t *srv, mh_mem_partial_t *p)
+{
+    if (!p->linked)
+        return;
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        srv->partial_head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        srv->partial_tail = p->prev;
+    p->prev = p->next = NULL;
+    p->linked = 0;
+}
+
+int mh_mem_make_room(mh_server_t *srv, size_t total, size_t more, const mh_mem_partial_t *self)
+{
+    while (total > MH_MEM_SMALL &&
+           srv->metrics.memory_bytes + more > srv->metrics.memory_limit_bytes) {
+        mh_mem_partial_t *v = srv->partial_head;
+        if (v && v == self)
+            v = v->next;
+        if (!v)
+            break;
+        srv->metrics.memory_refusals_total++;
+        mh_mem_partial_end(srv, v); /* first: the walk moves on, and v may go inside drop() */
+        v->drop(srv, v);
+    }
+    return mh_mem_allows(srv, total, more);
+}
+
 void mh_server_next_msg_id(mh_server_t *srv, char *out, size_t len)
 {
     snprintf(out, len, "%s-%llu", srv->msg_prefix, (unsigned long long)++srv->msg_seq);

@@ -11,6 +11,7 @@
 #include "msghub/http_api.h"
 
 #include <libwebsockets.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,9 +64,10 @@ struct mh_http {
     int status;
     mh_err_code_t err;
     char errmsg[96];
-    const char *allow; /* for 405 */
-    int err_status;    /* an HTTP status other than the error code's own (411), or 0 */
-    size_t reserved;   /* bytes of the memory budget held for this request's body */
+    const char *allow;             /* for 405 */
+    int err_status;                /* an HTTP status other than the error code's own (411), or 0 */
+    size_t reserved;               /* bytes of the memory budget held for this request's body */
+    mh_mem_partial_t body_partial; /* while the body is being read (hub.h) */
     int close_after;
     int handled;   /* the request was dispatched: lws may signal its body's end again */
     int rx_paused; /* input stopped while an asynchronous answer is awaited */
@@ -455,13 +457,35 @@ static int framing_refused(struct lws *wsi, struct mh_http *h)
     return 1;
 }
 
-/* Holds the whole declared body against the memory budget before reading it; 0 when refused. */
+static void release_body(mh_server_t *srv, struct mh_http *h);
+
+/*
+ * Past the memory budget, the oldest partial message goes (hub.h): a body
+ * being read gives its reservation back, the rest of it is read and
+ * discarded, and the request is answered 503 at its end, then closed.
+ */
+static void body_drop(mh_server_t *srv, mh_mem_partial_t *p)
+{
+    struct mh_http *h = (struct mh_http *)((char *)p - offsetof(struct mh_http, body_partial));
+    release_body(srv, h);
+    mh_buf_free(&h->in);
+    set_fatal(h, MH_HTTP_UNAVAILABLE, MH_ERR_UNAVAILABLE,
+              "hub memory budget exhausted: the body was dropped to make room, retry later");
+}
+
+/*
+ * Holds the whole declared body against the memory budget before reading
+ * it, after dropping older partial messages (WebSocket reassembly, other
+ * bodies) if need be; 0 when refused.
+ */
 static int reserve_body(mh_server_t *srv, struct mh_http *h, size_t cl)
 {
-    if (!mh_mem_allows(srv, cl, cl))
+    if (!mh_mem_make_room(srv, cl, cl, NULL))
         return 0;
     mh_mem_add(srv, cl);
     h->reserved = cl;
+    if (cl)
+        mh_mem_partial_begin(srv, &h->body_partial, body_drop);
     return 1;
 }
 
@@ -502,6 +526,7 @@ static int on_request(mh_server_t *srv, struct lws *wsi, struct mh_http *h, cons
 /* Gives the body's reservation back to the memory budget. */
 static void release_body(mh_server_t *srv, struct mh_http *h)
 {
+    mh_mem_partial_end(srv, &h->body_partial);
     mh_mem_sub(srv, h->reserved);
     h->reserved = 0;
 }
@@ -659,6 +684,7 @@ int mh_http_callback(mh_server_t *srv, struct lws *wsi, int reason, mh_conn_t *c
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
         h = http_of(conn);
+        mh_mem_partial_end(srv, &h->body_partial); /* read whole: it is work now, not droppable */
         if (h->handled)
             after_body(wsi, h);
         else

@@ -8,6 +8,7 @@
 #include "msghub/ws.h"
 
 #include <libwebsockets.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,7 +22,6 @@
 #include "msghub/relay.h"
 #include "msghub/session.h"
 #include "msghub/token.h"
-#include "msghub/u64map.h"
 
 #define OVERSIZE_SLACK (64 * 1024)
 #define RX_KEEP_BYTES (64 * 1024) /* a reassembly buffer bigger than this is freed after use */
@@ -272,45 +272,6 @@ static void handle_message(mh_server_t *srv, mh_session_t *s, const char *text, 
 }
 
 /*
- * Sessions holding part of a text message, with the time it began, so that
- * past the memory budget the oldest partial message goes first.
- */
-typedef struct partial {
-    mh_session_t *s;
-    uint64_t since_us;
-} partial_t;
-
-static uint64_t partial_key(const mh_session_t *s)
-{
-    return (uint64_t)(uintptr_t)s;
-}
-
-static void partial_begin(mh_server_t *srv, mh_session_t *s)
-{
-    if (mh_u64map_get(srv->partials, partial_key(s)))
-        return;
-    partial_t *p = mh_xmalloc(sizeof(*p));
-    p->s = s;
-    p->since_us = mh_mono_us();
-    mh_u64map_put(srv->partials, partial_key(s), p);
-}
-
-/* The session holding the oldest partial message other than self, or NULL. */
-static mh_session_t *partial_oldest(mh_server_t *srv, const mh_session_t *self)
-{
-    size_t cursor = 0;
-    uint64_t k;
-    void *v;
-    partial_t *best = NULL;
-    while (mh_u64map_next(srv->partials, &cursor, &k, &v)) {
-        partial_t *p = v;
-        if (p->s != self && (!best || p->since_us < best->since_us))
-            best = p;
-    }
-    return best ? best->s : NULL;
-}
-
-/*
  * Gives the reassembly buffer's bytes back to the memory budget and empties
  * it; one that grew past RX_KEEP_BYTES (a big message) is freed, not kept
  * for the connection's life.
@@ -323,13 +284,14 @@ static void rx_release(mh_server_t *srv, mh_session_t *s)
         mh_buf_free(&s->rx);
     else
         mh_buf_reset(&s->rx);
-    free(mh_u64map_del(srv->partials, partial_key(s)));
+    mh_mem_partial_end(srv, &s->rx_partial);
 }
 
-/* Drops one partial message, the connection with it (1013). */
-static void partial_drop(mh_server_t *srv, mh_session_t *s)
+/* Past the memory budget, the oldest partial message goes (hub.h): its connection with it (1013).
+ */
+static void partial_drop(mh_server_t *srv, mh_mem_partial_t *p)
 {
-    srv->metrics.memory_refusals_total++;
+    mh_session_t *s = (mh_session_t *)((char *)p - offsetof(mh_session_t, rx_partial));
     rx_release(srv, s);
     mh_buf_free(&s->rx);
     mh_session_close(srv, s, MH_CLOSE_TRY_AGAIN_LATER);
@@ -337,15 +299,12 @@ static void partial_drop(mh_server_t *srv, mh_session_t *s)
 
 /*
  * 1 when len more bytes of a text message of total bytes fit the budget,
- * after dropping the oldest partial messages of other connections if need be.
+ * after dropping the oldest partial messages of other connections (and
+ * HTTP bodies being read) if need be.
  */
 static int rx_fits(mh_server_t *srv, mh_session_t *s, size_t total, size_t len)
 {
-    mh_session_t *victim;
-    while (srv->metrics.memory_bytes + len > srv->metrics.memory_limit_bytes &&
-           total > MH_MEM_SMALL && (victim = partial_oldest(srv, s)))
-        partial_drop(srv, victim);
-    return mh_mem_allows(srv, total, len);
+    return mh_mem_make_room(srv, total, len, &s->rx_partial);
 }
 
 /*
@@ -400,7 +359,7 @@ static int on_receive(mh_server_t *srv, mh_session_t *s, struct lws *wsi, const 
         return 0;
     if (!lws_is_final_fragment(wsi)) {
         if (!s->rx_binary)
-            partial_begin(srv, s);
+            mh_mem_partial_begin(srv, &s->rx_partial, partial_drop);
         return 0;
     }
     if (s->rx_binary) {

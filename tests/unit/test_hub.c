@@ -102,6 +102,56 @@ static void test_memory_budget(void **state)
     assert_true(mh_mem_allows(&srv, MH_MEM_SMALL + 1, 1 << 20));
 }
 
+/* A holder of a partial message for the tests: its bytes and whether it was dropped. */
+typedef struct holder {
+    mh_mem_partial_t p; /* first */
+    size_t bytes;
+    int dropped;
+} holder_t;
+
+static void drop_holder(mh_server_t *srv, mh_mem_partial_t *p)
+{
+    holder_t *h = (holder_t *)p;
+    assert_false(p->linked); /* ended before drop() */
+    h->dropped++;
+    mh_mem_sub(srv, h->bytes);
+}
+
+/* Oldest first whatever is asked, never self, each once; a partial begun twice keeps its place. */
+static void test_make_room_drops_oldest_partials(void **state)
+{
+    mh_server_t srv;
+    memset(&srv, 0, sizeof(srv));
+    srv.metrics.memory_limit_bytes = 1 << 20;
+    holder_t h[4];
+    memset(h, 0, sizeof(h));
+    for (int i = 0; i < 4; i++) {
+        h[i].bytes = 256 << 10;
+        mh_mem_add(&srv, h[i].bytes);
+        mh_mem_partial_begin(&srv, &h[i].p, drop_holder);
+    }
+    mh_mem_partial_begin(&srv, &h[0].p, drop_holder); /* again: still the oldest */
+    /* full: a 300 KiB message of h[0] (self) drops h[1] and h[2], not h[0] */
+    assert_true(mh_mem_make_room(&srv, 300 << 10, 300 << 10, &h[0].p));
+    assert_int_equal(h[0].dropped, 0);
+    assert_int_equal(h[1].dropped, 1);
+    assert_int_equal(h[2].dropped, 1);
+    assert_int_equal(h[3].dropped, 0);
+    assert_int_equal(srv.metrics.memory_refusals_total, 2);
+    /* small messages never drop anything */
+    mh_mem_add(&srv, 512 << 10);
+    assert_true(mh_mem_make_room(&srv, MH_MEM_SMALL, MH_MEM_SMALL, NULL));
+    assert_int_equal(h[0].dropped + h[3].dropped, 0);
+    /* an ended partial is not dropped; with none left to drop the answer is no */
+    mh_mem_partial_end(&srv, &h[0].p);
+    mh_mem_partial_end(&srv, &h[0].p); /* twice: no-op */
+    assert_false(mh_mem_make_room(&srv, 2 << 20, 2 << 20, NULL));
+    assert_int_equal(h[0].dropped, 0);
+    assert_int_equal(h[3].dropped, 1);
+    assert_null(srv.partial_head);
+    assert_null(srv.partial_tail);
+}
+
 static void test_latency_once_last_local_wrote(void **state)
 {
     mh_server_t srv;
@@ -134,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_can_relay_apart_from_ready),
         cmocka_unit_test(test_scratch_and_ids),
         cmocka_unit_test(test_memory_budget),
+        cmocka_unit_test(test_make_room_drops_oldest_partials),
         cmocka_unit_test(test_latency_once_last_local_wrote),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
