@@ -7,10 +7,15 @@
  *
  * Here a socket is accepted (at most per_turn per loop turn, so a storm is
  * spread over turns and the loop keeps serving), held on a uv_poll until
- * it has bytes to read, and only then handed to lws (adopt). A socket that
- * sends nothing costs a poll handle and a timer on the wheel: it is closed
+ * its whole request head has come (peeked, not read: http_head.h), and
+ * only then handed to lws (adopt); bytes that are no HTTP/1.x request line
+ * go to lws at once, as they are. A socket that sends nothing or only part
+ * of a head costs a poll handle and a timer on the wheel (the kernel keeps
+ * the bytes; SO_RCVLOWAT wakes the poll only when more come): it is closed
  * idle_timeout_ms after accept, and a peer that closes first is closed by
- * us at its EOF, neither ever reaching lws.
+ * us at its EOF, neither ever reaching lws. A head longer than head_max is
+ * answered 414 (the request line did not end) or 431 here, in the JSON
+ * error shape, and closed after its input is drained (at most DRAIN_MS).
  *
  * Ownership: the acceptor owns its listening socket and the held ones
  * until they are adopted (then lws owns them); it borrows the loop and the
@@ -40,7 +45,9 @@ typedef struct mh_acceptor_options {
     int port;
     uint32_t per_turn;        /* accepts, and adoptions plus EOF closes, per loop turn at most */
     uint32_t closes_per_tick; /* idle closes per wheel sweep at most */
-    uint64_t idle_timeout_ms; /* a held socket that sent nothing is closed after this */
+    uint64_t idle_timeout_ms; /* a held socket without a whole request head is closed after this */
+    size_t head_max;          /* a request head longer than this is refused (414 / 431); 0:
+                                 hand a socket over at its first byte */
     mh_acceptor_admit_fn admit;
     mh_acceptor_adopt_fn adopt;
     void *ud;

@@ -424,6 +424,7 @@ static mh_acceptor_t *start_acceptor(mh_server_t *srv)
         .per_turn = ACCEPTS_PER_TURN,
         .closes_per_tick = IDLE_CLOSES_PER_TICK,
         .idle_timeout_ms = idle_ms,
+        .head_max = MH_HTTP_MAX_HEADER_BYTES, /* what lws can hold: it never sees a longer head */
         .admit = on_admit,
         .adopt = on_adopt,
         .ud = srv,

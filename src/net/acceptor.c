@@ -14,9 +14,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "msghub/http_head.h"
+#include "msghub/http_status.h"
 #include "msghub/util.h"
 
 #define EMFILE_PAUSE_MS 100 /* out of descriptors: listen again after this */
+#define DRAIN_MS 1000       /* after a refusal: read and drop input this long, for the answer */
+#define DRAIN_READ 65536    /* bytes dropped per read while draining */
 
 typedef struct held {
     uv_poll_t poll;
@@ -26,7 +30,9 @@ typedef struct held {
     struct held *qnext; /* in the ready queue */
     int queued;         /* readable: waits for its turn (poll stopped) */
     int fd;
-    int adopt; /* closing the poll to hand fd to lws, not to close it */
+    int adopt;     /* closing the poll to hand fd to lws, not to close it */
+    int draining;  /* refused: its answer is written, its input read and dropped until EOF */
+    size_t peeked; /* bytes of the head seen at the last look (SO_RCVLOWAT is one more) */
     uint64_t accepted_ms;
 } held_t;
 
@@ -43,6 +49,7 @@ struct mh_acceptor {
     uint32_t accepted, closes; /* accepts in this turn, idle closes in this tick */
     int handles;               /* uv handles not yet closed: the acceptor is freed at 0 */
     int closing;
+    char *peek; /* head_max bytes: the head of the socket being looked at */
 };
 
 static uint64_t mono_ms(void)
@@ -75,8 +82,10 @@ static int listen_socket(const char *host, int port)
 
 static void maybe_free(mh_acceptor_t *a)
 {
-    if (a->closing && a->handles == 0)
+    if (a->closing && a->handles == 0) {
+        free(a->peek);
         free(a);
+    }
 }
 
 static void on_handle_closed(uv_handle_t *h)
@@ -123,6 +132,18 @@ static void on_busy(uv_idle_t *i)
     (void)i; /* only there to keep the poll from blocking */
 }
 
+static void release(held_t *h, int adopt);
+
+/* A refused socket's input: read and dropped, closed at EOF or an error. */
+static void drain(held_t *h, int status)
+{
+    char buf[DRAIN_READ];
+    ssize_t n = status == 0 ? recv(h->fd, buf, sizeof(buf), MSG_DONTWAIT) : -1;
+    if (n > 0 || (n < 0 && status == 0 && (errno == EAGAIN || errno == EINTR)))
+        return;
+    release(h, 0);
+}
+
 /*
  * Readable: its poll stops and it waits in the queue, so the work per turn
  * stays bounded (a crowd of peers closing at once would otherwise be closed
@@ -133,6 +154,10 @@ static void on_readable(uv_poll_t *p, int status, int events)
     held_t *h = p->data;
     mh_acceptor_t *a = h->a;
     (void)events;
+    if (h->draining) {
+        drain(h, status);
+        return;
+    }
     char c;
     ssize_t n = status == 0 ? recv(h->fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
     if (n < 0 && status == 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
@@ -149,6 +174,60 @@ static void on_readable(uv_poll_t *p, int status, int events)
     uv_idle_start(&a->busy, on_busy);
 }
 
+/* Writes the 414 / 431 answer, then drops the rest of the input until EOF or DRAIN_MS. */
+static void refuse_head(held_t *h, int status, const char *message)
+{
+    mh_acceptor_t *a = h->a;
+    char buf[DRAIN_READ];
+    while (recv(h->fd, buf, sizeof(buf), MSG_DONTWAIT) > 0) /* what came: not a reset */
+        ;
+    mh_buf_t out;
+    mh_buf_init(&out);
+    mh_http_append_refusal(&out, status, MH_ERR_BAD_REQUEST, message);
+    /* a fresh socket's send buffer takes these few hundred bytes whole */
+    ssize_t n = send(h->fd, out.data, out.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    (void)n;
+    mh_buf_free(&out);
+    shutdown(h->fd, SHUT_WR);
+    h->draining = 1;
+    mh_timerwheel_add(a->o.wheel, &h->timer, mono_ms() + DRAIN_MS);
+    uv_poll_start(&h->poll, UV_READABLE | UV_DISCONNECT, on_readable);
+}
+
+/*
+ * A socket with bytes to read: handed to lws once its request head is whole
+ * (or it is no HTTP/1.x head at all), refused past head_max, else watched
+ * again until more bytes come (SO_RCVLOWAT: its poll wakes only then) or its
+ * deadline. The bytes are peeked, never read: lws reads them all itself.
+ */
+static void look_at_head(held_t *h)
+{
+    mh_acceptor_t *a = h->a;
+    size_t max = a->o.head_max;
+    ssize_t n = max ? recv(h->fd, a->peek, max, MSG_PEEK | MSG_DONTWAIT) : 1;
+    if (n <= 0 || (size_t)n == h->peeked) { /* gone, or EOF after a partial head */
+        release(h, 0);
+        return;
+    }
+    mh_http_head_t st = max ? mh_http_head_scan(a->peek, (size_t)n, max) : MH_HTTP_HEAD_READY;
+    int lowat = 1;
+    if (st == MH_HTTP_HEAD_READY) {
+        if (h->peeked)
+            setsockopt(h->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+        release(h, 1);
+    } else if (st == MH_HTTP_HEAD_URI_TOO_LONG) {
+        refuse_head(h, MH_HTTP_URI_TOO_LONG, "URI too long");
+    } else if (st == MH_HTTP_HEAD_FIELDS_TOO_BIG) {
+        refuse_head(h, MH_HTTP_HEADERS_TOO_LARGE, "request header too large");
+    } else {
+        h->peeked = (size_t)n;
+        lowat = (int)n + 1;
+        setsockopt(h->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+        mh_timerwheel_add(a->o.wheel, &h->timer, h->accepted_ms + a->o.idle_timeout_ms);
+        uv_poll_start(&h->poll, UV_READABLE | UV_DISCONNECT, on_readable);
+    }
+}
+
 /* Adopts or closes up to per_turn queued sockets (a close costs the kernel about what an
  * adoption costs lws). */
 static void release_ready(mh_acceptor_t *a)
@@ -159,7 +238,10 @@ static void release_ready(mh_acceptor_t *a)
         if (!a->qhead)
             a->qtail = NULL;
         h->queued = 0;
-        release(h, h->adopt);
+        if (h->adopt)
+            look_at_head(h);
+        else
+            release(h, 0);
     }
     if (!a->qhead)
         uv_idle_stop(&a->busy);
@@ -248,6 +330,7 @@ mh_acceptor_t *mh_acceptor_new(const mh_acceptor_options_t *o)
     mh_acceptor_t *a = mh_xcalloc(1, sizeof(*a));
     a->o = *o;
     a->fd = fd;
+    a->peek = mh_xmalloc(o->head_max ? o->head_max : 1);
     if (uv_poll_init(o->loop, &a->listen, fd)) {
         close(fd);
         free(a);

@@ -319,6 +319,88 @@ def test_oversized_head_gets_414_or_431(hub, data, status_line):
     assert hub.get("/healthz").status_code == 200
 
 
+def unknown_headers(total):
+    """Header lines of names lws does not know, about total bytes in all."""
+    lines, n, i = [], 0, 0
+    while n < total:
+        line = b"X-Custom-%03d: %s\r\n" % (i, b"v" * 60)
+        lines.append(line)
+        n += len(line)
+        i += 1
+    return b"".join(lines)
+
+
+def test_head_of_unknown_headers_past_4kib_is_431(hub):
+    """Such a head overflowed lws' 4 KiB header space, which closed the
+    connection without a word; the acceptor now answers it before lws."""
+    data = b"GET /healthz HTTP/1.1\r\nHost: hub\r\n" + unknown_headers(5000) + b"\r\n"
+    out, closed = read_until_eof(hub.port, data, timeout=5)
+    check_json_refusal(out, closed, "HTTP/1.1 431 Request Header Fields Too Large", "bad_request")
+    # the same, sent slowly in pieces: refused once the head passes 4 KiB
+    sock = socket.create_connection((HOST, hub.port), timeout=5)
+    for i in range(0, len(data), 1000):
+        sock.sendall(data[i:i + 1000])
+        time.sleep(0.05)
+    out = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except ConnectionResetError:
+        pass
+    sock.close()
+    check_json_refusal(out, True, "HTTP/1.1 431 Request Header Fields Too Large", "bad_request")
+    a, b = hub.ws(), hub.ws()
+    assert_alive(a, b)
+
+
+@pytest.mark.parametrize("size", [1024, 3072, 3900])
+def test_heads_under_4kib_are_served(hub, size):
+    extra = unknown_headers(size - 200)
+    c = hub.ws_raw(headers=dict((l.split(b": ")[0].decode(), l.split(b": ")[1].decode())
+                                for l in extra.split(b"\r\n") if l))
+    hello = c.recv_json()
+    assert hello["type"] == "hello", hello
+    rx = hub.ws()
+    body = b'{"receivers":[%d],"body":"big-head"}' % rx.id
+    head = (b"POST /relay HTTP/1.1\r\nHost: hub\r\n" + JSON_CT + extra +
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body))
+    assert len(head) <= 4096, len(head)
+    for split in (len(head) + len(body), len(head)):  # body in the head's segment, then later
+        sock = socket.create_connection((HOST, hub.port), timeout=5)
+        data = head + body
+        sock.sendall(data[:split])
+        time.sleep(0.1)
+        sock.sendall(data[split:])
+        out = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        sock.close()
+        assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:300]
+        assert rx.recv_json()["body"] == "big-head"
+    c.abort()
+
+
+def test_head_trickled_byte_by_byte_is_served(hub):
+    sock = socket.create_connection((HOST, hub.port), timeout=5)
+    for ch in b"GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n":
+        sock.sendall(bytes([ch]))
+        time.sleep(0.02)
+    out = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        out += chunk
+    sock.close()
+    assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:300]
+
+
 @pytest.mark.parametrize("data", [b"GET /healthz\r\n", b"GET /healthz\r\n\r\n",
                                   b"GET /\r\n\r\n"], ids=["crlf", "crlfcrlf", "root"])
 def test_http09_request_is_400(hub, data):
