@@ -59,7 +59,7 @@ void mh_session_want_write(mh_server_t *srv, mh_session_t *s)
     srv->write_due[srv->n_write_due++] = mh_handle_ref(s->handle);
 }
 
-static int write_some(mh_server_t *srv, mh_session_t *s);
+static int write_rearm(mh_server_t *srv, mh_session_t *s);
 
 /*
  * A queue that went from empty to not empty in this turn is written at once
@@ -74,14 +74,8 @@ static void write_due(mh_server_t *srv, mh_session_t *s)
         lws_callback_on_writable(s->wsi);
         return;
     }
-    if (write_some(srv, s)) { /* the log keeps the message; lws closes on its next pass */
+    if (write_rearm(srv, s)) /* the log keeps the message; lws closes on its next pass */
         lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
-        return;
-    }
-    if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
-        mh_session_log_room(srv, s);
-    if (s->outq.len)
-        lws_callback_on_writable(s->wsi);
 }
 
 void mh_session_arm_writes(mh_server_t *srv)
@@ -314,7 +308,7 @@ static size_t copy_part(unsigned char *dst, size_t off, size_t n, size_t at, con
  * in, so neither the whole message nor lws' copy of what a full socket did
  * not take ever exceeds one batch per connection.
  */
-static int write_big(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_t *e, int *done)
+static int write_big(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_t *e)
 {
     unsigned char head[WS_HEADER_MAX], seq[MH_CODEC_SEQ_FIELD_MAX];
     size_t hl = frame_header(head, e->size), total = hl + e->size, off = s->tx_off;
@@ -329,8 +323,7 @@ static int write_big(mh_server_t *srv, mh_session_t *s, const mh_outq_entry_t *e
     got += copy_part(buf, off, n, hl + cut + sl, body + cut, e->f->len - cut);
     if (got != n || lws_write(s->wsi, buf, n, LWS_WRITE_RAW) < (int)n)
         return -1;
-    s->tx_off = off + n == total ? 0 : off + n;
-    *done = s->tx_off == 0;
+    s->tx_off = off + n == total ? 0 : off + n; /* 0: the entry is written whole */
     return 0;
 }
 
@@ -340,10 +333,9 @@ static int write_some(mh_server_t *srv, mh_session_t *s)
     mh_outq_entry_t batch[BATCH_ENTRIES];
     const mh_outq_entry_t *next = mh_outq_peek_entry(&s->outq);
     if (s->tx_off || next->size + WS_HEADER_MAX > BATCH_BYTES) {
-        int done = 0;
-        if (write_big(srv, s, next, &done))
+        if (write_big(srv, s, next))
             return -1; /* a failed write drops the connection: the log keeps the message */
-        if (done) {
+        if (!s->tx_off) {
             mh_outq_pop_entry(&s->outq, &batch[0]);
             note_written(srv, s, &batch[0]);
             mh_frame_unref(batch[0].f);
@@ -368,6 +360,22 @@ static int write_some(mh_server_t *srv, mh_session_t *s)
     return rc;
 }
 
+/*
+ * Writes what fits now (write_some), lets the log refill a queue below half
+ * its limit, and asks for WRITEABLE while anything is left (or a close is
+ * due); 0, or -1 when the write failed.
+ */
+static int write_rearm(mh_server_t *srv, mh_session_t *s)
+{
+    if (write_some(srv, s))
+        return -1;
+    if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
+        mh_session_log_room(srv, s);
+    if (s->outq.len || s->closing) /* the rest waits for the socket */
+        lws_callback_on_writable(s->wsi);
+    return 0;
+}
+
 int mh_session_writeable(mh_server_t *srv, mh_session_t *s)
 {
     if (s->closing && !s->outq.len)
@@ -376,13 +384,7 @@ int mh_session_writeable(mh_server_t *srv, mh_session_t *s)
         mh_session_log_room(srv, s);
         return 0;
     }
-    if (write_some(srv, s))
-        return -1;
-    if (s->outq.bytes < srv->cfg->outbound_buffer_bytes / 2)
-        mh_session_log_room(srv, s);
-    if (s->outq.len || s->closing) /* the rest waits for the socket */
-        lws_callback_on_writable(s->wsi);
-    return 0;
+    return write_rearm(srv, s);
 }
 
 /* ---- attach: id known, registered, hello ---- */
