@@ -37,6 +37,25 @@ static int has_empty_line(const char *p, size_t n)
     return 0;
 }
 
+/*
+ * The header lines after the request line (which ends at first): 1 when a
+ * whole one lacks ':', 0 otherwise (none, or all have one so far).
+ */
+static int line_without_colon(const char *p, size_t n, const char *first)
+{
+    const char *line = first + 1, *end = p + n;
+    for (const char *e; line < end && (e = line_end(line, (size_t)(end - line))); line = e + 1) {
+        size_t len = (size_t)(e - line);
+        if (len && line[len - 1] == '\r')
+            len--;
+        if (!len)
+            return 0; /* the empty line: the head ended */
+        if (!memchr(line, ':', len))
+            return 1;
+    }
+    return 0;
+}
+
 /* 1 when the request line p[len] names a version ("... HTTP/x.y"). */
 static int has_version(const char *p, size_t len)
 {
@@ -55,7 +74,11 @@ mh_http_head_t mh_http_head_scan(const char *p, size_t n, size_t max)
     const char *e = line_end(p, n);
     if (!e)
         return n >= max && m == 1 ? MH_HTTP_HEAD_URI_TOO_LONG : MH_HTTP_HEAD_WAIT;
-    if (!has_version(p, (size_t)(e - p)) || has_empty_line(p, n))
+    if (!has_version(p, (size_t)(e - p)))
+        return MH_HTTP_HEAD_READY;
+    if (line_without_colon(p, n, e))
+        return MH_HTTP_HEAD_NO_COLON;
+    if (has_empty_line(p, n))
         return MH_HTTP_HEAD_READY;
     return n >= max ? MH_HTTP_HEAD_FIELDS_TOO_BIG : MH_HTTP_HEAD_WAIT;
 }

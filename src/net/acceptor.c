@@ -219,6 +219,8 @@ static void look_at_head(held_t *h)
         refuse_head(h, MH_HTTP_URI_TOO_LONG, "URI too long");
     } else if (st == MH_HTTP_HEAD_FIELDS_TOO_BIG) {
         refuse_head(h, MH_HTTP_HEADERS_TOO_LARGE, "request header too large");
+    } else if (st == MH_HTTP_HEAD_NO_COLON) {
+        refuse_head(h, MH_HTTP_BAD_REQUEST, "header line without a colon");
     } else {
         h->peeked = (size_t)n;
         lowat = (int)n + 1;

@@ -56,6 +56,19 @@ static void test_what_is_not_http11_is_handed_on(void **state)
     assert_int_equal(scan("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"), MH_HTTP_HEAD_READY);
 }
 
+static void test_header_line_without_colon_is_refused(void **state)
+{
+    (void)state;
+    assert_int_equal(scan("GET / HTTP/1.1\r\nHost x\r\n\r\n"), MH_HTTP_HEAD_NO_COLON);
+    assert_int_equal(scan("GET / HTTP/1.1\r\nHost: x\r\nBad\r\n"), MH_HTTP_HEAD_NO_COLON);
+    assert_int_equal(scan("GET / HTTP/1.1\nHost x\n"), MH_HTTP_HEAD_NO_COLON);
+    /* a line not yet ended may still get its colon */
+    assert_int_equal(scan("GET / HTTP/1.1\r\nHost"), MH_HTTP_HEAD_WAIT);
+    /* after the empty line it is the body's business */
+    assert_int_equal(scan("POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nab\r\n"),
+                     MH_HTTP_HEAD_READY);
+}
+
 static void test_heads_past_the_limit_are_refused(void **state)
 {
     (void)state;
@@ -78,6 +91,7 @@ int main(void)
         cmocka_unit_test(test_whole_heads_are_ready),
         cmocka_unit_test(test_partial_heads_wait),
         cmocka_unit_test(test_what_is_not_http11_is_handed_on),
+        cmocka_unit_test(test_header_line_without_colon_is_refused),
         cmocka_unit_test(test_heads_past_the_limit_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
