@@ -164,6 +164,7 @@ static void on_readable(uv_poll_t *p, int status, int events)
         return;
     h->adopt = n > 0; /* else EOF or an error: closed here, lws never sees it */
     h->queued = 1;
+    h->qnext = NULL; /* a socket whose head was partial comes back to the queue */
     uv_poll_stop(&h->poll);
     mh_timerwheel_cancel(a->o.wheel, &h->timer);
     if (a->qtail)
