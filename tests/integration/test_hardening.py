@@ -16,6 +16,21 @@ from wsraw import (OP_BINARY, OP_CLOSE, OP_TEXT, ConnectionClosed, HandshakeErro
 JSON_CT = b"Content-Type: application/json\r\n"
 
 
+def recv_to_eof(sock):
+    """What sock receives until EOF or a reset; closes it."""
+    out = b""
+    try:
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+    except ConnectionResetError:
+        pass
+    sock.close()
+    return out
+
+
 def read_until_eof(port, data, timeout=3.0, limit=1 << 20):
     """Sends data on a fresh connection and reads until EOF, the deadline,
     or limit bytes. Returns (bytes read, whether the hub closed)."""
@@ -341,16 +356,7 @@ def test_head_of_unknown_headers_past_4kib_is_431(hub):
     for i in range(0, len(data), 1000):
         sock.sendall(data[i:i + 1000])
         time.sleep(0.05)
-    out = b""
-    try:
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-    except ConnectionResetError:
-        pass
-    sock.close()
+    out = recv_to_eof(sock)
     check_json_refusal(out, True, "HTTP/1.1 431 Request Header Fields Too Large", "bad_request")
     a, b = hub.ws(), hub.ws()
     assert_alive(a, b)
@@ -374,13 +380,7 @@ def test_heads_under_4kib_are_served(hub, size):
         sock.sendall(data[:split])
         time.sleep(0.1)
         sock.sendall(data[split:])
-        out = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            out += chunk
-        sock.close()
+        out = recv_to_eof(sock)
         assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:300]
         assert rx.recv_json()["body"] == "big-head"
     c.abort()
@@ -391,13 +391,7 @@ def test_head_trickled_byte_by_byte_is_served(hub):
     for ch in b"GET /healthz HTTP/1.1\r\nHost: hub\r\nConnection: close\r\n\r\n":
         sock.sendall(bytes([ch]))
         time.sleep(0.02)
-    out = b""
-    while True:
-        chunk = sock.recv(4096)
-        if not chunk:
-            break
-        out += chunk
-    sock.close()
+    out = recv_to_eof(sock)
     assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out[:300]
 
 
@@ -641,17 +635,8 @@ def test_body_being_read_is_the_oldest_partial_and_is_dropped_first(hub_factory)
     assert m["msghub_memory_bytes"] < base + 3 * 920 * 1024, m  # the reservation went back
     assert m["msghub_memory_refusals_total"] == 1, m
     sock.sendall(b"x" * (size - 100 * 1024))
-    out = b""
     sock.settimeout(5)
-    while True:
-        try:
-            chunk = sock.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        out += chunk
-    sock.close()
+    out = recv_to_eof(sock)
     check_json_refusal(out, True, "HTTP/1.1 503 Service Unavailable", "unavailable")
     assert b"dropped to make room" in out, out
     a, b = h.ws(), h.ws()
