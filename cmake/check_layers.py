@@ -25,6 +25,7 @@ import sys
 LAYERS = {"base": 0, "core": 1, "delivery": 2, "net": 3, "backplane": 3, "app": 4}
 # Public headers without a .c of the same name: the folder they belong to.
 HEADER_ONLY = {
+    "dlist": "base",
     "msglog": "delivery",
     "presence": "delivery",
     "transport": "delivery",

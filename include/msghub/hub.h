@@ -16,6 +16,7 @@
 
 #include "msghub/codec.h"
 #include "msghub/config.h"
+#include "msghub/dlist.h"
 #include "msghub/metrics.h"
 #include "msghub/msglog.h"
 #include "msghub/presence.h"
@@ -75,9 +76,9 @@ typedef struct mh_server {
     void *cluster; /* cluster.c's state, distributed mode only */
     uint64_t started_ms;
     struct mh_conntrack *conntrack; /* every accepted socket, request deadlines */
-    struct mh_mem_partial *partial_head, *partial_tail; /* partial messages, oldest first */
-    mh_timerwheel_t *timers; /* per-connection deadlines (liveness.c), swept by server.c */
-    struct lws **fresh;      /* sockets accepted in this loop turn (liveness.c) */
+    mh_dlist_t partials;            /* of mh_mem_partial_t: partial messages, oldest first */
+    mh_timerwheel_t *timers;        /* per-connection deadlines (liveness.c), swept by server.c */
+    struct lws **fresh;             /* sockets accepted in this loop turn (liveness.c) */
     size_t nfresh, fresh_cap;
     uint32_t live_kills;                /* connections liveness.c dropped in this sweep */
     const struct mh_live_ops *live_ops; /* the session side of liveness (set by server.c) */
@@ -125,9 +126,8 @@ int mh_mem_allows(mh_server_t *srv, size_t total, size_t more);
 typedef struct mh_mem_partial mh_mem_partial_t;
 typedef void (*mh_mem_drop_fn)(mh_server_t *srv, mh_mem_partial_t *p);
 struct mh_mem_partial {
-    mh_mem_partial_t *prev, *next;
+    mh_dlink_t link; /* on the server's partials */
     mh_mem_drop_fn drop;
-    int linked;
 };
 /* p begins (at the tail; once: a partial already begun keeps its place). */
 void mh_mem_partial_begin(mh_server_t *srv, mh_mem_partial_t *p, mh_mem_drop_fn drop);

@@ -53,44 +53,28 @@ int mh_mem_allows(mh_server_t *srv, size_t total, size_t more)
 
 void mh_mem_partial_begin(mh_server_t *srv, mh_mem_partial_t *p, mh_mem_drop_fn drop)
 {
-    if (p->linked)
+    if (mh_dlist_has(&srv->partials, &p->link))
         return;
     p->drop = drop;
-    p->next = NULL;
-    p->prev = srv->partial_tail;
-    if (p->prev)
-        p->prev->next = p;
-    else
-        srv->partial_head = p;
-    srv->partial_tail = p;
-    p->linked = 1;
+    mh_dlist_push_back(&srv->partials, &p->link);
 }
 
 void mh_mem_partial_end(mh_server_t *srv, mh_mem_partial_t *p)
 {
-    if (!p->linked)
-        return;
-    if (p->prev)
-        p->prev->next = p->next;
-    else
-        srv->partial_head = p->next;
-    if (p->next)
-        p->next->prev = p->prev;
-    else
-        srv->partial_tail = p->prev;
-    p->prev = p->next = NULL;
-    p->linked = 0;
+    if (mh_dlist_has(&srv->partials, &p->link))
+        mh_dlist_unlink(&srv->partials, &p->link);
 }
 
 int mh_mem_make_room(mh_server_t *srv, size_t total, size_t more, const mh_mem_partial_t *self)
 {
     while (total > MH_MEM_SMALL &&
            srv->metrics.memory_bytes + more > srv->metrics.memory_limit_bytes) {
-        mh_mem_partial_t *v = srv->partial_head;
-        if (v && v == self)
-            v = v->next;
-        if (!v)
+        mh_dlink_t *n = srv->partials.head;
+        if (n && n == &self->link)
+            n = n->next;
+        if (!n)
             break;
+        mh_mem_partial_t *v = MH_CONTAINER_OF(n, mh_mem_partial_t, link);
         srv->metrics.memory_refusals_total++;
         mh_mem_partial_end(srv, v); /* first: the walk moves on, and v may go inside drop() */
         v->drop(srv, v);

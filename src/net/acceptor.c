@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "msghub/dlist.h"
 #include "msghub/http_head.h"
 #include "msghub/http_status.h"
 #include "msghub/util.h"
@@ -26,7 +27,7 @@ typedef struct held {
     uv_poll_t poll;
     mh_timer_t timer; /* idle deadline */
     mh_acceptor_t *a;
-    struct held *prev, *next;
+    mh_dlink_t link;    /* on the acceptor's held list */
     struct held *qnext; /* in the ready queue */
     int queued;         /* readable: waits for its turn (poll stopped) */
     int fd;
@@ -44,7 +45,7 @@ struct mh_acceptor {
     uv_check_t turn;           /* renews the per-turn budget, releases the ready queue */
     uv_idle_t busy;            /* active while the queue is not empty: the poll does not block */
     held_t *qhead, *qtail;     /* readable sockets, oldest first: adopt or close them */
-    held_t *held;              /* list of held sockets */
+    mh_dlist_t held;           /* of held_t: sockets being watched */
     size_t nheld;              /* held, including those whose poll is closing */
     uint32_t accepted, closes; /* accepts in this turn, idle closes in this tick */
     int handles;               /* uv handles not yet closed: the acceptor is freed at 0 */
@@ -116,12 +117,7 @@ static void on_held_closed(uv_handle_t *uh)
 static void release(held_t *h, int adopt)
 {
     mh_acceptor_t *a = h->a;
-    if (h->prev)
-        h->prev->next = h->next;
-    else
-        a->held = h->next;
-    if (h->next)
-        h->next->prev = h->prev;
+    mh_dlist_unlink(&a->held, &h->link);
     mh_timerwheel_cancel(a->o.wheel, &h->timer);
     h->adopt = adopt;
     uv_close((uv_handle_t *)&h->poll, on_held_closed);
@@ -276,10 +272,7 @@ static void hold(mh_acceptor_t *a, int fd)
     h->poll.data = h;
     a->handles++;
     a->nheld++;
-    h->next = a->held;
-    if (a->held)
-        a->held->prev = h;
-    a->held = h;
+    mh_dlist_push_front(&a->held, &h->link);
     mh_timer_init(&h->timer, on_idle, h);
     mh_timerwheel_add(a->o.wheel, &h->timer, h->accepted_ms + a->o.idle_timeout_ms);
     uv_poll_start(&h->poll, UV_READABLE | UV_DISCONNECT, on_readable);
@@ -355,8 +348,8 @@ void mh_acceptor_close(mh_acceptor_t *a)
         return;
     a->closing = 1;
     a->qhead = a->qtail = NULL;
-    while (a->held)
-        release(a->held, 0);
+    while (a->held.head)
+        release(MH_CONTAINER_OF(a->held.head, held_t, link), 0);
     uv_close((uv_handle_t *)&a->listen, on_handle_closed);
     uv_close((uv_handle_t *)&a->pause, on_handle_closed);
     uv_close((uv_handle_t *)&a->turn, on_handle_closed);

@@ -466,7 +466,7 @@ static void release_body(mh_server_t *srv, struct mh_http *h);
  */
 static void body_drop(mh_server_t *srv, mh_mem_partial_t *p)
 {
-    struct mh_http *h = (struct mh_http *)((char *)p - offsetof(struct mh_http, body_partial));
+    struct mh_http *h = MH_CONTAINER_OF(p, struct mh_http, body_partial);
     release_body(srv, h);
     mh_buf_free(&h->in);
     set_fatal(h, MH_HTTP_UNAVAILABLE, MH_ERR_UNAVAILABLE,

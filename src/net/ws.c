@@ -291,7 +291,7 @@ static void rx_release(mh_server_t *srv, mh_session_t *s)
  */
 static void partial_drop(mh_server_t *srv, mh_mem_partial_t *p)
 {
-    mh_session_t *s = (mh_session_t *)((char *)p - offsetof(mh_session_t, rx_partial));
+    mh_session_t *s = MH_CONTAINER_OF(p, mh_session_t, rx_partial);
     rx_release(srv, s);
     mh_buf_free(&s->rx);
     mh_session_close(srv, s, MH_CLOSE_TRY_AGAIN_LATER);

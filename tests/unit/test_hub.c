@@ -112,7 +112,7 @@ typedef struct holder {
 static void drop_holder(mh_server_t *srv, mh_mem_partial_t *p)
 {
     holder_t *h = (holder_t *)p;
-    assert_false(p->linked); /* ended before drop() */
+    assert_false(mh_dlist_has(&srv->partials, &p->link)); /* ended before drop() */
     h->dropped++;
     mh_mem_sub(srv, h->bytes);
 }
@@ -148,8 +148,8 @@ static void test_make_room_drops_oldest_partials(void **state)
     assert_false(mh_mem_make_room(&srv, 2 << 20, 2 << 20, NULL));
     assert_int_equal(h[0].dropped, 0);
     assert_int_equal(h[3].dropped, 1);
-    assert_null(srv.partial_head);
-    assert_null(srv.partial_tail);
+    assert_null(srv.partials.head);
+    assert_null(srv.partials.tail);
 }
 
 static void test_latency_once_last_local_wrote(void **state)
