@@ -63,6 +63,7 @@
 #define READ_MAX 1000000u             /* entries per read: keeps one script run and reply bounded */
 #define ACK_FIXED_ARGS 5              /* verb, script, numkeys, 2 ARGV before the id, seq pairs */
 #define ACK_BATCH_MAX 1024u           /* acks per batch: keeps one script run bounded */
+#define BATCH_IN_FLIGHT_MAX 1u /* batches of a kind sent and unanswered: the next one waits */
 
 typedef mh_redis_conn_req_t req_t;
 typedef mh_redis_conn_cmd_t cmd_t;
@@ -77,15 +78,26 @@ typedef struct script {
 
 typedef struct lop lop_t;
 
+/*
+ * One kind of batched request (appends, acks). Callers join the open batch:
+ * held for the rest of the loop turn, and past it, while BATCH_IN_FLIGHT_MAX
+ * of the kind are unanswered, waiting for one to answer (a group commit: the
+ * busier Redis is, the more each script run carries).
+ */
+typedef struct batch {
+    lop_t *open;  /* the batch callers join, or NULL */
+    unsigned out; /* sent, not answered yet */
+} batch_t;
+
 typedef struct rlog {
     mh_redis_store_t *rs;
     mh_redis_conn_t *conn;
     char *prefix;
     mh_msglog_limits_t lim;
     script_t sc[SC_COUNT];
-    unsigned refs;  /* the owner's, and one per pending request */
-    lop_t *appends; /* the batch of appends collected this loop turn, held on the connection */
-    lop_t *acks;    /* the same for acks */
+    unsigned refs; /* the owner's, and one per pending request */
+    batch_t appends;
+    batch_t acks;
 } rlog_t;
 
 /* One caller of append, waiting in a batch: one relay. */
@@ -109,6 +121,9 @@ typedef struct lop {
     rlog_t *log;
     int script;
     int retried;                    /* NOSCRIPT was answered once with EVAL */
+    batch_t *kind;                  /* batched ops: the kind it was collected for */
+    int waiting;                    /* batched: its hold ended while another was out */
+    void (*prepare)(lop_t *);       /* batched: builds the arguments before it goes */
     void (*args)(lop_t *, cmd_t *); /* adds numkeys, keys and ARGV */
     size_t nargs;
     union {
@@ -473,6 +488,88 @@ static void op_done(lop_t *q)
     log_unref(q->log);
 }
 
+/* ---- batches: appends and acks ---- */
+
+/* Sends q (the open batch of its kind, held or waiting) now. */
+static void batch_send(lop_t *q)
+{
+    batch_t *b = q->kind;
+    if (b->open == q)
+        b->open = NULL;
+    q->waiting = 0;
+    b->out++;
+    if (q->prepare)
+        q->prepare(q);
+    op_submit(q);
+}
+
+/* The loop turn ended (or the store is being freed): q goes, unless one of its kind is out. */
+static void batch_flush(req_t *req)
+{
+    lop_t *q = (lop_t *)req;
+    if (q->kind->out >= BATCH_IN_FLIGHT_MAX && mh_redis_conn_up(q->log->conn)) {
+        q->waiting = 1; /* batch_answered() sends it; callers keep joining it meanwhile */
+        return;
+    }
+    batch_send(q);
+}
+
+/* Sends b's open batch now, held or waiting (a full one; or a read or open that must follow it). */
+static void batch_release(batch_t *b)
+{
+    lop_t *q = b->open;
+    if (!q)
+        return;
+    if (q->waiting)
+        batch_send(q);
+    else
+        mh_redis_conn_release(&q->req); /* calls batch_flush(): out or not, it goes */
+}
+
+/* q was answered (or failed): the batch waiting behind it goes. Call before q's callbacks. */
+static void batch_answered(lop_t *q)
+{
+    batch_t *b = q->kind;
+    b->out--;
+    if (b->open && b->open->waiting)
+        batch_send(b->open);
+}
+
+/*
+ * The open batch of b, a new one (held to the end of the loop turn) when
+ * none is; *fresh says which. The caller adds itself, then calls
+ * batch_joined().
+ */
+static lop_t *batch_join(rlog_t *log, batch_t *b, const mh_redis_conn_req_ops_t *ops, int script,
+                         int *fresh)
+{
+    *fresh = !b->open;
+    if (*fresh) {
+        b->open = op_new(log, ops, script, NULL);
+        b->open->kind = b;
+    }
+    return b->open;
+}
+
+/* After the caller joined q: a fresh batch is held (after its first caller, so a store being
+ * freed flushes it with that caller in it); a full one goes at once. */
+static void batch_joined(lop_t *q, int fresh, int full)
+{
+    if (fresh)
+        mh_redis_conn_hold(&q->req, batch_flush);
+    else if (full)
+        batch_release(q->kind);
+}
+
+/* Room for one more caller in a batch's array of waits (*cap grows by doubling). */
+static void *waits_grow(void *waits, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return waits;
+    *cap = *cap ? 2 * *cap : 16;
+    return mh_xrealloc(waits, *cap * size);
+}
+
 /* ---- append: batched per loop turn ---- */
 
 static void append_args(lop_t *q, cmd_t *c)
@@ -505,6 +602,7 @@ static void append_args(lop_t *q, cmd_t *c)
 static void finish_append(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
+    batch_answered(q);
     uint64_t last_id, dropped = 0;
     uint64_t *seqs = mh_xcalloc(q->n ? q->n : 1, sizeof(*seqs));
     const char **inst = mh_xcalloc(q->n ? q->n : 1, sizeof(*inst));
@@ -527,38 +625,18 @@ static void finish_append(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t append_ops = {"msglog_append", NULL, finish_append};
 
-/* The end of the loop turn (or the store's free, a read, an open, a full batch): one EVALSHA. */
-static void flush_appends(req_t *req)
-{
-    lop_t *q = (lop_t *)req;
-    if (q->log->appends == q)
-        q->log->appends = NULL;
-    op_submit(q);
-}
-
-/* Sends the batch of appends held now, if any, at once. */
-static void release_appends(rlog_t *log)
-{
-    if (log->appends)
-        mh_redis_conn_release(&log->appends->req);
-}
-
-/* Joins the batch of this loop turn (a new one when none is held); a full one goes at once. */
+/* Joins the open batch of appends (one EVALSHA for all of it); a full one goes at once. */
 static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
                        mh_msglog_append_fn cb, void *ud)
 {
     rlog_t *log = impl;
-    lop_t *q = log->appends;
-    int fresh = !q;
+    int fresh;
+    lop_t *q = batch_join(log, &log->appends, &append_ops, SC_APPEND, &fresh);
     if (fresh) {
-        q = log->appends = op_new(log, &append_ops, SC_APPEND, NULL);
         q->args = append_args;
         q->nargs = APPEND_FIXED_ARGS;
     }
-    if (q->nwaits == q->capwaits) {
-        q->capwaits = q->capwaits ? 2 * q->capwaits : 16;
-        q->appends = mh_xrealloc(q->appends, q->capwaits * sizeof(*q->appends));
-    }
+    q->appends = waits_grow(q->appends, q->nwaits, &q->capwaits, sizeof(*q->appends));
     append_wait_t *w = &q->appends[q->nwaits++];
     w->frame = mh_frame_ref(f);
     w->ids = mh_xmalloc((n ? n : 1) * sizeof(*ids));
@@ -571,10 +649,7 @@ static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f,
     q->nargs += APPEND_RELAY_ARGS + n;
     q->bytes += f->len;
     q->now = now_ms;
-    if (fresh) /* after the first caller: flushed at once while the store is being freed */
-        mh_redis_conn_hold(&q->req, flush_appends);
-    else if (q->nwaits == APPEND_BATCH_MAX || q->bytes >= APPEND_BATCH_BYTES)
-        release_appends(log);
+    batch_joined(q, fresh, q->nwaits == APPEND_BATCH_MAX || q->bytes >= APPEND_BATCH_BYTES);
 }
 
 /* ---- read, open, ack: one id each ---- */
@@ -644,7 +719,7 @@ static const mh_redis_conn_req_ops_t read_ops = {"msglog_read", NULL, finish_rea
 static void log_read(void *impl, uint64_t id, uint64_t after, size_t max, mh_msglog_read_fn cb,
                      void *ud)
 {
-    release_appends(impl); /* a read sees the appends made before it, as issued */
+    batch_release(&((rlog_t *)impl)->appends); /* a read sees the appends made before it */
     lop_t *q = id_op(impl, &read_ops, SC_READ, id, after, max > READ_MAX ? READ_MAX : max, ud);
     q->cb.read = cb;
     op_submit(q);
@@ -664,12 +739,11 @@ static void finish_open(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t open_ops = {"msglog_open", NULL, finish_open};
 
-static void release_acks(rlog_t *log);
-
 static void log_open(void *impl, uint64_t id, uint64_t since, mh_msglog_state_fn cb, void *ud)
 {
-    release_appends(impl); /* appends and acks made before the open run before it, as issued */
-    release_acks(impl);
+    rlog_t *log = impl; /* appends and acks made before the open run before it, as issued */
+    batch_release(&log->appends);
+    batch_release(&log->acks);
     lop_t *q = id_op(impl, &open_ops, SC_OPEN, id, since, ((rlog_t *)impl)->lim.ttl_ms, ud);
     q->cb.state = cb;
     op_submit(q);
@@ -719,15 +793,11 @@ static void acks_pairs(lop_t *q)
     free(w);
 }
 
-/* The end of the loop turn (or the store's free, or an open): one EVALSHA for the batch. */
-static void flush_acks(req_t *req)
+/* As the batch goes: one EVALSHA for its pairs. */
+static void acks_prepare(lop_t *q)
 {
-    lop_t *q = (lop_t *)req;
-    if (q->log->acks == q)
-        q->log->acks = NULL;
     acks_pairs(q);
     q->nargs = ACK_FIXED_ARGS + 2 * q->n;
-    op_submit(q);
 }
 
 /* Every caller of the batch gets its status, in the order the acks came. */
@@ -735,6 +805,7 @@ static void finish_ack(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
     (void)last;
+    batch_answered(q);
     for (size_t i = 0; i < q->nwaits; i++) {
         if (q->waits[i].cb)
             q->waits[i].cb(q->waits[i].ud, q->req.status);
@@ -745,32 +816,19 @@ static void finish_ack(req_t *req, const redisReply *last)
 
 static const mh_redis_conn_req_ops_t ack_ops = {"msglog_ack", NULL, finish_ack};
 
-/* Sends the batch held now, if any, at once. */
-static void release_acks(rlog_t *log)
-{
-    if (log->acks)
-        mh_redis_conn_release(&log->acks->req);
-}
-
-/* Joins the batch of this loop turn (a new one when none is held); a full one goes at once. */
+/* Joins the open batch of acks (one EVALSHA for all of it); a full one goes at once. */
 static void log_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_fn cb, void *ud)
 {
     rlog_t *log = impl;
-    lop_t *q = log->acks;
-    int fresh = !q;
+    int fresh;
+    lop_t *q = batch_join(log, &log->acks, &ack_ops, SC_ACK, &fresh);
     if (fresh) {
-        q = log->acks = op_new(log, &ack_ops, SC_ACK, NULL);
         q->args = acks_args;
+        q->prepare = acks_prepare;
     }
-    if (q->nwaits == q->capwaits) {
-        q->capwaits = q->capwaits ? 2 * q->capwaits : 16;
-        q->waits = mh_xrealloc(q->waits, q->capwaits * sizeof(*q->waits));
-    }
+    q->waits = waits_grow(q->waits, q->nwaits, &q->capwaits, sizeof(*q->waits));
     q->waits[q->nwaits++] = (ack_wait_t){id, seq, cb, ud};
-    if (fresh) /* after the first caller: flushed at once while the store is being freed */
-        mh_redis_conn_hold(&q->req, flush_acks);
-    else if (q->nwaits == ACK_BATCH_MAX)
-        release_acks(log);
+    batch_joined(q, fresh, q->nwaits == ACK_BATCH_MAX);
 }
 
 /* ---- construction ---- */

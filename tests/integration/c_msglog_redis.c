@@ -765,6 +765,50 @@ static void test_append_batch(void **state)
     assert_int_equal(count_keys(f, ":log*:99"), 0);
 }
 
+/*
+ * A group commit: while a batch is unanswered (Redis stopped with SIGSTOP),
+ * the appends and acks of the following loop turns wait in one batch each,
+ * which goes as soon as the one out is answered: 2 EVALSHA of each kind for
+ * 6 turns, every caller called once, seqs in the order of the turns.
+ */
+static void test_group_commit(void **state)
+{
+    enum { TURNS = 6 };
+    fx_t *f = *state;
+    open_private(f, 10000, 16u << 20, 60000);
+    set_last_id(f, 2);
+    for (uint64_t id = 1; id <= 2; id++) /* scripts loaded; something to ack */
+        assert_int_equal(append1(f, id, "{\"type\":\"message\",\"body\":\"0\"}", NULL), 1);
+    long long before = evalsha_calls(f);
+    static res_t r[TURNS];
+    static ackr_t a[TURNS];
+    memset(r, 0, sizeof(r));
+    memset(a, 0, sizeof(a));
+    uint64_t id = 1;
+    mh_frame_t *fr = msg_frame("{\"type\":\"message\"}", 17);
+    kill(f->child, SIGSTOP);
+    for (int t = 0; t < TURNS; t++) {
+        mh_msglog_append(&f->log, &id, 1, fr, mh_now_ms(), cb_append, &r[t]);
+        mh_msglog_ack(&f->log, 2, 1, cb_ackr, &a[t]);
+        run_for(f, 20); /* the turn ends: the first batches go, the later ones wait */
+    }
+    mh_frame_unref(fr);
+    for (int t = 0; t < TURNS; t++)
+        assert_int_equal(r[t].calls + a[t].calls, 0);
+    kill(f->child, SIGCONT);
+    assert_true(run_until(f, &r[TURNS - 1].calls, 1, WAIT_MS));
+    wait_ackrs(f, a, TURNS, 0);
+    run_for(f, 20);
+    assert_int_equal(evalsha_calls(f) - before, 4); /* appends 1 + 1, acks 1 + 1 */
+    for (int t = 0; t < TURNS; t++) {
+        assert_int_equal(r[t].calls, 1);
+        assert_int_equal(r[t].status, 0);
+        assert_int_equal(r[t].seqs[0], 2 + t);
+        res_clear(&r[t]);
+    }
+    assert_int_equal(hget_num(f, "%s:logm:%llu", 2, "acked"), 1);
+}
+
 /* Retention over a batch: 5 appends to one id in one turn with max_msgs 3: 2 dropped, once. */
 static void test_append_batch_retention(void **state)
 {
@@ -1135,12 +1179,13 @@ int main(void)
     snprintf(g_run, sizeof(g_run), "mhlogtest-%d-%llx", (int)getpid(),
              (unsigned long long)(uv_hrtime() ^ ((uint64_t)rand() << 20)));
     const struct CMUnitTest tests[] = {
-        T(test_append_seq_routes), T(test_append_batch),   T(test_append_batch_retention),
-        T(test_read_after),        T(test_ack_by_seq),     T(test_ack_batch),
-        T(test_ack_batch_outage),  T(test_open_since),     T(test_retention_count),
-        T(test_retention_bytes),   T(test_retention_ttl),  T(test_body_once),
-        T(test_fanout_cost),       T(test_many_receivers), T(test_script_flush),
-        T(test_unreachable),       T(test_outage),         T(test_free_pending),
+        T(test_append_seq_routes), T(test_append_batch),     T(test_append_batch_retention),
+        T(test_group_commit),      T(test_read_after),       T(test_ack_by_seq),
+        T(test_ack_batch),         T(test_ack_batch_outage), T(test_open_since),
+        T(test_retention_count),   T(test_retention_bytes),  T(test_retention_ttl),
+        T(test_body_once),         T(test_fanout_cost),      T(test_many_receivers),
+        T(test_script_flush),      T(test_unreachable),      T(test_outage),
+        T(test_free_pending),
     };
     return cmocka_run_group_tests_name("msglog_redis", tests, NULL, NULL);
 }
