@@ -31,6 +31,7 @@ typedef struct mh_config {
     uint64_t max_body_bytes;        /* 1048576 */
     uint32_t max_connections;       /* 0 before parse: then open-file limit - reserve */
     uint64_t outbound_buffer_bytes; /* 8388608 */
+    uint32_t write_coalesce_us;     /* 0: writes go before the next poll */
     double rate_per_s;              /* 200 */
     double rate_burst;              /* 400 */
     uint32_t ping_interval_s;       /* 20 */

@@ -16,6 +16,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -67,6 +68,9 @@ typedef struct mh_server_priv {
     uv_check_t turn;         /* after each loop turn: liveness' accept step */
     uv_prepare_t poll_gap;   /* before each poll: the writes sessions asked for, then the turn's
                                 length (msghub_loop_busy_max_seconds) */
+    uv_poll_t coalesce;      /* --write-coalesce: a timerfd that ends the hold of the writes */
+    int coalesce_fd;         /* -1 when off */
+    uint64_t due_since_ns;   /* --write-coalesce: when writes first came due, 0 when none is */
     uint64_t turn_start_ns;  /* uv_hrtime() at the previous poll */
     uint64_t idle_ns;        /* uv_metrics_idle_time() then */
     mh_acceptor_t *acceptor; /* the listening socket (lws has none) */
@@ -75,6 +79,8 @@ typedef struct mh_server_priv {
     int finished;
     int exit_code;
 } mh_server_priv_t;
+
+static void on_coalesce_closed(uv_handle_t *h);
 
 /* Reads one unsigned number from path; 0 when absent or "max". */
 static uint64_t read_u64_file(const char *path)
@@ -245,6 +251,8 @@ static void finish(mh_server_t *srv)
     uv_close((uv_handle_t *)&p->wheel, NULL);
     uv_close((uv_handle_t *)&p->turn, NULL);
     uv_close((uv_handle_t *)&p->poll_gap, NULL);
+    if (p->coalesce_fd >= 0)
+        uv_close((uv_handle_t *)&p->coalesce, on_coalesce_closed);
     uv_close((uv_handle_t *)&p->sigterm, NULL);
     uv_close((uv_handle_t *)&p->sigint, NULL);
     lws_context_destroy(srv->lws); /* first stage; lws NULLs srv->lws when done */
@@ -307,16 +315,77 @@ static void on_loop_turn(uv_check_t *c)
     mh_live_loop_turn(c->data);
 }
 
+/* The hold of --write-coalesce ended: the poll returns, the next prepare writes. */
+static void on_coalesce_due(uv_poll_t *h, int status, int events)
+{
+    mh_server_priv_t *p = h->data;
+    uint64_t expirations;
+    (void)status;
+    (void)events;
+    if (read(p->coalesce_fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+        mh_warn("coalesce_timer_failed", "err=\"%s\"", strerror(errno));
+}
+
+static void on_coalesce_closed(uv_handle_t *h)
+{
+    mh_server_priv_t *p = h->data;
+    close(p->coalesce_fd);
+    p->coalesce_fd = -1;
+}
+
+/* --write-coalesce: a timerfd (libuv's timers are whole milliseconds) watched by the loop. */
+static void coalesce_init(mh_server_t *srv)
+{
+    mh_server_priv_t *p = srv->priv;
+    p->coalesce_fd = -1;
+    if (!srv->cfg->write_coalesce_us)
+        return;
+    int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (fd < 0 || uv_poll_init(srv->loop, &p->coalesce, fd)) {
+        mh_warn("coalesce_off", "err=\"%s\"", strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return;
+    }
+    p->coalesce_fd = fd;
+    p->coalesce.data = p;
+    uv_poll_start(&p->coalesce, UV_READABLE, on_coalesce_due);
+}
+
+/*
+ * 1 when the writes due may go now: always without --write-coalesce; with
+ * it, once the first has waited that long (the timerfd wakes the poll then).
+ */
+static int writes_may_go(mh_server_t *srv, uint64_t now_ns)
+{
+    mh_server_priv_t *p = srv->priv;
+    if (p->coalesce_fd < 0 || !srv->n_write_due)
+        return 1;
+    uint64_t hold_ns = (uint64_t)srv->cfg->write_coalesce_us * 1000u;
+    if (!p->due_since_ns) {
+        p->due_since_ns = now_ns;
+        uint64_t at = now_ns + hold_ns; /* uv_hrtime() is CLOCK_MONOTONIC */
+        struct itimerspec its = {{0, 0}, {(time_t)(at / 1000000000u), (long)(at % 1000000000u)}};
+        timerfd_settime(p->coalesce_fd, TFD_TIMER_ABSTIME, &its, NULL);
+    }
+    if (now_ns - p->due_since_ns < hold_ns)
+        return 0;
+    p->due_since_ns = 0;
+    return 1;
+}
+
 /*
  * Before each poll: the batches of sessions whose queue filled this turn
- * (mh_session_arm_writes), then the time since the previous poll, less the
- * time spent waiting, was work.
+ * (mh_session_arm_writes; with --write-coalesce, those of the turns within
+ * its hold), then the time since the previous poll, less the time spent
+ * waiting, was work.
  */
 static void on_before_poll(uv_prepare_t *h)
 {
     mh_server_t *srv = h->data;
     mh_server_priv_t *p = srv->priv;
-    mh_session_arm_writes(srv);
+    if (writes_may_go(srv, uv_hrtime()))
+        mh_session_arm_writes(srv);
     uint64_t now = uv_hrtime(), idle = uv_metrics_idle_time(srv->loop);
     if (p->turn_start_ns) {
         uint64_t busy_us = (now - p->turn_start_ns - (idle - p->idle_ns)) / 1000u;
@@ -476,6 +545,7 @@ static int run_loop(mh_server_t *srv)
     uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
     uv_check_start(&p->turn, on_loop_turn);
     uv_prepare_start(&p->poll_gap, on_before_poll);
+    coalesce_init(srv);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",
             cfg->listen_host, cfg->listen_port, srv->distributed ? "distributed" : "standalone",
             cfg->instance_id, cfg->max_connections,

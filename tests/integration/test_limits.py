@@ -469,3 +469,29 @@ def test_big_body_to_255_receivers_adds_under_3_mib(hub_factory, readers):
         return  # the deliveries ran under ASan; its RSS says nothing about ours
     assert added < BIG_ADDED_MAX_KB, "peak RSS rose by %d kB (limit %d kB)" % (
         added, BIG_ADDED_MAX_KB)
+
+
+# ---- --write-coalesce ------------------------------------------------------------------
+
+def test_write_coalesce_holds_writes_then_sends_all_in_order(hub_factory):
+    """--write-coalesce 100000: what comes due waits 100 ms (never less) from
+    the first write due, then everything queued meanwhile goes, in order; the
+    sender's answers are held the same way; other sessions are served."""
+    hold_s = 0.100
+    h = hub_factory("--write-coalesce", "100000")
+    a = h.ws()
+    b = h.ws()
+    t0 = time.monotonic()
+    for i in range(20):
+        a.send_text('{"type":"relay","ref":"c%d","receivers":[%d],"body":{"n":%d}}' % (i, b.id, i))
+    first = b.recv_json()
+    waited = time.monotonic() - t0
+    assert waited >= hold_s - 0.005, waited
+    check_message(first, a.id, {"n": 0}, seq=1)
+    for i in range(1, 20):
+        check_message(b.recv_json(), a.id, {"n": i}, seq=i + 1)
+    for i in range(20):
+        assert a.recv_json() == {"type": "relayed", "ref": "c%d" % i, "accepted": 1, "unknown": []}
+    c = h.ws()  # a new session's hello is held too, and comes
+    c.send_text('{"type":"ping","ref":"p"}')
+    assert c.recv_json() == {"type": "pong", "ref": "p"}

@@ -139,6 +139,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->max_body_bytes, 1048576);
     assert_int_equal(c->max_connections, NOFILE - MH_CONFIG_FD_RESERVE);
     assert_int_equal(c->outbound_buffer_bytes, 8388608);
+    assert_int_equal(c->write_coalesce_us, 0);
     assert_true(c->rate_per_s == 200.0);
     assert_true(c->rate_burst == 400.0);
     assert_int_equal(c->ping_interval_s, 20);
@@ -324,12 +325,14 @@ static void test_numbers_ranges(void **state)
     expect_fail(NULL, ARGS("--max-receivers=4294967296"), "--max-receivers", "out of range");
     expect_fail(NULL, ARGS("--idle-timeout=4294967296"), "--idle-timeout", "out of range");
     expect_fail(NULL, ARGS("--ping-interval=3601"), "--ping-interval", "out of range");
+    expect_fail(NULL, ARGS("--write-coalesce=100001"), "--write-coalesce", "out of range");
 
     run_t r = {0};
     load(&r, NULL,
          ARGS("--outbound-buffer-bytes=1024", "--max-receivers=4294967295", "--idle-timeout=0",
-              "--shutdown-timeout=0", "--max-body-bytes=1"));
+              "--shutdown-timeout=0", "--max-body-bytes=1", "--write-coalesce=100000"));
     assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg.write_coalesce_us, 100000);
     assert_int_equal(r.cfg.outbound_buffer_bytes, 1024);
     assert_int_equal(r.cfg.max_receivers, 4294967295u);
     assert_int_equal(r.cfg.idle_timeout_s, 0);
