@@ -70,7 +70,7 @@ int mh_mem_make_room(mh_server_t *srv, size_t total, size_t more, const mh_mem_p
     while (total > MH_MEM_SMALL &&
            srv->metrics.memory_bytes + more > srv->metrics.memory_limit_bytes) {
         mh_dlink_t *n = srv->partials.head;
-        if (n && n == &self->link)
+        if (n && self && n == &self->link) /* self may be NULL: no &NULL->link */
             n = n->next;
         if (!n)
             break;
