@@ -54,6 +54,9 @@
 #include "redis_conn.h"
 #include "redis_decode.h"
 
+#include "msghub/u64map.h"
+#include "msghub/util.h"
+
 #define SHA_HEX_LEN 40
 #define APPEND_FIXED_ARGS 10          /* verb, script, numkeys, 2 keys, 5 ARGV before the relays */
 #define APPEND_RELAY_ARGS 3           /* text, seq_at, count, before each relay's ids */
@@ -63,6 +66,7 @@
 #define READ_MAX 1000000u             /* entries per read: keeps one script run and reply bounded */
 #define ACK_FIXED_ARGS 5              /* verb, script, numkeys, 2 ARGV before the id, seq pairs */
 #define ACK_BATCH_MAX 1024u           /* acks per batch: keeps one script run bounded */
+#define TOUCH_EVERY_MS 1000u          /* a receiver's log TTLs are renewed at most this often */
 #define BATCH_IN_FLIGHT_MAX 1u /* batches of a kind sent and unanswered: the next one waits */
 
 typedef mh_redis_conn_req_t req_t;
@@ -98,6 +102,9 @@ typedef struct rlog {
     unsigned refs; /* the owner's, and one per pending request */
     batch_t appends;
     batch_t acks;
+    mh_u64map_t *touched; /* ids whose TTLs a batch sent since touched_ms renewed */
+    uint64_t touched_ms;  /* when touched was emptied last */
+    uint64_t touch_ms;    /* TOUCH_EVERY_MS, or 1 % of the TTL when that is less */
 } rlog_t;
 
 /* One caller of append, waiting in a batch: one relay. */
@@ -134,6 +141,7 @@ typedef struct lop {
     } cb;
     void *ud;
     uint64_t *ids;          /* ack: id, seq pairs */
+    unsigned char *touch;   /* append: per id of every relay, in order: 1 when its TTLs renew */
     size_t n;               /* append: ids of all relays; ack: pairs */
     append_wait_t *appends; /* append: the relays, in the order they came */
     ack_wait_t *waits;      /* ack: the callers, in the order they came */
@@ -207,7 +215,9 @@ typedef struct lop {
  * count ids. Each relay with a known receiver gets one body (msgids by one
  * INCRBY); each receiver's entries of the whole batch go in relay order by
  * one HINCRBY of last, one RPUSH, one retention pass and one touch, so a
- * receiver named by k relays of the turn costs about what one did.
+ * receiver named by k relays of the turn costs about what one did. An id
+ * sent as -id skips the touch (its instance touched it within
+ * TOUCH_EVERY_MS); keys that the batch creates are always touched.
  * Returns {last_id, dropped, then seq, route per id of every relay, in
  * order}: an unknown id has seq 0 and route false.
  */
@@ -243,8 +253,10 @@ static const char append_lua[] = LUA_COMMON
     "local nowv = tonumber(now)\n"
     "local maxn, maxb = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local last_id = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
+    /* an id sent as -id: its instance touched its keys' TTLs within the last TOUCH_EVERY_MS */
     "local function known(a)\n"
     "  local v = tonumber(a)\n"
+    "  if v ~= nil and v < 0 then v = -v end\n"
     "  return v ~= nil and v >= 1 and v <= last_id\n"
     "end\n"
     /* pass 1: the relays, and how many of them have a known receiver (a body each) */
@@ -279,12 +291,15 @@ static const char append_lua[] = LUA_COMMON
     "    out[#out + 1] = 0\n"
     "    out[#out + 1] = false\n"
     "    if m and ok[j] then\n"
-    "      local p = per[ARGV[j]]\n"
+    "      local id, due = ARGV[j], true\n"
+    "      if string.byte(id, 1) == 45 then id, due = string.sub(id, 2), false end\n"
+    "      local p = per[id]\n"
     "      if not p then\n"
     "        p = {}\n"
-    "        per[ARGV[j]] = p\n"
-    "        order[#order + 1] = ARGV[j]\n"
+    "        per[id] = p\n"
+    "        order[#order + 1] = id\n"
     "      end\n"
+    "      if due then p.touch = true end\n"
     "      p[#p + 1] = {size0, m, #out - 1}\n"
     "    end\n"
     "  end\n"
@@ -305,7 +320,8 @@ static const char append_lua[] = LUA_COMMON
     "  end\n"
     "  local n, bytes = push(mk, lk, es, top - #p + 1, sum)\n"
     "  dropped = dropped + retain(mk, lk, n, bytes, nowv, ttl, maxn, maxb)\n"
-    "  touch(mk, lk, ttl)\n"
+    /* new keys always get their TTL; known ones when their instance says it is due */
+    "  if p.touch or n == #es or top == #p then touch(mk, lk, ttl) end\n"
     "  routes[#routes + 1] = pfx .. ':route:' .. id\n"
     "end\n"
     /* the routes, by MGET in chunks (unpack has a stack limit), into every slot of their id */
@@ -405,6 +421,7 @@ static void log_unref(rlog_t *log)
 {
     if (--log->refs)
         return;
+    mh_u64map_free(log->touched);
     free(log->prefix);
     free(log);
 }
@@ -484,6 +501,7 @@ static void op_done(lop_t *q)
         free(q->appends[i].ids);
     }
     free(q->appends);
+    free(q->touch);
     free(q->ids);
     log_unref(q->log);
 }
@@ -584,13 +602,41 @@ static void append_args(lop_t *q, cmd_t *c)
     mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->ttl_ms);
     mh_redis_conn_cmd_fmt(c, "%" PRIu32, lim->max_msgs ? lim->max_msgs : 1);
     mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->max_bytes);
+    size_t k = 0;
     for (size_t r = 0; r < q->nwaits; r++) {
         const append_wait_t *w = &q->appends[r];
         mh_redis_conn_cmd_bin(c, mh_frame_data(w->frame), w->frame->len);
         mh_redis_conn_cmd_fmt(c, "%" PRIu32, w->frame->seq_at);
         mh_redis_conn_cmd_fmt(c, "%zu", w->n);
-        for (size_t i = 0; i < w->n; i++)
-            mh_redis_conn_cmd_fmt(c, "%" PRIu64, w->ids[i]);
+        for (size_t i = 0; i < w->n; i++, k++)
+            mh_redis_conn_cmd_fmt(c, q->touch[k] ? "%" PRIu64 : "-%" PRIu64, w->ids[i]);
+    }
+}
+
+/*
+ * As the batch goes (once, so a NOSCRIPT retry sends the same): which ids
+ * get their TTLs renewed. An id is touched by the first batch that names
+ * it after touched was last emptied, which happens every touch_ms, so each
+ * log's keys are renewed at least once per touch_ms while it is appended
+ * to (and at most about as often), never more than touch_ms late.
+ */
+static void append_prepare(lop_t *q)
+{
+    rlog_t *log = q->log;
+    if (q->now - log->touched_ms >= log->touch_ms || q->now < log->touched_ms) {
+        mh_u64map_free(log->touched);
+        log->touched = mh_u64map_new();
+        log->touched_ms = q->now;
+    }
+    q->touch = mh_xmalloc(q->n ? q->n : 1);
+    size_t k = 0;
+    for (size_t r = 0; r < q->nwaits; r++) {
+        const append_wait_t *w = &q->appends[r];
+        for (size_t i = 0; i < w->n; i++, k++) {
+            q->touch[k] = !mh_u64map_get(log->touched, w->ids[i]);
+            if (q->touch[k])
+                mh_u64map_put(log->touched, w->ids[i], log);
+        }
     }
 }
 
@@ -634,6 +680,7 @@ static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f,
     lop_t *q = batch_join(log, &log->appends, &append_ops, SC_APPEND, &fresh);
     if (fresh) {
         q->args = append_args;
+        q->prepare = append_prepare;
         q->nargs = APPEND_FIXED_ARGS;
     }
     q->appends = waits_grow(q->appends, q->nwaits, &q->capwaits, sizeof(*q->appends));
@@ -847,6 +894,8 @@ int mh_msglog_redis_new(mh_msglog_t *out, mh_redis_store_t *rs, const mh_msglog_
     log->prefix = mh_xstrdup(mh_redis_store_prefix(rs));
     log->lim = *lim;
     log->refs = 1;
+    log->touched = mh_u64map_new();
+    log->touch_ms = lim->ttl_ms / 100 < TOUCH_EVERY_MS ? lim->ttl_ms / 100 : TOUCH_EVERY_MS;
     for (int i = 0; i < SC_COUNT; i++) {
         log->sc[i].src = srcs[i];
         sha1_hex(srcs[i], log->sc[i].sha);

@@ -809,6 +809,36 @@ static void test_group_commit(void **state)
     assert_int_equal(hget_num(f, "%s:logm:%llu", 2, "acked"), 1);
 }
 
+/*
+ * TTL touches: a log appended to again within 1 % of the TTL (600 ms of
+ * 60 s) keeps the TTL its first append gave; after that, or when the
+ * append creates the list anew (acked empty), the TTL is renewed.
+ */
+static void test_touch_at_most_once_per_interval(void **state)
+{
+    fx_t *f = *state;
+    open_log(f, 10000, 16u << 20, 60000, 1);
+    set_last_id(f, 1);
+    char lk[160];
+    snprintf(lk, sizeof(lk), "%s:log:1", f->prefix);
+    assert_int_equal(append1(f, 1, "{\"type\":\"message\",\"body\":\"1\"}", NULL), 1);
+    long long first = sync_cmd(f, NULL, 0, "PTTL %s", lk);
+    assert_true(first > 59000 && first <= 60000);
+    run_for(f, 200);
+    assert_int_equal(append1(f, 1, "{\"type\":\"message\",\"body\":\"2\"}", NULL), 2);
+    long long held = sync_cmd(f, NULL, 0, "PTTL %s", lk);
+    assert_true(held <= first - 150); /* not renewed */
+    run_for(f, 600);
+    assert_int_equal(append1(f, 1, "{\"type\":\"message\",\"body\":\"3\"}", NULL), 3);
+    long long renewed = sync_cmd(f, NULL, 0, "PTTL %s", lk);
+    assert_true(renewed > 59900); /* renewed: the interval passed */
+    ack(f, 1, 3);                 /* the list goes */
+    assert_int_equal(sync_cmd(f, NULL, 0, "PTTL %s", lk), -2);
+    assert_int_equal(append1(f, 1, "{\"type\":\"message\",\"body\":\"4\"}", NULL), 4);
+    long long anew = sync_cmd(f, NULL, 0, "PTTL %s", lk);
+    assert_true(anew > 59900); /* a list created anew gets its TTL at once */
+}
+
 /* Retention over a batch: 5 appends to one id in one turn with max_msgs 3: 2 dropped, once. */
 static void test_append_batch_retention(void **state)
 {
@@ -1179,12 +1209,25 @@ int main(void)
     snprintf(g_run, sizeof(g_run), "mhlogtest-%d-%llx", (int)getpid(),
              (unsigned long long)(uv_hrtime() ^ ((uint64_t)rand() << 20)));
     const struct CMUnitTest tests[] = {
-        T(test_append_seq_routes), T(test_append_batch),     T(test_append_batch_retention),
-        T(test_group_commit),      T(test_read_after),       T(test_ack_by_seq),
-        T(test_ack_batch),         T(test_ack_batch_outage), T(test_open_since),
-        T(test_retention_count),   T(test_retention_bytes),  T(test_retention_ttl),
-        T(test_body_once),         T(test_fanout_cost),      T(test_many_receivers),
-        T(test_script_flush),      T(test_unreachable),      T(test_outage),
+        T(test_append_seq_routes),
+        T(test_append_batch),
+        T(test_append_batch_retention),
+        T(test_group_commit),
+        T(test_touch_at_most_once_per_interval),
+        T(test_read_after),
+        T(test_ack_by_seq),
+        T(test_ack_batch),
+        T(test_ack_batch_outage),
+        T(test_open_since),
+        T(test_retention_count),
+        T(test_retention_bytes),
+        T(test_retention_ttl),
+        T(test_body_once),
+        T(test_fanout_cost),
+        T(test_many_receivers),
+        T(test_script_flush),
+        T(test_unreachable),
+        T(test_outage),
         T(test_free_pending),
     };
     return cmocka_run_group_tests_name("msglog_redis", tests, NULL, NULL);
