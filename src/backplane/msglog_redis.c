@@ -216,13 +216,16 @@ typedef struct lop {
  * INCRBY); each receiver's entries of the whole batch go in relay order by
  * one HINCRBY of last, one RPUSH, one retention pass and one touch, so a
  * receiver named by k relays of the turn costs about what one did. An id
- * sent as -id skips the touch (its instance touched it within
- * TOUCH_EVERY_MS); keys that the batch creates are always touched.
+ * sent as -id skips the touch and the age check of its head entry (its
+ * instance did both within TOUCH_EVERY_MS); keys that the batch creates
+ * are always touched, and the count and byte caps are always enforced.
  * Returns {last_id, dropped, then seq, route per id of every relay, in
  * order}: an unknown id has seq 0 and route false.
  */
 static const char append_lua[] = LUA_COMMON
+    /* ttl 0: no age check (none configured, or not due): under the caps nothing to look at */
     "local function retain(mk, lk, n, bytes, now, ttl, maxn, maxb)\n"
+    "  if ttl == 0 and n <= maxn and bytes <= maxb then return 0 end\n"
     "  local acked, dropped, freed = nil, 0, 0\n"
     "  while n > 1 do\n"
     "    local s, z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
@@ -319,9 +322,11 @@ static const char append_lua[] = LUA_COMMON
     "    out[e[3]] = top - #p + x\n"
     "  end\n"
     "  local n, bytes = push(mk, lk, es, top - #p + 1, sum)\n"
-    "  dropped = dropped + retain(mk, lk, n, bytes, nowv, ttl, maxn, maxb)\n"
-    /* new keys always get their TTL; known ones when their instance says it is due */
-    "  if p.touch or n == #es or top == #p then touch(mk, lk, ttl) end\n"
+    /* new keys always get their TTL, known ones when their instance says it is due; the head's
+       age is checked then too (entries leave by age at most that late) */
+    "  local due = p.touch or n == #es or top == #p\n"
+    "  dropped = dropped + retain(mk, lk, n, bytes, nowv, due and ttl or 0, maxn, maxb)\n"
+    "  if due then touch(mk, lk, ttl) end\n"
     "  routes[#routes + 1] = pfx .. ':route:' .. id\n"
     "end\n"
     /* the routes, by MGET in chunks (unpack has a stack limit), into every slot of their id */
