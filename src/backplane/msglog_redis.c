@@ -215,10 +215,11 @@ typedef struct lop {
  * count ids. Each relay with a known receiver gets one body (msgids by one
  * INCRBY); each receiver's entries of the whole batch go in relay order by
  * one HINCRBY of last, one RPUSH, one retention pass and one touch, so a
- * receiver named by k relays of the turn costs about what one did. An id
- * sent as -id skips the touch and the age check of its head entry (its
- * instance did both within TOUCH_EVERY_MS); keys that the batch creates
- * are always touched, and the count and byte caps are always enforced.
+ * receiver named by k relays of the turn costs about what one did. Only an
+ * id sent as -id gets its TTLs renewed and its head entry's age checked
+ * (its instance did both for the others within TOUCH_EVERY_MS); keys that
+ * the batch creates are always touched, and the count and byte caps are
+ * always enforced.
  * Returns {last_id, dropped, then seq, route per id of every relay, in
  * order}: an unknown id has seq 0 and route false.
  */
@@ -256,15 +257,22 @@ static const char append_lua[] = LUA_COMMON
     "local nowv = tonumber(now)\n"
     "local maxn, maxb = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local last_id = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
-    /* an id sent as -id: its instance touched its keys' TTLs within the last TOUCH_EVERY_MS */
+    /* an id sent as -id is due for the touch; each distinct argument is checked once */
+    "local seen = {}\n"
     "local function known(a)\n"
-    "  local v = tonumber(a)\n"
-    "  if v ~= nil and v < 0 then v = -v end\n"
-    "  return v ~= nil and v >= 1 and v <= last_id\n"
+    "  local k = seen[a]\n"
+    "  if k == nil then\n"
+    "    local v = tonumber(a)\n"
+    "    if v ~= nil and v < 0 then v = -v end\n"
+    "    k = v ~= nil and v >= 1 and v <= last_id\n"
+    "    seen[a] = k\n"
+    "  end\n"
+    "  return k\n"
     "end\n"
-    /* pass 1: the relays, and how many of them have a known receiver (a body each) */
-    "local relays, ok, bodies, i = {}, {}, 0, 6\n"
-    "while i <= #ARGV do\n"
+    /* pass 1: the relays {at, count, known count}, and how many have a known receiver (a body
+       each) */
+    "local relays, ok, bodies, i, nargs = {}, {}, 0, 6, #ARGV\n"
+    "while i <= nargs do\n"
     "  local cnt, c = tonumber(ARGV[i + 2]), 0\n"
     "  for j = i + 3, i + 2 + cnt do\n"
     "    if known(ARGV[j]) then\n"
@@ -277,9 +285,11 @@ static const char append_lua[] = LUA_COMMON
     "end\n"
     "local mid = 0\n"
     "if bodies > 0 then mid = redis.call('INCRBY', KEYS[2], bodies) - bodies end\n"
-    /* pass 2: the bodies; each receiver's entries (size, body, reply slot) in relay order */
-    "local out, per, order = {last_id, 0}, {}, {}\n"
-    "for _, rl in ipairs(relays) do\n"
+    /* pass 2: the bodies; per receiver, flat pairs (relay index, reply slot) in relay order;
+       each relay keeps the size of its entries without the seq (7 = #',"seq":') and the end of
+       its entries (':' .. now .. ':' .. msgid) */
+    "local out, per, order, nout = {last_id, 0}, {}, {}, 2\n"
+    "for r, rl in ipairs(relays) do\n"
     "  local at, cnt, m = rl[1], rl[2], nil\n"
     "  if rl[3] > 0 then\n"
     "    mid = mid + 1\n"
@@ -287,15 +297,14 @@ static const char append_lua[] = LUA_COMMON
     "    local bk = pfx .. ':msg:' .. m\n"
     "    redis.call('HSET', bk, 't', ARGV[at], 'a', ARGV[at + 1], 'r', rl[3])\n"
     "    if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
+    "    rl[4], rl[5] = #ARGV[at] + 7, ':' .. now .. ':' .. m\n"
     "  end\n"
-    /* 7 = #',"seq":', in the size of each entry */
-    "  local size0 = #ARGV[at] + 7\n"
     "  for j = at + 3, at + 2 + cnt do\n"
-    "    out[#out + 1] = 0\n"
-    "    out[#out + 1] = false\n"
+    "    out[nout + 1], out[nout + 2], nout = 0, false, nout + 2\n"
     "    if m and ok[j] then\n"
-    "      local id, due = ARGV[j], true\n"
-    "      if string.byte(id, 1) == 45 then id, due = string.sub(id, 2), false end\n"
+    "      local id = ARGV[j]\n"
+    "      local due = string.byte(id, 1) == 45\n"
+    "      if due then id = string.sub(id, 2) end\n"
     "      local p = per[id]\n"
     "      if not p then\n"
     "        p = {}\n"
@@ -303,7 +312,8 @@ static const char append_lua[] = LUA_COMMON
     "        order[#order + 1] = id\n"
     "      end\n"
     "      if due then p.touch = true end\n"
-    "      p[#p + 1] = {size0, m, #out - 1}\n"
+    "      p[#p + 1] = r\n"
+    "      p[#p + 1] = nout - 1\n"
     "    end\n"
     "  end\n"
     "end\n"
@@ -311,20 +321,22 @@ static const char append_lua[] = LUA_COMMON
     "local dropped, routes = 0, {}\n"
     "for _, id in ipairs(order) do\n"
     "  local p = per[id]\n"
+    "  local k = #p / 2\n"
     "  local mk, lk = pfx .. ':logm:' .. id, pfx .. ':log:' .. id\n"
-    "  local top = redis.call('HINCRBY', mk, 'last', #p)\n"
-    "  local es, sum = {}, 0\n"
-    "  for x, e in ipairs(p) do\n"
-    "    local seq = tostring(top - #p + x)\n"
-    "    local size = e[1] + #seq\n"
-    "    es[x] = seq .. ':' .. size .. ':' .. now .. ':' .. e[2]\n"
+    "  local top = redis.call('HINCRBY', mk, 'last', k)\n"
+    "  local es, sum, base = {}, 0, top - k\n"
+    "  for x = 1, k do\n"
+    "    local rl, s = relays[p[2 * x - 1]], base + x\n"
+    "    local seq = tostring(s)\n"
+    "    local size = rl[4] + #seq\n"
+    "    es[x] = seq .. ':' .. size .. rl[5]\n"
     "    sum = sum + size\n"
-    "    out[e[3]] = top - #p + x\n"
+    "    out[p[2 * x]] = s\n"
     "  end\n"
-    "  local n, bytes = push(mk, lk, es, top - #p + 1, sum)\n"
+    "  local n, bytes = push(mk, lk, es, base + 1, sum)\n"
     /* new keys always get their TTL, known ones when their instance says it is due; the head's
        age is checked then too (entries leave by age at most that late) */
-    "  local due = p.touch or n == #es or top == #p\n"
+    "  local due = p.touch or n == k or top == k\n"
     "  dropped = dropped + retain(mk, lk, n, bytes, nowv, due and ttl or 0, maxn, maxb)\n"
     "  if due then touch(mk, lk, ttl) end\n"
     "  routes[#routes + 1] = pfx .. ':route:' .. id\n"
@@ -333,7 +345,8 @@ static const char append_lua[] = LUA_COMMON
     "for c = 1, #routes, 1000 do\n"
     "  local got = redis.call('MGET', unpack(routes, c, math.min(c + 999, #routes)))\n"
     "  for x, v in ipairs(got) do\n"
-    "    for _, e in ipairs(per[order[c + x - 1]]) do out[e[3] + 1] = v end\n"
+    "    local p = per[order[c + x - 1]]\n"
+    "    for y = 2, #p, 2 do out[p[y] + 1] = v end\n"
     "  end\n"
     "end\n"
     "out[2] = dropped\n"
@@ -614,7 +627,7 @@ static void append_args(lop_t *q, cmd_t *c)
         mh_redis_conn_cmd_fmt(c, "%" PRIu32, w->frame->seq_at);
         mh_redis_conn_cmd_fmt(c, "%zu", w->n);
         for (size_t i = 0; i < w->n; i++, k++)
-            mh_redis_conn_cmd_fmt(c, q->touch[k] ? "%" PRIu64 : "-%" PRIu64, w->ids[i]);
+            mh_redis_conn_cmd_fmt(c, q->touch[k] ? "-%" PRIu64 : "%" PRIu64, w->ids[i]);
     }
 }
 
