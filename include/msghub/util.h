@@ -33,6 +33,9 @@ const char *mh_strerror(int err);
 void *mh_xmalloc(size_t n);
 void *mh_xcalloc(size_t n, size_t size);
 void *mh_xrealloc(void *p, size_t n);
+/* Room for element n of array p of *cap elements of size bytes: p as it is when
+ * n < *cap, else p reallocated with *cap doubled (first when it was 0). */
+void *mh_xgrow(void *p, size_t n, size_t *cap, size_t size, size_t first);
 char *mh_xstrdup(const char *s);
 /* New string a followed by b (caller frees). */
 char *mh_xstrcat(const char *a, const char *b);

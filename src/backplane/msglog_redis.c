@@ -68,6 +68,7 @@
 #define ACK_BATCH_MAX 1024u           /* acks per batch: keeps one script run bounded */
 #define TOUCH_EVERY_MS 1000u          /* a receiver's log TTLs are renewed at most this often */
 #define BATCH_IN_FLIGHT_MAX 1u /* batches of a kind sent and unanswered: the next one waits */
+#define FIRST_WAITS 16u        /* a batch's array of waits starts with room for this many */
 
 typedef mh_redis_conn_req_t req_t;
 typedef mh_redis_conn_cmd_t cmd_t;
@@ -597,15 +598,6 @@ static void batch_joined(lop_t *q, int fresh, int full)
         batch_release(q->kind);
 }
 
-/* Room for one more caller in a batch's array of waits (*cap grows by doubling). */
-static void *waits_grow(void *waits, size_t n, size_t *cap, size_t size)
-{
-    if (n < *cap)
-        return waits;
-    *cap = *cap ? 2 * *cap : 16;
-    return mh_xrealloc(waits, *cap * size);
-}
-
 /* ---- append: batched per loop turn ---- */
 
 static void append_args(lop_t *q, cmd_t *c)
@@ -701,7 +693,7 @@ static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f,
         q->prepare = append_prepare;
         q->nargs = APPEND_FIXED_ARGS;
     }
-    q->appends = waits_grow(q->appends, q->nwaits, &q->capwaits, sizeof(*q->appends));
+    q->appends = mh_xgrow(q->appends, q->nwaits, &q->capwaits, sizeof(*q->appends), FIRST_WAITS);
     append_wait_t *w = &q->appends[q->nwaits++];
     w->frame = mh_frame_ref(f);
     w->ids = mh_xmalloc((n ? n : 1) * sizeof(*ids));
@@ -891,7 +883,7 @@ static void log_ack(void *impl, uint64_t id, uint64_t seq, mh_msglog_status_fn c
         q->args = acks_args;
         q->prepare = acks_prepare;
     }
-    q->waits = waits_grow(q->waits, q->nwaits, &q->capwaits, sizeof(*q->waits));
+    q->waits = mh_xgrow(q->waits, q->nwaits, &q->capwaits, sizeof(*q->waits), FIRST_WAITS);
     q->waits[q->nwaits++] = (ack_wait_t){id, seq, cb, ud};
     batch_joined(q, fresh, q->nwaits == ACK_BATCH_MAX);
 }

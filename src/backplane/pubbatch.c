@@ -94,10 +94,7 @@ void mh_pubbatch_add(mh_pubbatch_t *pb, const char *instance, const void *env, s
                      mh_broker_publish_fn cb, void *ud)
 {
     batch_t *b = batch_for(pb, instance);
-    if (b->n == b->cap) {
-        b->cap = b->cap ? b->cap * 2 : 8;
-        b->waiters = mh_xrealloc(b->waiters, b->cap * sizeof(waiter_t));
-    }
+    b->waiters = mh_xgrow(b->waiters, b->n, &b->cap, sizeof(waiter_t), 8);
     b->waiters[b->n++] = (waiter_t){cb, ud};
     mh_codec_batch_append(&b->body, env, len);
     b->first_len = len; /* meaningful only while n == 1: it is the tail of body */

@@ -67,6 +67,19 @@ void *mh_xrealloc(void *p, size_t n)
     return q;
 }
 
+void *mh_xgrow(void *p, size_t n, size_t *cap, size_t size, size_t first)
+{
+    if (n < *cap)
+        return p;
+    size_t want = *cap ? 2 * *cap : first;
+    if (want <= n)
+        want = n + 1;
+    if (want > SIZE_MAX / size)
+        oom(SIZE_MAX);
+    *cap = want;
+    return mh_xrealloc(p, want * size);
+}
+
 char *mh_xstrdup(const char *s)
 {
     size_t n = strlen(s) + 1;

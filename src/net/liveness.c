@@ -137,10 +137,7 @@ void mh_live_accepted(mh_server_t *srv, struct lws *wsi)
     mh_timer_init(&hs->timer, on_handshake_deadline, hs);
     mh_timerwheel_add(srv->timers, &hs->timer, mono_ms() + MH_LIVE_HANDSHAKE_S * 1000u);
     lws_set_opaque_user_data(wsi, hs);
-    if (srv->nfresh == srv->fresh_cap) {
-        srv->fresh_cap = srv->fresh_cap ? 2 * srv->fresh_cap : 64;
-        srv->fresh = mh_xrealloc(srv->fresh, srv->fresh_cap * sizeof(*srv->fresh));
-    }
+    srv->fresh = mh_xgrow(srv->fresh, srv->nfresh, &srv->fresh_cap, sizeof(*srv->fresh), 64);
     srv->fresh[srv->nfresh++] = wsi;
 }
 

@@ -52,10 +52,8 @@ void mh_session_want_write(mh_server_t *srv, mh_session_t *s)
     if (s->write_due)
         return;
     s->write_due = 1;
-    if (srv->n_write_due == srv->cap_write_due) {
-        srv->cap_write_due = srv->cap_write_due ? srv->cap_write_due * 2 : 64;
-        srv->write_due = mh_xrealloc(srv->write_due, srv->cap_write_due * sizeof(*srv->write_due));
-    }
+    srv->write_due = mh_xgrow(srv->write_due, srv->n_write_due, &srv->cap_write_due,
+                              sizeof(*srv->write_due), 64);
     srv->write_due[srv->n_write_due++] = mh_handle_ref(s->handle);
 }
 

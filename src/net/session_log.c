@@ -277,11 +277,8 @@ static void want_tick(mh_server_t *srv, mh_session_t *s)
     if (s->tick_pending)
         return;
     s->tick_pending = 1;
-    if (srv->n_ack_pending == srv->cap_ack_pending) {
-        srv->cap_ack_pending = srv->cap_ack_pending ? srv->cap_ack_pending * 2 : 64;
-        srv->ack_pending =
-            mh_xrealloc(srv->ack_pending, srv->cap_ack_pending * sizeof(*srv->ack_pending));
-    }
+    srv->ack_pending = mh_xgrow(srv->ack_pending, srv->n_ack_pending, &srv->cap_ack_pending,
+                                sizeof(*srv->ack_pending), 64);
     srv->ack_pending[srv->n_ack_pending++] = mh_handle_ref(s->handle);
 }
 

@@ -273,6 +273,33 @@ static void test_strerror_and_alloc(void **state)
     assert_true(b >= a);
 }
 
+/* mh_xgrow: first room, doubling, kept contents, no realloc while there is room */
+static void test_xgrow(void **state)
+{
+    (void)state;
+    size_t cap = 0, n = 0;
+    uint32_t *a = NULL;
+    a = mh_xgrow(a, n, &cap, sizeof(*a), 4);
+    assert_int_equal(cap, 4);
+    for (; n < 4; n++)
+        a[n] = (uint32_t)n * 7u;
+    uint32_t *same = mh_xgrow(a, 3, &cap, sizeof(*a), 4);
+    assert_ptr_equal(same, a); /* room left: untouched */
+    assert_int_equal(cap, 4);
+    for (; n < 100; n++) {
+        a = mh_xgrow(a, n, &cap, sizeof(*a), 4);
+        a[n] = (uint32_t)n * 7u;
+    }
+    assert_int_equal(cap, 128); /* 4, 8, ..., 128 */
+    for (size_t i = 0; i < n; i++)
+        assert_int_equal(a[i], i * 7u);
+    free(a);
+    size_t c2 = 0;
+    char *b = mh_xgrow(NULL, 0, &c2, 1, 0); /* first 0: room for one anyway */
+    assert_int_equal(c2, 1);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -280,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_buf_u64),        cmocka_unit_test(test_buf_json_string),
         cmocka_unit_test(test_frame_new),      cmocka_unit_test(test_frame_refs),
         cmocka_unit_test(test_frame_from_buf), cmocka_unit_test(test_strerror_and_alloc),
+        cmocka_unit_test(test_xgrow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
