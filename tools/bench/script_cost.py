@@ -1,0 +1,115 @@
+#!/usr/bin/env python3
+"""Redis time per delivery of msghub's append script, on the same batches.
+
+Takes the append script out of src/backplane/msglog_redis.c (or the given
+.lua files, to compare variants), sends CALLS EVALSHA of RELAYS relays each
+(16 random receivers of 200, a 100-byte body; every 50th call marks its ids
+due for the TTL touch, as an instance does about once a second) through
+redis-cli --pipe, and reads Redis' own commandstats: the usec of EVALSHA
+divided by the deliveries. Scripts are interleaved over REPS repetitions;
+the median per script is printed. Each run uses a fresh key prefix, whose
+keys are unlinked at the end.
+
+Usage: tools/bench/script_cost.py [--calls N] [--relays R] [--reps K]
+                                  [--redis-url URL] [SCRIPT.lua ...]
+A .lua file whose name contains "oldsign" gets ids marked the pre-b517b9b
+way (-id = not due), for an A/B against that version of the script.
+CONFIG RESETSTAT is sent to the Redis named: use a Redis nothing else
+measures with commandstats at the time.
+"""
+import argparse
+import codecs
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def script_from_source(name="append_lua"):
+    src = open(os.path.join(ROOT, "src/backplane/msglog_redis.c")).read()
+    src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
+
+    def lits(s):
+        return "".join(codecs.decode(m, "unicode_escape")
+                       for m in re.findall(r'"((?:[^"\\]|\\.)*)"', s))
+    common = lits(re.search(r"#define LUA_COMMON(.*?)\n\n", src, re.S).group(1))
+    body = re.search(r"static const char " + name + r"\[\] = LUA_COMMON(.*?);\n", src, re.S)
+    return common + lits(body.group(1))
+
+
+def resp(args):
+    out = ["*%d\r\n" % len(args)]
+    for a in args:
+        a = str(a)
+        out.append("$%d\r\n%s\r\n" % (len(a.encode()), a))
+    return "".join(out)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--calls", type=int, default=300)
+    ap.add_argument("--relays", type=int, default=25)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--redis-url", default=os.environ.get("MSGHUB_TEST_REDIS_URL",
+                                                          "redis://127.0.0.1:6379"))
+    ap.add_argument("scripts", nargs="*")
+    a = ap.parse_args()
+    cli = ["redis-cli", "-u", a.redis_url]
+    scripts = [(f, open(f).read()) for f in a.scripts] or [("append_lua (source)",
+                                                            script_from_source())]
+    rnd = random.Random(1)
+    text = '{"type":"message","from":7,"body":"' + "x" * 60 + '"'
+    batches = [[(rnd.sample(range(1, 201), 16), c % 50 == 0) for _ in range(a.relays)]
+               for c in range(a.calls)]
+    res, prefixes = {name: [] for name, _ in scripts}, []
+    tmp = tempfile.NamedTemporaryFile("w", suffix=".resp", delete=False)
+    tmp.close()
+    try:
+        for _ in range(a.reps):
+            for name, lua in scripts:
+                sha = subprocess.run(cli + ["script", "load", lua], capture_output=True,
+                                     text=True, check=True).stdout.strip()
+                if len(sha) != 40:
+                    sys.exit("%s: %s" % (name, sha))
+                pfx = "scriptcost-%d-%d" % (os.getpid(), rnd.randrange(1 << 30))
+                prefixes.append(pfx)
+                subprocess.run(cli + ["set", pfx + ":next_id", "200"], capture_output=True)
+                old = "oldsign" in name
+                now = int(time.time() * 1000)
+                with open(tmp.name, "w") as f:
+                    for c, batch in enumerate(batches):
+                        args = ["EVALSHA", sha, 2, pfx + ":next_id", pfx + ":msgid", pfx, now + c,
+                                86400000, 10000, 16777216]
+                        for ids, due in batch:
+                            mark = (not due) if old else due
+                            args += [text, len(text), len(ids)] + [
+                                ("-%d" if mark else "%d") % i for i in ids]
+                        f.write(resp(args))
+                subprocess.run(cli + ["config", "resetstat"], capture_output=True, check=True)
+                subprocess.run(" ".join(cli) + " --pipe < " + tmp.name, shell=True,
+                               capture_output=True, check=True)
+                st = subprocess.run(cli + ["info", "commandstats"], capture_output=True,
+                                    text=True, check=True).stdout
+                ev = [l for l in st.splitlines() if l.startswith("cmdstat_evalsha")][0]
+                if "failed_calls=0" not in ev:
+                    sys.exit("%s: some calls failed: %s" % (name, ev))
+                usec = float(ev.split("usec=")[1].split(",")[0])
+                res[name].append(usec / (a.calls * a.relays * 16))
+    finally:
+        os.unlink(tmp.name)
+        for pfx in prefixes:
+            subprocess.run(" ".join(cli) + " --scan --pattern '%s:*' | xargs -r -n 1000 %s unlink"
+                           " >/dev/null" % (pfx, " ".join(cli)), shell=True)
+    for name, _ in scripts:
+        print("%-28s median %.2f us of Redis time per delivery (runs: %s)" % (
+            name, statistics.median(res[name]), " ".join("%.2f" % x for x in res[name])))
+
+
+if __name__ == "__main__":
+    main()
