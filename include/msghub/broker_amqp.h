@@ -9,8 +9,12 @@
  *                        dropped: the receivers' logs have the message),
  *                        x-expires = queue_expiry_ms
  * Messages for instance J are published to the default exchange with
- * routing key P.inst.J, persistent, mandatory, on a channel in confirm
- * mode (AMQP_CONFIRM_SELECT_METHOD sent by hand: 0.11 has no helper).
+ * routing key P.inst.J, transient (delivery mode 1: a push is a shortcut,
+ * the receivers' logs in Redis are the truth, and every instance re-reads
+ * its sessions' logs when its broker connection comes back, so nothing a
+ * broker restart drops is lost; persisting them only cost RabbitMQ disk
+ * writes), mandatory, on a channel in confirm mode
+ * (AMQP_CONFIRM_SELECT_METHOD sent by hand: 0.11 has no helper).
  *
  * Publishing: the callback runs once per publish: 0 when RabbitMQ confirmed
  * it (basic.ack), MH_ENOENT when it came back with basic.return (no such

@@ -54,6 +54,8 @@ enum { CH_PUB = MH_AMQP_CONN_CH_PUB, CH_CONS = MH_AMQP_CONN_CH_CONS };
 #define TAG_BITS (64 - MH_AMQP_CONN_EPOCH_BITS)
 #define TAG_MASK (((uint64_t)1 << TAG_BITS) - 1)
 #define NAME_MAX_LEN 255
+#define PUSH_DELIVERY_MODE 1 /* AMQP transient: the logs, not the queue, keep messages */
+
 /*
  * rabbitmq-c 0.11 sends with poll() and no deadline when the socket buffer
  * is full (a frozen broker): a publish or ack that would not fit now fails
@@ -529,7 +531,7 @@ void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, s
         ._flags = AMQP_BASIC_CONTENT_TYPE_FLAG | AMQP_BASIC_DELIVERY_MODE_FLAG |
                   AMQP_BASIC_MESSAGE_ID_FLAG,
         .content_type = amqp_cstring_bytes("application/octet-stream"),
-        .delivery_mode = 2,
+        .delivery_mode = PUSH_DELIVERY_MODE,
         .message_id = amqp_cstring_bytes(id),
     };
     ring_push(b, cb, ud);
