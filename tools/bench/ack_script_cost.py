@@ -17,15 +17,7 @@ import os
 import random, re, sys, time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'tests', 'integration'))
 from cluster import Redis
-
-def lua(path, name):
-    src = open(path).read()
-    common = re.search(r'#define LUA_COMMON(.*?)\n\n', src, re.S).group(1)
-    body = re.search(r'static const char %s\[\] =(.*?);\n' % name, src, re.S).group(1)
-    body = body.replace('LUA_COMMON', common)
-    body = re.sub(r'/\*.*?\*/', '', body, flags=re.S)
-    parts = re.findall(r'"((?:[^"\\]|\\.)*)"', body)
-    return ''.join(parts).encode().decode('unicode_escape')
+import luasrc
 
 port = int(sys.argv[1]); rounds = int(sys.argv[2]); old_src, new_src = sys.argv[3], sys.argv[4]
 r = Redis('redis://127.0.0.1:%d' % port); r.connect()
@@ -39,8 +31,8 @@ def calls():
     return sum(int(x) for x in re.findall(r'calls=(\d+)', info))
 res = {}
 for variant, path in (('base', old_src), ('new', new_src)) * 2:
-    app = r.cmd('SCRIPT', 'LOAD', lua(new_src, 'append_lua')).decode()
-    ack = r.cmd('SCRIPT', 'LOAD', lua(path, 'ack_lua')).decode()
+    app = r.cmd('SCRIPT', 'LOAD', luasrc.lua('append_lua', new_src)).decode()
+    ack = r.cmd('SCRIPT', 'LOAD', luasrc.lua('ack_lua', path)).decode()
     pfx = 'ackcost%d' % random.randrange(1 << 30)
     r.cmd('SET', pfx + ':next_id', 100)
     rng = random.Random(7)

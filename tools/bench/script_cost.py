@@ -18,29 +18,15 @@ CONFIG RESETSTAT is sent to the Redis named: use a Redis nothing else
 measures with commandstats at the time.
 """
 import argparse
-import codecs
 import os
 import random
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def script_from_source(name="append_lua"):
-    src = open(os.path.join(ROOT, "src/backplane/msglog_redis.c")).read()
-    src = re.sub(r"/\*.*?\*/", "", src, flags=re.S)
-
-    def lits(s):
-        return "".join(codecs.decode(m, "unicode_escape")
-                       for m in re.findall(r'"((?:[^"\\]|\\.)*)"', s))
-    common = lits(re.search(r"#define LUA_COMMON(.*?)\n\n", src, re.S).group(1))
-    body = re.search(r"static const char " + name + r"\[\] = LUA_COMMON(.*?);\n", src, re.S)
-    return common + lits(body.group(1))
+import luasrc
 
 
 def resp(args):
@@ -62,7 +48,7 @@ def main():
     a = ap.parse_args()
     cli = ["redis-cli", "-u", a.redis_url]
     scripts = [(f, open(f).read()) for f in a.scripts] or [("append_lua (source)",
-                                                            script_from_source())]
+                                                            luasrc.lua("append_lua"))]
     rnd = random.Random(1)
     text = '{"type":"message","from":7,"body":"' + "x" * 60 + '"'
     batches = [[(rnd.sample(range(1, 201), 16), c % 50 == 0) for _ in range(a.relays)]
