@@ -606,18 +606,18 @@ static void append_args(lop_t *q, cmd_t *c)
     mh_redis_conn_cmd_fmt(c, "%s:next_id", log->prefix);
     mh_redis_conn_cmd_fmt(c, "%s:msgid", log->prefix);
     mh_redis_conn_cmd_bin(c, log->prefix, strlen(log->prefix));
-    mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->now);
-    mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->ttl_ms);
-    mh_redis_conn_cmd_fmt(c, "%" PRIu32, lim->max_msgs ? lim->max_msgs : 1);
-    mh_redis_conn_cmd_fmt(c, "%" PRIu64, lim->max_bytes);
+    mh_redis_conn_cmd_u64(c, "", q->now);
+    mh_redis_conn_cmd_u64(c, "", lim->ttl_ms);
+    mh_redis_conn_cmd_u64(c, "", lim->max_msgs ? lim->max_msgs : 1);
+    mh_redis_conn_cmd_u64(c, "", lim->max_bytes);
     size_t k = 0;
     for (size_t r = 0; r < q->nwaits; r++) {
         const append_wait_t *w = &q->appends[r];
         mh_redis_conn_cmd_bin(c, mh_frame_data(w->frame), w->frame->len);
-        mh_redis_conn_cmd_fmt(c, "%" PRIu32, w->frame->seq_at);
-        mh_redis_conn_cmd_fmt(c, "%zu", w->n);
+        mh_redis_conn_cmd_u64(c, "", w->frame->seq_at);
+        mh_redis_conn_cmd_u64(c, "", w->n);
         for (size_t i = 0; i < w->n; i++, k++)
-            mh_redis_conn_cmd_fmt(c, q->touch[k] ? "-%" PRIu64 : "%" PRIu64, w->ids[i]);
+            mh_redis_conn_cmd_u64(c, q->touch[k] ? "-" : "", w->ids[i]);
     }
 }
 
@@ -717,8 +717,8 @@ static void id_args(lop_t *q, cmd_t *c)
     mh_redis_conn_cmd_fmt(c, "%s:logm:%" PRIu64, log->prefix, q->id);
     mh_redis_conn_cmd_fmt(c, "%s:log:%" PRIu64, log->prefix, q->id);
     mh_redis_conn_cmd_bin(c, log->prefix, strlen(log->prefix));
-    mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->arg);
-    mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->max);
+    mh_redis_conn_cmd_u64(c, "", q->arg);
+    mh_redis_conn_cmd_u64(c, "", q->max);
 }
 
 static lop_t *id_op(void *impl, const mh_redis_conn_req_ops_t *ops, int script, uint64_t id,
@@ -811,9 +811,9 @@ static void acks_args(lop_t *q, cmd_t *c)
     const rlog_t *log = q->log;
     mh_redis_conn_cmd_fmt(c, "0");
     mh_redis_conn_cmd_bin(c, log->prefix, strlen(log->prefix));
-    mh_redis_conn_cmd_fmt(c, "%" PRIu64, log->lim.ttl_ms);
+    mh_redis_conn_cmd_u64(c, "", log->lim.ttl_ms);
     for (size_t i = 0; i < 2 * q->n; i++)
-        mh_redis_conn_cmd_fmt(c, "%" PRIu64, q->ids[i]);
+        mh_redis_conn_cmd_u64(c, "", q->ids[i]);
 }
 
 static int by_id(const void *a, const void *b)

@@ -402,6 +402,15 @@ void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
     c->off[c->argc++] = start;
 }
 
+void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *sign, uint64_t v)
+{
+    size_t start = c->text.len;
+    mh_buf_puts(&c->text, sign);
+    mh_buf_u64(&c->text, v);
+    c->len[c->argc] = c->text.len - start;
+    c->off[c->argc++] = start;
+}
+
 void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
 {
     for (int i = 0; i < c->argc; i++) {

@@ -323,15 +323,15 @@ static void send_refresh_chunk(op_t *q, const uint64_t *ids, size_t k, const cha
     cmd_t c;
     mh_redis_conn_cmd_init(&c, 7 + 2 * k, "EVAL");
     mh_redis_conn_cmd_bin(&c, refresh_lua, sizeof(refresh_lua) - 1);
-    mh_redis_conn_cmd_fmt(&c, "%zu", k + 1);
+    mh_redis_conn_cmd_u64(&c, "", k + 1);
     mh_redis_conn_cmd_bin(&c, rs->key_presence, strlen(rs->key_presence));
     for (size_t i = 0; i < k; i++)
         mh_redis_conn_cmd_fmt(&c, "%s:route:%" PRIu64, rs->prefix, ids[i]);
     mh_redis_conn_cmd_bin(&c, instance, strlen(instance));
-    mh_redis_conn_cmd_fmt(&c, "%" PRIu64, ttl_ms);
-    mh_redis_conn_cmd_fmt(&c, "%" PRIu64, score);
+    mh_redis_conn_cmd_u64(&c, "", ttl_ms);
+    mh_redis_conn_cmd_u64(&c, "", score);
     for (size_t i = 0; i < k; i++)
-        mh_redis_conn_cmd_fmt(&c, "%" PRIu64, ids[i]);
+        mh_redis_conn_cmd_u64(&c, "", ids[i]);
     mh_redis_conn_cmd_send(&q->req, &c);
 }
 
