@@ -129,7 +129,6 @@ typedef struct lop {
     rlog_t *log;
     int script;
     int retried;                    /* NOSCRIPT was answered once with EVAL */
-    batch_t *kind;                  /* batched ops: the kind it was collected for */
     int waiting;                    /* batched: its hold ended while another was out */
     void (*prepare)(lop_t *);       /* batched: builds the arguments before it goes */
     void (*args)(lop_t *, cmd_t *); /* adds numkeys, keys and ARGV */
@@ -525,10 +524,16 @@ static void op_done(lop_t *q)
 
 /* ---- batches: appends and acks ---- */
 
+/* The kind of batch q (an append or an ack) was collected for. */
+static batch_t *kind_of(lop_t *q)
+{
+    return q->script == SC_APPEND ? &q->log->appends : &q->log->acks;
+}
+
 /* Sends q (the open batch of its kind, held or waiting) now. */
 static void batch_send(lop_t *q)
 {
-    batch_t *b = q->kind;
+    batch_t *b = kind_of(q);
     if (b->open == q)
         b->open = NULL;
     q->waiting = 0;
@@ -542,7 +547,7 @@ static void batch_send(lop_t *q)
 static void batch_flush(req_t *req)
 {
     lop_t *q = (lop_t *)req;
-    if (q->kind->out >= BATCH_IN_FLIGHT_MAX && mh_redis_conn_up(q->log->conn)) {
+    if (kind_of(q)->out >= BATCH_IN_FLIGHT_MAX && mh_redis_conn_up(q->log->conn)) {
         q->waiting = 1; /* batch_answered() sends it; callers keep joining it meanwhile */
         return;
     }
@@ -564,7 +569,7 @@ static void batch_release(batch_t *b)
 /* q was answered (or failed): the batch waiting behind it goes. Call before q's callbacks. */
 static void batch_answered(lop_t *q)
 {
-    batch_t *b = q->kind;
+    batch_t *b = kind_of(q);
     b->out--;
     if (b->open && b->open->waiting)
         batch_send(b->open);
@@ -579,10 +584,8 @@ static lop_t *batch_join(rlog_t *log, batch_t *b, const mh_redis_conn_req_ops_t 
                          int *fresh)
 {
     *fresh = !b->open;
-    if (*fresh) {
+    if (*fresh)
         b->open = op_new(log, ops, script, NULL);
-        b->open->kind = b;
-    }
     return b->open;
 }
 
@@ -593,7 +596,7 @@ static void batch_joined(lop_t *q, int fresh, int full)
     if (fresh)
         mh_redis_conn_hold(&q->req, batch_flush);
     else if (full)
-        batch_release(q->kind);
+        batch_release(kind_of(q));
 }
 
 /* ---- append: batched per loop turn ---- */
