@@ -14,6 +14,14 @@ Usage: tools/bench/script_cost.py [--calls N] [--relays R] [--reps K]
                                   [--redis-url URL] [SCRIPT.lua ...]
 A .lua file whose name contains "oldsign" gets ids marked the pre-b517b9b
 way (-id = not due), for an A/B against that version of the script.
+The name "native" (instead of a file) replays each batch as the commands a
+native MULTI/EXEC append would send instead (no Lua; positional seqs, so
+entries carry no seq; body ids reserved by the caller; per receiver
+HINCRBY last, RPUSH, HINCRBY bytes, PEXPIRE x 2 when due; one MGET of the
+routes): the design docs/BENCHMARKS.md weighs, for its Redis cost only.
+Besides commandstats (EVALSHA usec; for native, every command's usec) it
+prints Redis CPU per delivery (INFO cpu, user + sys), which also counts
+parsing and queueing.
 CONFIG RESETSTAT is sent to the Redis named: use a Redis nothing else
 measures with commandstats at the time.
 """
@@ -37,6 +45,36 @@ def resp(args):
     return "".join(out)
 
 
+def native_batch(pfx, batch, text, now, first_mid):
+    """One batch as a native MULTI/EXEC append: (commands, next body id)."""
+    cmds, per, order, mid = [["MULTI"]], {}, [], first_mid
+    for ids, due in batch:
+        mid += 1
+        bk = "%s:msg:%d" % (pfx, mid)
+        cmds += [["HSET", bk, "t", text, "a", len(text), "r", len(ids)],
+                 ["PEXPIRE", bk, 86400000]]
+        for i in ids:
+            if i not in per:
+                per[i] = {"e": [], "due": False}
+                order.append(i)
+            per[i]["e"].append("%d:%d:%d" % (len(text), now, mid))
+            per[i]["due"] |= due
+    for i in order:
+        mk, lk, es = "%s:logm:%d" % (pfx, i), "%s:log:%d" % (pfx, i), per[i]["e"]
+        cmds += [["HINCRBY", mk, "last", len(es)], ["RPUSH", lk] + es,
+                 ["HINCRBY", mk, "bytes", (len(text) + 9) * len(es)]]
+        if per[i]["due"]:
+            cmds += [["PEXPIRE", mk, 172800000], ["PEXPIRE", lk, 86400000]]
+    cmds += [["MGET"] + ["%s:route:%d" % (pfx, i) for i in order], ["EXEC"]]
+    return cmds, mid
+
+
+def redis_cpu(cli):
+    st = subprocess.run(cli + ["info", "cpu"], capture_output=True, text=True, check=True).stdout
+    v = dict(l.split(":", 1) for l in st.splitlines() if ":" in l)
+    return float(v["used_cpu_user"]) + float(v["used_cpu_sys"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--calls", type=int, default=300)
@@ -47,29 +85,35 @@ def main():
     ap.add_argument("scripts", nargs="*")
     a = ap.parse_args()
     cli = ["redis-cli", "-u", a.redis_url]
-    scripts = [(f, open(f).read()) for f in a.scripts] or [("append_lua (source)",
-                                                            luasrc.lua("append_lua"))]
+    scripts = [(f, None if f == "native" else open(f).read()) for f in a.scripts] or [
+        ("append_lua (source)", luasrc.lua("append_lua"))]
     rnd = random.Random(1)
     text = '{"type":"message","from":7,"body":"' + "x" * 60 + '"'
     batches = [[(rnd.sample(range(1, 201), 16), c % 50 == 0) for _ in range(a.relays)]
                for c in range(a.calls)]
     res, prefixes = {name: [] for name, _ in scripts}, []
+    cpu = {name: [] for name, _ in scripts}
     tmp = tempfile.NamedTemporaryFile("w", suffix=".resp", delete=False)
     tmp.close()
     try:
         for _ in range(a.reps):
             for name, lua in scripts:
-                sha = subprocess.run(cli + ["script", "load", lua], capture_output=True,
-                                     text=True, check=True).stdout.strip()
-                if len(sha) != 40:
+                sha = lua and subprocess.run(cli + ["script", "load", lua], capture_output=True,
+                                             text=True, check=True).stdout.strip()
+                if lua and len(sha) != 40:
                     sys.exit("%s: %s" % (name, sha))
                 pfx = "scriptcost-%d-%d" % (os.getpid(), rnd.randrange(1 << 30))
                 prefixes.append(pfx)
                 subprocess.run(cli + ["set", pfx + ":next_id", "200"], capture_output=True)
                 old = "oldsign" in name
                 now = int(time.time() * 1000)
+                mid = 0
                 with open(tmp.name, "w") as f:
                     for c, batch in enumerate(batches):
+                        if lua is None:
+                            cmds, mid = native_batch(pfx, batch, text, now + c, mid)
+                            f.write("".join(resp(x) for x in cmds))
+                            continue
                         args = ["EVALSHA", sha, 2, pfx + ":next_id", pfx + ":msgid", pfx, now + c,
                                 86400000, 10000, 16777216]
                         for ids, due in batch:
@@ -78,23 +122,36 @@ def main():
                                 ("-%d" if mark else "%d") % i for i in ids]
                         f.write(resp(args))
                 subprocess.run(cli + ["config", "resetstat"], capture_output=True, check=True)
+                c0 = redis_cpu(cli)
                 subprocess.run(" ".join(cli) + " --pipe < " + tmp.name, shell=True,
                                capture_output=True, check=True)
+                c1 = redis_cpu(cli)
                 st = subprocess.run(cli + ["info", "commandstats"], capture_output=True,
                                     text=True, check=True).stdout
-                ev = [l for l in st.splitlines() if l.startswith("cmdstat_evalsha")][0]
-                if "failed_calls=0" not in ev:
-                    sys.exit("%s: some calls failed: %s" % (name, ev))
-                usec = float(ev.split("usec=")[1].split(",")[0])
-                res[name].append(usec / (a.calls * a.relays * 16))
+                stats = [l for l in st.splitlines() if l.startswith("cmdstat_")]
+                if lua:
+                    stats = [l for l in stats if l.startswith("cmdstat_evalsha")]
+                else:  # EXEC's usec includes the commands it ran, counted on their own too
+                    stats = [l for l in stats if not l.startswith(("cmdstat_exec",
+                                                                   "cmdstat_config"))]
+                for ev in stats:
+                    if "failed_calls=0" not in ev or "rejected_calls=0" not in ev:
+                        sys.exit("%s: some calls failed: %s" % (name, ev))
+                usec = sum(float(ev.split("usec=")[1].split(",")[0]) for ev in stats)
+                deliveries = a.calls * a.relays * 16
+                res[name].append(usec / deliveries)
+                cpu[name].append((c1 - c0) * 1e6 / deliveries)
     finally:
         os.unlink(tmp.name)
         for pfx in prefixes:
             subprocess.run(" ".join(cli) + " --scan --pattern '%s:*' | xargs -r -n 1000 %s unlink"
                            " >/dev/null" % (pfx, " ".join(cli)), shell=True)
     for name, _ in scripts:
-        print("%-28s median %.2f us of Redis time per delivery (runs: %s)" % (
-            name, statistics.median(res[name]), " ".join("%.2f" % x for x in res[name])))
+        print("%-28s median %.2f us of Redis time per delivery (runs: %s); Redis CPU %.2f us"
+              " (runs: %s)" % (name, statistics.median(res[name]),
+                               " ".join("%.2f" % x for x in res[name]),
+                               statistics.median(cpu[name]),
+                               " ".join("%.2f" % x for x in cpu[name])))
 
 
 if __name__ == "__main__":
