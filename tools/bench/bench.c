@@ -54,6 +54,7 @@
 #define SEND_BACKLOG_LIMIT (4u << 20) /* skip a relay when its sender has this much unsent */
 #define OPEN_LOOP_BURST 2000          /* most relays sent in one loop turn when behind */
 #define POLL_MAX_WAIT_NS 10000000     /* the loop wakes at least every 10 ms */
+#define DRAIN_MAX_S 60                /* the drain ends this long after the window at the latest */
 #define MAX_HTTP 256                  /* --http-connections */
 #define HTTP_SENDER_BASE (1 << 20)    /* "bs" of HTTP relays: past every WebSocket sender */
 
@@ -865,7 +866,9 @@ static void usage(FILE *f)
             "  --body-bytes B            JSON text length of each body [256]\n"
             "  --duration D              measurement window, seconds [10]\n"
             "  --warmup W                load before the window, seconds [2]\n"
-            "  --drain D                 wait for late deliveries, seconds [3]\n"
+            "  --drain D                 after the window, wait for late deliveries until all\n"
+            "                            are in or none came for D seconds (at most 60 s);\n"
+            "                            lost = still missing then [3]\n"
             "  --connect-timeout T       seconds for every client to get its id [60]\n"
             "  --connect-concurrency N   handshakes in flight [200]\n"
             "  --relay-timeout T         closed loop: give a relay up after T s [5]\n"
@@ -1340,7 +1343,10 @@ int main(int argc, char **argv)
     int64_t t_load = now_ns();
     t_measure_start = t_load + (int64_t)(O.warmup * 1e9);
     t_measure_end = t_measure_start + (int64_t)(O.duration * 1e9);
+    /* the drain: until every delivery is in, or none came for O.drain seconds, or DRAIN_MAX_S */
     int64_t drain_deadline = t_measure_end + (int64_t)(O.drain * 1e9);
+    int64_t drain_cap = t_measure_end + (int64_t)DRAIN_MAX_S * 1000000000;
+    uint64_t drain_seen = 0;
     double interval = O.rate > 0 ? 1e9 / O.rate : 0;
     uint64_t next_i = 0;
     proc_sample_t pm0 = {0}, pm1 = {0}, ax0 = {0}, ax1 = {0};
@@ -1375,6 +1381,11 @@ int main(int argc, char **argv)
             cpu_self1 = self_cpu_s();
             wait_self1 = runq_wait_s("/proc/self/schedstat");
             busy1 = machine_busy_s();
+        }
+        if (measuring == 2 && ST.delivered_window > drain_seen) {
+            drain_seen = ST.delivered_window; /* still arriving: the quiet period starts again */
+            int64_t d = now + (int64_t)(O.drain * 1e9);
+            drain_deadline = d < drain_cap ? d : drain_cap;
         }
         if (measuring == 2 && (now >= drain_deadline || ST.delivered_window >= ST.expected_window))
             break;
@@ -1412,6 +1423,7 @@ int main(int argc, char **argv)
         for (int i = 0; i < n; i++)
             dispatch(&evs[i]);
     }
+    double drain_s = measuring == 2 ? (now_ns() - t_measure_end) / 1e9 : 0;
     if (measuring < 2) { /* interrupted */
         pm1 = sample_pids();
         ax1 = sample_procs(O.aux_pids, O.naux);
@@ -1461,9 +1473,9 @@ int main(int argc, char **argv)
     fprintf(f,
             ",\"relays_sent\":%" PRIu64 ",\"relays_window\":%" PRIu64 ",\"relays_per_s\":%.1f"
             ",\"expected\":%" PRIu64 ",\"delivered\":%" PRIu64 ",\"delivered_per_s\":%.1f"
-            ",\"lost\":%" PRId64,
+            ",\"lost\":%" PRId64 ",\"drain_s\":%.1f",
             ST.relays_sent, ST.relays_window, ST.relays_window / win, ST.expected_window,
-            ST.delivered_window, ST.delivered_window / win, lost);
+            ST.delivered_window, ST.delivered_window / win, lost, drain_s);
     fprintf(f,
             ",\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"p999_ms\":%.3f,\"max_ms\":%.3f,"
             "\"mean_ms\":%.3f",
