@@ -15,9 +15,14 @@
  *   P:msg:<m>       HASH t = message text without seq, a = its seq_at,
  *                   r = log entries still referring to it; PX = inbox TTL
  *                   from its append; deleted when r drops to 0
- *   P:log:<id>      LIST of entries "<seq>:<size>:<stored ms>:<m>", seq
- *                   ascending and contiguous (entries only leave from the
- *                   head); size = text length + len(`,"seq":<seq>`)
+ *   P:log:<id>      LIST of entries "<seq>:<size>:<stored ms>:<m>" (this
+ *                   version writes them), or "<size>:<stored ms>:<m>" (read,
+ *                   acked and trimmed alike, for a writer without seqs in
+ *                   the entries); seqs contiguous, last - LLEN + 1 .. last
+ *                   (entries only leave from the head, every push moves
+ *                   last with it), so an entry's seq is its position and
+ *                   the seq field is never read; size = text length +
+ *                   len(`,"seq":<seq>`)
  *   P:logm:<id>     HASH last = highest seq assigned, acked = everything
  *                   <= it is acknowledged, bytes = sum of the sizes in the
  *                   log, lost = highest unacknowledged seq dropped by
@@ -156,8 +161,9 @@ typedef struct lop {
 #define LUA_COMMON                                                                                 \
     "local pfx = ARGV[1]\n"                                                                        \
     "local function parse(e)\n"                                                                    \
-    "  local s, z, t, m = string.match(e, '^(%d+):(%d+):(%d+):(%d+)$')\n"                          \
-    "  return tonumber(s), tonumber(z), t, m\n"                                                    \
+    "  local z, t, m = string.match(e, '^%d+:(%d+):(%d+):([^:]+)$')\n"                             \
+    "  if not z then z, t, m = string.match(e, '^(%d+):(%d+):([^:]+)$') end\n"                     \
+    "  return tonumber(z), t, m\n"                                                                 \
     "end\n"                                                                                        \
     "local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end\n"              \
     "local function unref(m)\n"                                                                    \
@@ -187,11 +193,13 @@ typedef struct lop {
     "  local upto = math.min(seq, last)\n"                                                         \
     "  if upto <= acked then return last end\n"                                                    \
     "  local n, freed, bytes = 0, 0, tonumber(h[3] or '0')\n"                                      \
-    "  for _, e in ipairs(redis.call('LRANGE', lk, 0, upto - acked - 1)) do\n"                     \
-    "    local s, z, t, m = parse(e)\n"                                                            \
-    "    if s > upto then break end\n"                                                             \
-    "    n, freed = n + 1, freed + z\n"                                                            \
-    "    drop[m] = (drop[m] or 0) + 1\n"                                                           \
+    "  local take = upto - (last - redis.call('LLEN', lk))\n" /* head seq: last - LLEN + 1 */      \
+    "  if take > 0 then\n"                                                                         \
+    "    for _, e in ipairs(redis.call('LRANGE', lk, 0, take - 1)) do\n"                           \
+    "      local z, t, m = parse(e)\n"                                                             \
+    "      n, freed = n + 1, freed + z\n"                                                          \
+    "      drop[m] = (drop[m] or 0) + 1\n"                                                         \
+    "    end\n"                                                                                    \
     "  end\n"                                                                                      \
     "  if n > 0 then\n"                                                                            \
     "    redis.call('LTRIM', lk, n, -1)\n"                                                         \
@@ -225,11 +233,12 @@ typedef struct lop {
  */
 static const char append_lua[] = LUA_COMMON
     /* ttl 0: no age check (none configured, or not due): under the caps nothing to look at */
-    "local function retain(mk, lk, n, bytes, now, ttl, maxn, maxb)\n"
+    "local function retain(mk, lk, n, top, bytes, now, ttl, maxn, maxb)\n"
     "  if ttl == 0 and n <= maxn and bytes <= maxb then return 0 end\n"
     "  local acked, dropped, freed = nil, 0, 0\n"
     "  while n > 1 do\n"
-    "    local s, z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
+    "    local s = top - n + 1\n"
+    "    local z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
     "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or tonumber(t) + ttl > now) then "
     "break end\n"
     "    redis.call('LPOP', lk)\n"
@@ -335,7 +344,7 @@ static const char append_lua[] = LUA_COMMON
     /* new keys always get their TTL, known ones when their instance says it is due; the head's
        age is checked then too (entries leave by age at most that late) */
     "  local due = p.touch or n == k or top == k\n"
-    "  dropped = dropped + retain(mk, lk, n, bytes, nowv, due and ttl or 0, maxn, maxb)\n"
+    "  dropped = dropped + retain(mk, lk, n, top, bytes, nowv, due and ttl or 0, maxn, maxb)\n"
     "  if due then touch(mk, lk, ttl) end\n"
     "  routes[#routes + 1] = pfx .. ':route:' .. id\n"
     "end\n"
@@ -352,39 +361,35 @@ static const char append_lua[] = LUA_COMMON
 
 /*
  * KEYS: logm, log. ARGV: prefix, after, max. Returns {last, seq, text,
- * seq_at, ...}; the log's head index of seq s is s - first (contiguous),
- * checked, with a scan from the head as the fallback.
+ * seq_at, ...}. The log holds seqs last - LLEN + 1 .. last (contiguous,
+ * entries only leave from the head), so seq s is at index s - first.
  */
 static const char read_lua[] =
     LUA_COMMON "local mk, lk = KEYS[1], KEYS[2]\n"
                "local after, max = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
                "check(mk, lk)\n"
-               "local out, acked = {num(mk, 'last')}, num(mk, 'acked')\n"
-               "local head = redis.call('LINDEX', lk, 0)\n"
-               "if not head or max <= 0 then return out end\n"
-               "local first = parse(head)\n"
-               "local idx = math.max(0, after + 1 - first)\n"
-               "local e = redis.call('LINDEX', lk, idx)\n"
-               "if e and parse(e) ~= math.max(after + 1, first) then idx = 0 end\n"
-               "local got = 0\n"
+               "local last, acked = num(mk, 'last'), num(mk, 'acked')\n"
+               "local out, len = {last}, redis.call('LLEN', lk)\n"
+               "if len == 0 or max <= 0 then return out end\n"
+               "local first = last - len + 1\n"
+               "local idx, got = math.max(0, after + 1 - first), 0\n"
                "while got < max do\n"
                "  local es = redis.call('LRANGE', lk, idx, idx + (max - got) - 1)\n"
                "  if #es == 0 then break end\n"
-               "  idx = idx + #es\n"
-               "  for _, x in ipairs(es) do\n"
-               "    local s, z, t, m = parse(x)\n"
-               "    if s > after then\n"
-               "      local b = redis.call('HMGET', pfx .. ':msg:' .. m, 't', 'a')\n"
-               "      if b[1] then\n"
-               "        out[#out + 1] = s\n"
-               "        out[#out + 1] = b[1]\n"
-               "        out[#out + 1] = b[2]\n"
-               "        got = got + 1\n"
-               "      elseif s > acked then\n"
-               "        lose(mk, s)\n"
-               "      end\n"
+               "  for x, e in ipairs(es) do\n"
+               "    local s = first + idx + x - 1\n"
+               "    local z, t, m = parse(e)\n"
+               "    local b = redis.call('HMGET', pfx .. ':msg:' .. m, 't', 'a')\n"
+               "    if b[1] then\n"
+               "      out[#out + 1] = s\n"
+               "      out[#out + 1] = b[1]\n"
+               "      out[#out + 1] = b[2]\n"
+               "      got = got + 1\n"
+               "    elseif s > acked then\n"
+               "      lose(mk, s)\n"
                "    end\n"
                "  end\n"
+               "  idx = idx + #es\n"
                "end\n"
                "return out\n";
 

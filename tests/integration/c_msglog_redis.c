@@ -1198,6 +1198,72 @@ static void test_free_pending(void **state)
     assert_int_equal(k.status, MH_EIO);
 }
 
+/*
+ * Pushes seq `last + 1` of id as an entry without its seq ("<size>:<ms>:<m>",
+ * the positional format a native append would write), with its own body m.
+ */
+static void push_positional(fx_t *f, uint64_t id, const char *m, const char *text)
+{
+    unsigned long long size = strlen(text) + strlen(",\"seq\":"), uid = id;
+    sync_cmd(f, NULL, 0, "HSET %s:msg:%s t %s a %u r 1", f->prefix, m, text,
+             (unsigned)strlen(text) - 1);
+    sync_cmd(f, NULL, 0, "RPUSH %s:log:%llu %llu:%llu:%s", f->prefix, uid, size,
+             (unsigned long long)mh_now_ms(), m);
+    sync_cmd(f, NULL, 0, "HINCRBY %s:logm:%llu last 1", f->prefix, uid);
+    sync_cmd(f, NULL, 0, "HINCRBY %s:logm:%llu bytes %llu", f->prefix, uid, size);
+}
+
+/*
+ * A log holding both entry formats (this version's "<seq>:<size>:<ms>:<m>"
+ * and the positional "<size>:<ms>:<m>"): read, ack and retention take every
+ * entry's seq from its position (last - LLEN + 1 is the head's), so a
+ * rolling upgrade to a writer of the positional format keeps every log
+ * readable. Bodies are freed by ack and retention in both formats.
+ */
+static void test_positional_entries(void **state)
+{
+    fx_t *f = *state;
+    open_log(f, 4, 16u << 20, 60000, 1);
+    set_last_id(f, 1);
+    const char *a = "{\"type\":\"message\",\"body\":\"a\"}";
+    const char *p = "{\"type\":\"message\",\"body\":\"p\"}";
+    assert_int_equal(append1(f, 1, a, NULL), 1);
+    assert_int_equal(append1(f, 1, a, NULL), 2);
+    push_positional(f, 1, "x3", p);
+    push_positional(f, 1, "x4", p);
+    res_t r = {0};
+    read_r(f, 1, 1, MAX_READ, &r);
+    assert_int_equal(r.n, 3);
+    assert_int_equal(r.last_seq, 4);
+    const uint64_t want[] = {2, 3, 4};
+    for (size_t i = 0; i < 3; i++) {
+        assert_int_equal(r.eseq[i], want[i]);
+        assert_int_equal(r.eat[i], strlen(a) - 1);
+        assert_string_equal(r.etext[i], i == 0 ? a : p); /* the text without its seq */
+    }
+    res_clear(&r);
+    ack(f, 1, 3); /* two of this format, one positional */
+    const uint64_t w4[] = {4};
+    check_read(f, 1, 0, w4, 1);
+    assert_int_equal(count_keys(f, ":msg:*"), 1); /* x4's */
+    assert_int_equal(sync_cmd(f, NULL, 0, "EXISTS %s:msg:x4", f->prefix), 1);
+    /* 5..8 make 5 entries, one past max_msgs: retention drops seq 4 (positional, unacked) */
+    uint64_t dropped = 0, total = 0;
+    for (uint64_t s = 5; s <= 8; s++) {
+        assert_int_equal(append1(f, 1, a, &dropped), s);
+        total += dropped;
+    }
+    assert_int_equal(total, 1);
+    const uint64_t w58[] = {5, 6, 7, 8};
+    check_read(f, 1, 0, w58, 4);
+    check_read(f, 1, 6, w58 + 2, 2);
+    assert_int_equal(sync_cmd(f, NULL, 0, "EXISTS %s:msg:x4", f->prefix), 0);
+    mh_msglog_state_t st = open_id(f, 1, 3, 0);
+    assert_int_equal(st.last_seq, 8);
+    assert_int_equal(st.recovered, 0); /* 4 was dropped unacknowledged */
+    assert_int_equal(hget_num(f, "%s:logm:%llu", 1, "lost"), 4);
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -1216,6 +1282,7 @@ int main(void)
         T(test_touch_at_most_once_per_interval),
         T(test_read_after),
         T(test_ack_by_seq),
+        T(test_positional_entries),
         T(test_ack_batch),
         T(test_ack_batch_outage),
         T(test_open_since),
