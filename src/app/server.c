@@ -359,9 +359,11 @@ static void coalesce_init(mh_server_t *srv)
 static int writes_may_go(mh_server_t *srv, uint64_t now_ns)
 {
     mh_server_priv_t *p = srv->priv;
-    if (!srv->n_write_due)
+    if (!srv->n_write_due) {
         p->due_since_ns = 0; /* also when a direct mh_session_arm_writes() (shutdown) emptied it */
-    if (p->coalesce_fd < 0 || !srv->n_write_due)
+        return 1;
+    }
+    if (p->coalesce_fd < 0)
         return 1;
     uint64_t hold_ns = (uint64_t)srv->cfg->write_coalesce_us * 1000u;
     if (!p->due_since_ns) {
