@@ -1,33 +1,43 @@
 /*
  * msglog_redis: the per-user log (msglog.h) in Redis (contract in
- * msglog_redis.h). Each operation is one Lua script run, atomic, in one
- * round trip. Appends and acks are batched per loop turn (all sessions):
- * held on the connection and sent as one script at the next turn (or when
- * a batch is full, before a read or an open, or when the store is freed).
- * An append batch stores one body per relay and, per receiver, all of the
- * turn's entries with one HINCRBY, one RPUSH, one retention pass and one
- * TTL touch, so Redis' work grows with the receivers of a turn rather than
- * with its deliveries; an ack batch carries the highest seq per id. Each
- * caller gets the batch's status and its own slice of the answer.
+ * msglog_redis.h). Appends and acks are batched per loop turn (all
+ * sessions): held on the connection and sent at the next turn (or when a
+ * batch is full, before a read or an open, or when the store is freed).
+ * An append batch goes as one MULTI/EXEC of plain commands
+ * (append_native.c) when every receiver is an id the store is known to
+ * have issued and reserved body ids cover it; otherwise as the append
+ * script, which checks the ids against P:next_id and reserves the next
+ * block of body ids. Either way it stores one body per relay and, per
+ * receiver, all of the turn's entries with one HINCRBY and one RPUSH, so
+ * Redis' work grows with the receivers of a turn rather than with its
+ * deliveries; retention and the other rare decisions a MULTI/EXEC cannot
+ * make go to the tidy script on the same request, before the callers hear
+ * of the batch. Reads, opens and acks are one script run each (acks: one
+ * per batch, the highest seq per id). Each caller gets the batch's status
+ * and its own slice of the answer.
  *
  * Keys (P = the store's prefix; P:next_id and P:route:<id> are redis_store's):
- *   P:msgid         INCR counter naming message bodies
+ *   P:msgid         counter naming message bodies (the append script takes
+ *                   its own and a block of NATIVE_BODY_IDS for MULTI/EXEC)
  *   P:msg:<m>       HASH t = message text without seq, a = its seq_at,
  *                   r = log entries still referring to it; PX = inbox TTL
  *                   from its append; deleted when r drops to 0
- *   P:log:<id>      LIST of entries "<seq>:<size>:<stored ms>:<m>" (this
- *                   version writes them), or "<size>:<stored ms>:<m>" (read,
- *                   acked and trimmed alike, for a writer without seqs in
- *                   the entries); seqs contiguous, last - LLEN + 1 .. last
- *                   (entries only leave from the head, every push moves
- *                   last with it), so an entry's seq is its position and
- *                   the seq field is never read; size = text length +
- *                   len(`,"seq":<seq>`)
+ *   P:log:<id>      LIST of entries "<size>:<stored ms>:<m>" (this version
+ *                   writes them), or "<seq>:<size>:<stored ms>:<m>" (written
+ *                   before 2026-12-06; read, acked and trimmed alike); seqs
+ *                   contiguous, last - LLEN + 1 .. last (entries only leave
+ *                   from the head, every push moves last with it), so an
+ *                   entry's seq is its position and the seq field is never
+ *                   read; size = text length + 7 (len(`,"seq":`)) in this
+ *                   format, + the seq's digits in the older one
  *   P:logm:<id>     HASH last = highest seq assigned, acked = everything
  *                   <= it is acknowledged, bytes = sum of the sizes in the
- *                   log, lost = highest unacknowledged seq dropped by
- *                   retention (recovered = lost <= acked)
- * P:log:<id> gets the inbox TTL (PEXPIRE) on every append, open and ack,
+ *                   log (retention adds the digits of seqs first..last, so
+ *                   the cap counts each frame as its receiver gets it),
+ *                   lost = highest unacknowledged seq dropped by retention
+ *                   (recovered = lost <= acked)
+ * P:log:<id> gets the inbox TTL (PEXPIRE) on every open and ack, on an
+ * append that creates it and at most every TOUCH_EVERY_MS of appends,
  * P:logm:<id> twice the TTL: a log that expired while its meta lives is
  * reported lost (recovered = 0) and seqs continue; an id idle for twice the
  * TTL is forgotten (seqs restart at 1). The body of an entry expires with
@@ -38,6 +48,12 @@
  * always stays); an entry whose body is gone is skipped by read. Both
  * count as lost when unacknowledged.
  *
+ * Needs Redis 7.0 (PEXPIRE NX). Ids are known from P:next_id as the
+ * append script or a MULTI/EXEC last read it, on the current connection
+ * (a new one may be a new server: ids and body ids are read again); a
+ * store whose P:next_id went back under a live connection (FLUSHALL) is
+ * caught by the next MULTI/EXEC, whose appends to ids above it are undone
+ * by the tidy script and reported as to unknown ids.
  * Scripts name keys from the prefix rather than in KEYS: one Redis (or a
  * primary with replicas), not Redis Cluster. After SCRIPT FLUSH on a live
  * connection, calls in flight are retried with EVAL and may run in another
@@ -56,14 +72,16 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
+#include "append_native.h"
 #include "redis_conn.h"
 #include "redis_decode.h"
 
+#include "msghub/log.h"
 #include "msghub/u64map.h"
 #include "msghub/util.h"
 
 #define SHA_HEX_LEN 40
-#define APPEND_FIXED_ARGS 10          /* verb, script, numkeys, 2 keys, 5 ARGV before the relays */
+#define APPEND_FIXED_ARGS 11          /* verb, script, numkeys, 2 keys, 6 ARGV before the relays */
 #define APPEND_RELAY_ARGS 3           /* text, seq_at, count, before each relay's ids */
 #define APPEND_BATCH_MAX 256u         /* relays per batch: bounds one script run and its RPUSH */
 #define APPEND_BATCH_BYTES (1u << 20) /* bodies per batch: a batch this big goes at once */
@@ -74,11 +92,14 @@
 #define TOUCH_EVERY_MS 1000u          /* a receiver's log TTLs are renewed at most this often */
 #define BATCH_IN_FLIGHT_MAX 1u /* batches of a kind sent and unanswered: the next one waits */
 #define FIRST_WAITS 16u        /* a batch's array of waits starts with room for this many */
+#define NATIVE_BODY_IDS 65536u /* body ids the append script reserves for MULTI/EXEC batches */
+#define TIDY_FIXED_ARGS 8u     /* verb, script, numkeys, 5 ARGV before the receivers */
+#define TIDY_RCV_ARGS 4u       /* id, flags, stale, base */
 
 typedef mh_redis_conn_req_t req_t;
 typedef mh_redis_conn_cmd_t cmd_t;
 
-enum { SC_APPEND, SC_READ, SC_OPEN, SC_ACK, SC_COUNT };
+enum { SC_APPEND, SC_READ, SC_OPEN, SC_ACK, SC_TIDY, SC_COUNT };
 
 typedef struct script {
     const char *src;
@@ -111,6 +132,10 @@ typedef struct rlog {
     mh_u64map_t *touched; /* ids whose TTLs a batch sent since touched_ms renewed */
     uint64_t touched_ms;  /* when touched was emptied last */
     uint64_t touch_ms;    /* TOUCH_EVERY_MS, or 1 % of the TTL when that is less */
+    /* what lets a batch go as MULTI/EXEC (append_native), from the append script's answers */
+    uint64_t known_max;         /* ids 1..known_max are issued (P:next_id, as last read) */
+    uint64_t mid_next, mid_end; /* reserved body ids left: mid_next .. mid_end - 1 */
+    unsigned known_gen;         /* the connection generation both hold for; 0: none */
 } rlog_t;
 
 /* One caller of append, waiting in a batch: one relay. */
@@ -153,6 +178,12 @@ typedef struct lop {
     size_t nwaits, capwaits;
     size_t bytes; /* append: body bytes */
     uint64_t now, id, arg, max;
+    /* append as MULTI/EXEC: the batch, EXEC's place among the answers, whether it was read */
+    mh_append_native_t *nat;
+    mh_append_native_relay_t *nrelays;
+    size_t exec_idx;
+    int exec_read;
+    unsigned gen; /* append: the connection generation it was sent on */
 } lop_t;
 
 /* ---- the scripts ---- */
@@ -218,41 +249,61 @@ typedef struct lop {
     "end\n"
 
 /*
- * The appends of one loop turn. KEYS: next_id, msgid. ARGV: prefix, now ms,
- * ttl ms, max_msgs, max_bytes, then per relay: text, seq_at, count, and
- * count ids. Each relay with a known receiver gets one body (msgids by one
- * INCRBY); each receiver's entries of the whole batch go in relay order by
- * one HINCRBY of last, one RPUSH, one retention pass and one touch, so a
- * receiver named by k relays of the turn costs about what one did. Only an
- * id sent as -id gets its TTLs renewed and its head entry's age checked
- * (its instance did both for the others within TOUCH_EVERY_MS); keys that
- * the batch creates are always touched, and the count and byte caps are
- * always enforced.
- * Returns {last_id, dropped, then seq, route per id of every relay, in
- * order}: an unknown id has seq 0 and route false.
+ * Retention, for the append script and the tidy script. digits(a, b): the
+ * decimal digits of the seqs a..b, which the stored sizes leave out (an
+ * entry's size is its text + 7 for `,"seq":`). retain() drops entries from
+ * the head (the newest always stays) while the log holds more than maxn
+ * entries, more than maxb bytes as its receiver gets them, or (ttl > 0) a
+ * head older than the TTL; unacked ones count as lost. Returns how many.
  */
-static const char append_lua[] = LUA_COMMON
-    /* ttl 0: no age check (none configured, or not due): under the caps nothing to look at */
-    "local function retain(mk, lk, n, top, bytes, now, ttl, maxn, maxb)\n"
-    "  if ttl == 0 and n <= maxn and bytes <= maxb then return 0 end\n"
-    "  local acked, dropped, freed = nil, 0, 0\n"
-    "  while n > 1 do\n"
-    "    local s = top - n + 1\n"
-    "    local z, t, m = parse(redis.call('LINDEX', lk, 0))\n"
-    "    if n <= maxn and bytes - freed <= maxb and (ttl == 0 or tonumber(t) + ttl > now) then "
-    "break end\n"
-    "    redis.call('LPOP', lk)\n"
-    "    unref(m)\n"
-    "    n, freed = n - 1, freed + z\n"
-    "    acked = acked or num(mk, 'acked')\n"
-    "    if s > acked then\n"
-    "      dropped = dropped + 1\n"
-    "      lose(mk, s)\n"
-    "    end\n"
-    "  end\n"
-    "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"
-    "  return dropped\n"
+#define LUA_RETAIN                                                                                 \
+    "local function digits(a, b)\n"                                                                \
+    "  local s, lo, d = 0, 1, 1\n"                                                                 \
+    "  while lo <= b do\n"                                                                         \
+    "    local x, y = math.max(a, lo), math.min(b, lo * 10 - 1)\n"                                 \
+    "    if x <= y then s = s + (y - x + 1) * d end\n"                                             \
+    "    lo, d = lo * 10, d + 1\n"                                                                 \
+    "  end\n"                                                                                      \
+    "  return s\n"                                                                                 \
+    "end\n"                                                                                        \
+    "local function retain(mk, lk, n, top, bytes, now, ttl, maxn, maxb)\n"                         \
+    "  local wire = bytes + digits(top - n + 1, top)\n"                                            \
+    "  if ttl == 0 and n <= maxn and wire <= maxb then return 0 end\n"                             \
+    "  local acked, dropped, freed = nil, 0, 0\n"                                                  \
+    "  while n > 1 do\n"                                                                           \
+    "    local s = top - n + 1\n"                                                                  \
+    "    local z, t, m = parse(redis.call('LINDEX', lk, 0))\n"                                     \
+    "    if n <= maxn and wire <= maxb and (ttl == 0 or tonumber(t) + ttl > now) then break end\n" \
+    "    redis.call('LPOP', lk)\n"                                                                 \
+    "    unref(m)\n"                                                                               \
+    "    n, freed, wire = n - 1, freed + z, wire - z - #tostring(s)\n"                             \
+    "    acked = acked or num(mk, 'acked')\n"                                                      \
+    "    if s > acked then\n"                                                                      \
+    "      dropped = dropped + 1\n"                                                                \
+    "      lose(mk, s)\n"                                                                          \
+    "    end\n"                                                                                    \
+    "  end\n"                                                                                      \
+    "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"                         \
+    "  return dropped\n"                                                                           \
     "end\n"
+
+/*
+ * The appends of one loop turn, when the caller cannot send them as one
+ * MULTI/EXEC (below: an id it does not know to be issued, or no body ids
+ * left). KEYS: next_id, msgid. ARGV: prefix, now ms, ttl ms, max_msgs,
+ * max_bytes, block, then per relay: text, seq_at, count, and count ids. Each relay with a known
+ * receiver gets one body (msgids by one INCRBY); each receiver's entries of the whole batch go in
+ * relay order by one HINCRBY of last, one RPUSH, one retention pass and one touch, so a receiver
+ * named by k relays of the turn costs about what one did. Only an id sent as -id gets its TTLs
+ * renewed and its head entry's age checked (its instance did both for the others within
+ * TOUCH_EVERY_MS); keys that the batch creates are always touched, and the count and byte caps are
+ * always enforced.
+ * Reserves block body ids after its own for the caller's MULTI/EXEC
+ * batches: mid_top - block + 1 .. mid_top.
+ * Returns {last_id, dropped, mid_top, then seq, route per id of every
+ * relay, in order}: an unknown id has seq 0 and route false.
+ */
+static const char append_lua[] = LUA_COMMON LUA_RETAIN
     /* k new entries; a log that was empty is all acked, unless it expired (then what was unacked
        is lost) */
     "local function push(mk, lk, es, first, sum)\n"
@@ -264,7 +315,7 @@ static const char append_lua[] = LUA_COMMON
     "end\n"
     "local now, ttl = ARGV[2], tonumber(ARGV[3])\n"
     "local nowv = tonumber(now)\n"
-    "local maxn, maxb = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local maxn, maxb, block = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])\n"
     "local last_id = tonumber(redis.call('GET', KEYS[1]) or '0')\n"
     /* an id sent as -id is due for the touch; each distinct argument is checked once */
     "local seen = {}\n"
@@ -280,7 +331,7 @@ static const char append_lua[] = LUA_COMMON
     "end\n"
     /* pass 1: the relays {at, count, known count}, and how many have a known receiver (a body
        each) */
-    "local relays, bodies, i, nargs = {}, 0, 6, #ARGV\n"
+    "local relays, bodies, i, nargs = {}, 0, 7, #ARGV\n"
     "while i <= nargs do\n"
     "  local cnt, c = tonumber(ARGV[i + 2]), 0\n"
     "  for j = i + 3, i + 2 + cnt do\n"
@@ -290,12 +341,13 @@ static const char append_lua[] = LUA_COMMON
     "  if c > 0 then bodies = bodies + 1 end\n"
     "  i = i + 3 + cnt\n"
     "end\n"
-    "local mid = 0\n"
-    "if bodies > 0 then mid = redis.call('INCRBY', KEYS[2], bodies) - bodies end\n"
+    /* the bodies' ids, then a block of ids the caller's MULTI/EXEC batches name bodies from */
+    "local mid_top = redis.call('INCRBY', KEYS[2], bodies + block)\n"
+    "local mid = mid_top - block - bodies\n"
     /* pass 2: the bodies; per receiver, flat pairs (relay index, reply slot) in relay order;
-       each relay keeps the size of its entries without the seq (7 = #',"seq":') and the end of
-       its entries (':' .. now .. ':' .. msgid) */
-    "local out, per, order, nout = {last_id, 0}, {}, {}, 2\n"
+       each relay keeps its entries' size without the seq's digits (7 = #',"seq":') and the
+       entry itself ("<size>:<now>:<msgid>", the same for each of its receivers) */
+    "local out, per, order, nout = {last_id, 0, mid_top}, {}, {}, 3\n"
     "for r, rl in ipairs(relays) do\n"
     "  local at, cnt, m = rl[1], rl[2], nil\n"
     "  if rl[3] > 0 then\n"
@@ -304,7 +356,8 @@ static const char append_lua[] = LUA_COMMON
     "    local bk = pfx .. ':msg:' .. m\n"
     "    redis.call('HSET', bk, 't', ARGV[at], 'a', ARGV[at + 1], 'r', rl[3])\n"
     "    if ttl > 0 then redis.call('PEXPIRE', bk, ttl) end\n"
-    "    rl[4], rl[5] = #ARGV[at] + 7, ':' .. now .. ':' .. m\n"
+    "    rl[4] = #ARGV[at] + 7\n"
+    "    rl[5] = rl[4] .. ':' .. now .. ':' .. m\n"
     "  end\n"
     "  for j = at + 3, at + 2 + cnt do\n"
     "    out[nout + 1], out[nout + 2], nout = 0, false, nout + 2\n"
@@ -333,12 +386,10 @@ static const char append_lua[] = LUA_COMMON
     "  local top = redis.call('HINCRBY', mk, 'last', k)\n"
     "  local es, sum, base = {}, 0, top - k\n"
     "  for x = 1, k do\n"
-    "    local rl, s = relays[p[2 * x - 1]], base + x\n"
-    "    local seq = tostring(s)\n"
-    "    local size = rl[4] + #seq\n"
-    "    es[x] = seq .. ':' .. size .. rl[5]\n"
-    "    sum = sum + size\n"
-    "    out[p[2 * x]] = s\n"
+    "    local rl = relays[p[2 * x - 1]]\n"
+    "    es[x] = rl[5]\n"
+    "    sum = sum + rl[4]\n"
+    "    out[p[2 * x]] = base + x\n"
     "  end\n"
     "  local n, bytes = push(mk, lk, es, base + 1, sum)\n"
     /* new keys always get their TTL, known ones when their instance says it is due; the head's
@@ -358,6 +409,42 @@ static const char append_lua[] = LUA_COMMON
     "end\n"
     "out[2] = dropped\n"
     "return out\n";
+
+/*
+ * What a MULTI/EXEC append batch (append_native) could not decide, for the
+ * receivers that need it. No KEYS. ARGV: prefix, now ms, ttl ms, max_msgs,
+ * max_bytes, then per receiver: id, flags, stale, base. flags: TIDY_AGE
+ * (check the head's age, renew both TTLs), TIDY_TOUCH (renew both TTLs),
+ * TIDY_FORGET (the id is above next_id: the store was reset under the
+ * batch; its keys go if it still is). stale > 0: the batch found the log
+ * empty with stale bytes (it expired apart from its meta): they go, and
+ * what was unacked up to base (the seq before the batch's) is lost.
+ * Returns the entries retention dropped unacknowledged.
+ */
+static const char tidy_lua[] = LUA_COMMON LUA_RETAIN
+    "local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
+    "local maxn, maxb, dropped = tonumber(ARGV[4]), tonumber(ARGV[5]), 0\n"
+    "for i = 6, #ARGV - 3, 4 do\n"
+    "  local id, flags = ARGV[i], tonumber(ARGV[i + 1])\n"
+    "  local stale, base = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])\n"
+    "  local mk, lk = pfx .. ':logm:' .. id, pfx .. ':log:' .. id\n"
+    "  if flags >= 4 then\n"
+    "    if tonumber(id) > tonumber(redis.call('GET', pfx .. ':next_id') or '0') then\n"
+    "      redis.call('DEL', mk, lk)\n"
+    "    end\n"
+    "  else\n"
+    "    if stale > 0 then\n"
+    "      redis.call('HINCRBY', mk, 'bytes', -stale)\n"
+    "      if base > num(mk, 'acked') then lose(mk, base) end\n"
+    "    end\n"
+    "    local h = redis.call('HMGET', mk, 'last', 'bytes')\n"
+    "    local age = flags % 2 == 1 and ttl or 0\n"
+    "    dropped = dropped + retain(mk, lk, redis.call('LLEN', lk), tonumber(h[1] or '0'),\n"
+    "                               tonumber(h[2] or '0'), now, age, maxn, maxb)\n"
+    "    if flags > 0 then touch(mk, lk, ttl) end\n"
+    "  end\n"
+    "end\n"
+    "return dropped\n";
 
 /*
  * KEYS: logm, log. ARGV: prefix, after, max. Returns {last, seq, text,
@@ -522,6 +609,8 @@ static void op_done(lop_t *q)
         free(q->appends[i].ids);
     }
     free(q->appends);
+    mh_append_native_free(q->nat);
+    free(q->nrelays);
     free(q->touch);
     free(q->ids);
     log_unref(q->log);
@@ -532,7 +621,7 @@ static void op_done(lop_t *q)
 /* The kind of batch q (an append or an ack) was collected for. */
 static batch_t *kind_of(lop_t *q)
 {
-    return q->script == SC_APPEND ? &q->log->appends : &q->log->acks;
+    return q->script == SC_ACK ? &q->log->acks : &q->log->appends; /* SC_TIDY: an append's */
 }
 
 /* Sends q (the open batch of its kind, held or waiting) now. */
@@ -545,7 +634,10 @@ static void batch_send(lop_t *q)
     b->out++;
     if (q->prepare)
         q->prepare(q);
-    op_submit(q);
+    if (q->nat)
+        mh_redis_conn_submit(&q->req); /* append_prepare() sent its MULTI/EXEC */
+    else
+        op_submit(q);
 }
 
 /* The loop turn ended (or the store is being freed): q goes, unless one of its kind is out. */
@@ -618,6 +710,7 @@ static void append_args(lop_t *q, cmd_t *c)
     mh_redis_conn_cmd_u64(c, "", lim->ttl_ms);
     mh_redis_conn_cmd_u64(c, "", lim->max_msgs ? lim->max_msgs : 1);
     mh_redis_conn_cmd_u64(c, "", lim->max_bytes);
+    mh_redis_conn_cmd_u64(c, "", NATIVE_BODY_IDS);
     size_t k = 0;
     for (size_t r = 0; r < q->nwaits; r++) {
         const append_wait_t *w = &q->appends[r];
@@ -628,6 +721,9 @@ static void append_args(lop_t *q, cmd_t *c)
             mh_redis_conn_cmd_u64(c, q->touch[k] ? "-" : "", w->ids[i]);
     }
 }
+
+static int native_ok(const lop_t *q);
+static void native_send(lop_t *q);
 
 /*
  * As the batch goes (once, so a NOSCRIPT retry sends the same): which ids
@@ -654,6 +750,128 @@ static void append_prepare(lop_t *q)
                 mh_u64map_put(log->touched, w->ids[i], log);
         }
     }
+    q->gen = mh_redis_conn_generation(log->conn);
+    if (native_ok(q))
+        native_send(q);
+}
+
+/*
+ * A batch may go as MULTI/EXEC when every id is one the store issued (as
+ * last read, on this server session) and reserved body ids cover it; the
+ * append script takes the others, and reserves the next body ids.
+ */
+static int native_ok(const lop_t *q)
+{
+    const rlog_t *log = q->log;
+    if (!log->known_gen || log->known_gen != q->gen || !mh_redis_conn_up(log->conn))
+        return 0;
+    size_t bodies = 0;
+    for (size_t r = 0; r < q->nwaits; r++) {
+        const append_wait_t *w = &q->appends[r];
+        bodies += w->n > 0;
+        for (size_t i = 0; i < w->n; i++)
+            if (!w->ids[i] || w->ids[i] > log->known_max)
+                return 0;
+    }
+    return bodies <= log->mid_end - log->mid_next;
+}
+
+static void native_send(lop_t *q)
+{
+    rlog_t *log = q->log;
+    q->nrelays = mh_xmalloc((q->nwaits ? q->nwaits : 1) * sizeof(*q->nrelays));
+    for (size_t r = 0; r < q->nwaits; r++) {
+        const append_wait_t *w = &q->appends[r];
+        q->nrelays[r] = (mh_append_native_relay_t){(const char *)mh_frame_data(w->frame),
+                                                   w->frame->len, w->frame->seq_at, w->ids, w->n};
+    }
+    q->nat = mh_append_native_new(log->prefix, &log->lim, q->now, q->nrelays, q->nwaits, q->touch,
+                                  log->mid_next);
+    log->mid_next += mh_append_native_bodies(q->nrelays, q->nwaits);
+    q->exec_idx = mh_append_native_send(q->nat, &q->req);
+}
+
+static void tidy_args(lop_t *q, cmd_t *c)
+{
+    const mh_msglog_limits_t *lim = &q->log->lim;
+    mh_redis_conn_cmd_fmt(c, "0");
+    mh_redis_conn_cmd_bin(c, q->log->prefix, strlen(q->log->prefix));
+    mh_redis_conn_cmd_u64(c, "", q->now);
+    mh_redis_conn_cmd_u64(c, "", lim->ttl_ms);
+    mh_redis_conn_cmd_u64(c, "", lim->max_msgs ? lim->max_msgs : 1);
+    mh_redis_conn_cmd_u64(c, "", lim->max_bytes);
+    mh_append_native_tidy_args(q->nat, c);
+}
+
+/*
+ * EXEC answered: read it (the reply goes when this returns) and, when a
+ * receiver needs it, send the tidy script on the same request, so the
+ * callers hear of the batch with its retention done.
+ */
+static void append_each(req_t *req, size_t idx, const redisReply *r)
+{
+    lop_t *q = (lop_t *)req;
+    if (!q->nat || q->exec_read || idx != q->exec_idx)
+        return;
+    uint64_t next_id = 0;
+    if (mh_append_native_read(q->nat, r, &next_id)) {
+        mh_redis_conn_bad_reply(req, r);
+        q->req.lost++; /* some of it may have run: the callers are told it is in doubt */
+        return;
+    }
+    q->exec_read = 1;
+    rlog_t *log = q->log;
+    if (next_id < log->known_max)
+        mh_warn("redis_ids_reset",
+                "next_id=%" PRIu64 " known=%" PRIu64
+                " msg=\"the id counter went back (store flushed?): appends above it are undone\"",
+                next_id, log->known_max);
+    log->known_max = next_id;
+    size_t n = mh_append_native_tidy_count(q->nat);
+    if (!n)
+        return;
+    q->script = SC_TIDY;
+    q->args = tidy_args;
+    q->nargs = TIDY_FIXED_ARGS + TIDY_RCV_ARGS * n;
+    op_submit(q); /* loads it first on a new connection; pending now counts it */
+}
+
+/* The append script's answer: seqs and routes (into the reply), what it reserved. */
+static int script_result(lop_t *q, const redisReply *last, uint64_t *seqs, const char **inst,
+                         uint64_t *dropped)
+{
+    rlog_t *log = q->log;
+    uint64_t last_id, mid_top;
+    if (q->req.status)
+        return q->req.lost ? MH_EINDOUBT : q->req.status;
+    if (mh_redis_decode_appended(last, q->n, &last_id, dropped, &mid_top, seqs, inst) != 0 ||
+        mid_top < NATIVE_BODY_IDS) {
+        mh_redis_conn_bad_reply(&q->req, last);
+        return MH_EINDOUBT; /* a script sent whose answer makes no sense may have appended */
+    }
+    log->known_max = last_id;
+    log->known_gen = q->gen;
+    log->mid_next = mid_top - NATIVE_BODY_IDS + 1;
+    log->mid_end = mid_top + 1;
+    return 0;
+}
+
+/* A MULTI/EXEC batch's outcome: once EXEC was read, it appended, whatever the tidy did. */
+static int native_result(lop_t *q, const redisReply *last, uint64_t *seqs, const char **inst,
+                         uint64_t *dropped)
+{
+    if (!q->exec_read)
+        return q->req.lost ? MH_EINDOUBT : MH_EIO;
+    memcpy(seqs, mh_append_native_seqs(q->nat), q->n * sizeof(*seqs));
+    memcpy(inst, mh_append_native_routes(q->nat), q->n * sizeof(*inst));
+    if (q->script != SC_TIDY || q->req.status)
+        return 0; /* no tidy, or it failed: the next append to those ids finds the same */
+    uint64_t d = 0;
+    if (mh_redis_decode_u64(last, &d) == 0)
+        *dropped = d;
+    else
+        mh_redis_conn_bad_reply(&q->req, last);
+    return 0;
 }
 
 /*
@@ -664,14 +882,12 @@ static void append_prepare(lop_t *q)
 static void finish_append(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
-    batch_answered(q);
-    uint64_t last_id, dropped = 0;
+    uint64_t dropped = 0;
     uint64_t *seqs = mh_xcalloc(q->n ? q->n : 1, sizeof(*seqs));
     const char **inst = mh_xcalloc(q->n ? q->n : 1, sizeof(*inst));
-    if (!q->req.status && mh_redis_decode_appended(last, q->n, &last_id, &dropped, seqs, inst) != 0)
-        mh_redis_conn_bad_reply(&q->req, last);
-    /* a script sent whose answer was lost may have appended: say so (relay.c) */
-    int status = q->req.status && q->req.lost ? MH_EINDOUBT : q->req.status;
+    int status = q->nat ? native_result(q, last, seqs, inst, &dropped)
+                        : script_result(q, last, seqs, inst, &dropped);
+    batch_answered(q); /* after: the next batch sees what this one learnt */
     size_t off = 0;
     for (size_t r = 0; r < q->nwaits; r++) {
         const append_wait_t *w = &q->appends[r];
@@ -685,7 +901,7 @@ static void finish_append(req_t *req, const redisReply *last)
     op_done(q);
 }
 
-static const mh_redis_conn_req_ops_t append_ops = {"msglog_append", NULL, finish_append};
+static const mh_redis_conn_req_ops_t append_ops = {"msglog_append", append_each, finish_append};
 
 /* Joins the open batch of appends (one EVALSHA for all of it); a full one goes at once. */
 static void log_append(void *impl, const uint64_t *ids, size_t n, mh_frame_t *f, uint64_t now_ms,
@@ -901,7 +1117,7 @@ static const mh_msglog_ops_t redis_log_ops = {log_append, log_read, log_open,
 
 int mh_msglog_redis_new(mh_msglog_t *out, mh_redis_store_t *rs, const mh_msglog_limits_t *lim)
 {
-    static const char *const srcs[SC_COUNT] = {append_lua, read_lua, open_lua, ack_lua};
+    static const char *const srcs[SC_COUNT] = {append_lua, read_lua, open_lua, ack_lua, tidy_lua};
     if (!out || !rs || !lim)
         return MH_EINVAL;
     rlog_t *log = mh_xcalloc(1, sizeof(*log));

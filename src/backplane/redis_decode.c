@@ -15,7 +15,7 @@
 
 #define OPEN_REPLY_ELEMENTS 4 /* {0, last, acked, lost} */
 #define OPEN_MIN_ELEMENTS 2   /* {-1, last} */
-#define APPEND_HEAD 2         /* last_id, dropped; then seq, route per receiver */
+#define APPEND_HEAD 3         /* last_id, dropped, mid_top; then seq, route per receiver */
 #define READ_HEAD 1           /* last; then seq, text, seq_at per entry */
 #define READ_ENTRY 3
 
@@ -117,10 +117,11 @@ uint64_t *mh_redis_decode_ids(const redisReply *r, size_t *n)
 }
 
 int mh_redis_decode_appended(const redisReply *r, size_t n, uint64_t *last_id, uint64_t *dropped,
-                             uint64_t *seqs, const char **inst)
+                             uint64_t *mid_top, uint64_t *seqs, const char **inst)
 {
     if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != APPEND_HEAD + 2 * n ||
-        mh_redis_decode_u64(r->element[0], last_id) || mh_redis_decode_u64(r->element[1], dropped))
+        mh_redis_decode_u64(r->element[0], last_id) ||
+        mh_redis_decode_u64(r->element[1], dropped) || mh_redis_decode_u64(r->element[2], mid_top))
         return -1;
     for (size_t i = 0; i < n; i++)
         if (mh_redis_decode_u64(r->element[APPEND_HEAD + 2 * i], &seqs[i]) ||

@@ -48,9 +48,10 @@ int mh_redis_decode_routes(const struct redisReply *r, size_t n, const char **in
  */
 uint64_t *mh_redis_decode_ids(const struct redisReply *r, size_t *n);
 
-/* The append script's {last_id, dropped, seq, route, ...} for n receivers. */
+/* The append script's {last_id, dropped, mid_top, seq, route, ...} for n receivers. */
 int mh_redis_decode_appended(const struct redisReply *r, size_t n, uint64_t *last_id,
-                             uint64_t *dropped, uint64_t *seqs, const char **inst);
+                             uint64_t *dropped, uint64_t *mid_top, uint64_t *seqs,
+                             const char **inst);
 
 /* The read script's {last, seq, text, seq_at, ...}: the last seq and the number of entries. */
 int mh_redis_decode_read(const struct redisReply *r, uint64_t *last_seq, size_t *n_entries);

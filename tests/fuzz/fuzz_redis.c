@@ -139,16 +139,17 @@ static void check_ids(const redisReply *r)
 
 static void check_appended(const redisReply *r)
 {
-    size_t n = r->type == REDIS_REPLY_ARRAY && r->elements >= 2 ? (r->elements - 2) / 2 : 0;
+    size_t n = r->type == REDIS_REPLY_ARRAY && r->elements >= 3 ? (r->elements - 3) / 2 : 0;
     static uint64_t seqs[MAX_ARRAY];
     static const char *inst[MAX_ARRAY];
-    uint64_t last_id, dropped;
-    if (mh_redis_decode_appended(r, n, &last_id, &dropped, seqs, inst) == 0) {
-        CHECK(r->type == REDIS_REPLY_ARRAY && r->elements == 2 + 2 * n);
-        CHECK(u64_agrees(r->element[0], 0, last_id) && u64_agrees(r->element[1], 0, dropped));
+    uint64_t last_id, dropped, mid_top;
+    if (mh_redis_decode_appended(r, n, &last_id, &dropped, &mid_top, seqs, inst) == 0) {
+        CHECK(r->type == REDIS_REPLY_ARRAY && r->elements == 3 + 2 * n);
+        CHECK(u64_agrees(r->element[0], 0, last_id) && u64_agrees(r->element[1], 0, dropped) &&
+              u64_agrees(r->element[2], 0, mid_top));
         for (size_t i = 0; i < n; i++) {
-            const redisReply *route = r->element[3 + 2 * i];
-            CHECK(u64_agrees(r->element[2 + 2 * i], 0, seqs[i]) && string_or_nil(route));
+            const redisReply *route = r->element[4 + 2 * i];
+            CHECK(u64_agrees(r->element[3 + 2 * i], 0, seqs[i]) && string_or_nil(route));
             CHECK(inst[i] == (route->type == REDIS_REPLY_STRING ? route->str : NULL));
         }
     }

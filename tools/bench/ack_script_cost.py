@@ -48,7 +48,7 @@ for variant, path in (('base', old_src), ('new', new_src)) * 2:
             for i in ids: last[i] += 1
             entries += 10
         r.cmd('EVALSHA', app, 2, pfx + ':next_id', pfx + ':msgid', pfx, int(time.time() * 1000),
-              86400000, 10000, 16 << 20, *batch)
+              86400000, 10000, 16 << 20, 0, *batch)
         a_cpu += cpu() - a0
         c0, k0 = cpu(), calls()
         args = []

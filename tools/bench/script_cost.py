@@ -14,11 +14,9 @@ Usage: tools/bench/script_cost.py [--calls N] [--relays R] [--reps K]
                                   [--redis-url URL] [SCRIPT.lua ...]
 A .lua file whose name contains "oldsign" gets ids marked the pre-b517b9b
 way (-id = not due), for an A/B against that version of the script.
-The name "native" (instead of a file) replays each batch as the commands a
-native MULTI/EXEC append would send instead (no Lua; positional seqs, so
-entries carry no seq; body ids reserved by the caller; per receiver
-HINCRBY last, RPUSH, HINCRBY bytes, PEXPIRE x 2 when due; one MGET of the
-routes): the design docs/BENCHMARKS.md weighs, for its Redis cost only.
+The name "native" (instead of a file) replays each batch as the commands
+src/backplane/append_native.c sends instead (one MULTI/EXEC, no Lua; the
+tidy script it rarely needs is left out), for its Redis cost.
 Besides commandstats (EVALSHA usec; for native, every command's usec) it
 prints Redis CPU per delivery (INFO cpu, user + sys), which also counts
 parsing and queueing.
@@ -46,8 +44,8 @@ def resp(args):
 
 
 def native_batch(pfx, batch, text, now, first_mid):
-    """One batch as a native MULTI/EXEC append: (commands, next body id)."""
-    cmds, per, order, mid = [["MULTI"]], {}, [], first_mid
+    """One batch as src/backplane/append_native.c sends it: (commands, next body id)."""
+    cmds, per, order, mid = [["MULTI"], ["GET", pfx + ":next_id"]], {}, [], first_mid
     for ids, due in batch:
         mid += 1
         bk = "%s:msg:%d" % (pfx, mid)
@@ -57,14 +55,16 @@ def native_batch(pfx, batch, text, now, first_mid):
             if i not in per:
                 per[i] = {"e": [], "due": False}
                 order.append(i)
-            per[i]["e"].append("%d:%d:%d" % (len(text), now, mid))
+            per[i]["e"].append("%d:%d:%d" % (len(text) + 7, now, mid))
             per[i]["due"] |= due
     for i in order:
         mk, lk, es = "%s:logm:%d" % (pfx, i), "%s:log:%d" % (pfx, i), per[i]["e"]
         cmds += [["HINCRBY", mk, "last", len(es)], ["RPUSH", lk] + es,
-                 ["HINCRBY", mk, "bytes", (len(text) + 9) * len(es)]]
+                 ["HINCRBY", mk, "bytes", (len(text) + 7) * len(es)]]
         if per[i]["due"]:
-            cmds += [["PEXPIRE", mk, 172800000], ["PEXPIRE", lk, 86400000]]
+            cmds += [["PEXPIRE", lk, 86400000], ["PEXPIRE", mk, 172800000], ["LINDEX", lk, 0]]
+        else:
+            cmds += [["PEXPIRE", lk, 86400000, "NX"]]
     cmds += [["MGET"] + ["%s:route:%d" % (pfx, i) for i in order], ["EXEC"]]
     return cmds, mid
 
@@ -106,6 +106,7 @@ def main():
                 prefixes.append(pfx)
                 subprocess.run(cli + ["set", pfx + ":next_id", "200"], capture_output=True)
                 old = "oldsign" in name
+                block = ["0"] if lua and "local maxn, maxb, block" in lua else []
                 now = int(time.time() * 1000)
                 mid = 0
                 with open(tmp.name, "w") as f:
@@ -115,7 +116,7 @@ def main():
                             f.write("".join(resp(x) for x in cmds))
                             continue
                         args = ["EVALSHA", sha, 2, pfx + ":next_id", pfx + ":msgid", pfx, now + c,
-                                86400000, 10000, 16777216]
+                                86400000, 10000, 16777216] + block
                         for ids, due in batch:
                             mark = (not due) if old else due
                             args += [text, len(text), len(ids)] + [
