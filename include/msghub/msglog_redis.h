@@ -29,5 +29,12 @@
  * Returns 0, or MH_EINVAL when an argument is NULL.
  */
 int mh_msglog_redis_new(mh_msglog_t *out, mh_redis_store_t *rs, const mh_msglog_limits_t *lim);
+/*
+ * *counter (NULL: none) counts the unacknowledged entries retention drops
+ * after their append's callers were answered (the tidy script of a
+ * MULTI/EXEC batch: those are not in mh_msglog_appended_t.dropped), for the
+ * metrics. No-op for a log of another kind.
+ */
+void mh_msglog_redis_count_drops(mh_msglog_t *log, uint64_t *counter);
 
 #endif

@@ -253,6 +253,7 @@ int mh_cluster_start(mh_server_t *srv)
         return -1;
     }
     mh_msglog_redis_new(&srv->log, srv->redis, &srv->log_limits);
+    mh_msglog_redis_count_drops(&srv->log, &srv->metrics.inbox_dropped_total);
     mh_presence_redis_init(&srv->presence, srv->redis, cfg->instance_id,
                            (uint64_t)cfg->presence_ttl_s * 1000u);
     mh_broker_options_t opts = {

@@ -136,6 +136,7 @@ typedef struct rlog {
     uint64_t known_max;         /* ids 1..known_max are issued (P:next_id, as last read) */
     uint64_t mid_next, mid_end; /* reserved body ids left: mid_next .. mid_end - 1 */
     unsigned known_gen;         /* the connection generation both hold for; 0: none */
+    uint64_t *tidy_dropped;     /* counts unacked entries the tidy script dropped, or NULL */
 } rlog_t;
 
 /* One caller of append, waiting in a batch: one relay. */
@@ -722,6 +723,7 @@ static void append_args(lop_t *q, cmd_t *c)
     }
 }
 
+static const mh_msglog_ops_t redis_log_ops;
 static int native_ok(const lop_t *q);
 static void native_send(lop_t *q);
 
@@ -803,10 +805,26 @@ static void tidy_args(lop_t *q, cmd_t *c)
     mh_append_native_tidy_args(q->nat, c);
 }
 
+/* Every relay of the batch gets its slice of the seqs and routes, in the order the appends came. */
+static void answer_callers(lop_t *q, int status, const uint64_t *seqs, const char **inst,
+                           uint64_t dropped)
+{
+    size_t off = 0;
+    for (size_t r = 0; r < q->nwaits; r++) {
+        const append_wait_t *w = &q->appends[r];
+        mh_msglog_appended_t res = {seqs + off, inst + off, w->n, r ? 0 : dropped};
+        off += w->n;
+        if (w->cb)
+            w->cb(w->ud, status, status ? NULL : &res);
+    }
+}
+
 /*
- * EXEC answered: read it (the reply goes when this returns) and, when a
- * receiver needs it, send the tidy script on the same request, so the
- * callers hear of the batch with its retention done.
+ * EXEC answered: read it (the reply goes when this returns); when a
+ * receiver needs it, send the tidy script on the same request (so whatever
+ * the callers issue next runs after it); then the callers hear of the
+ * batch at once and the next batch may go. What the tidy drops goes to
+ * the counter of mh_msglog_redis_count_drops().
  */
 static void append_each(req_t *req, size_t idx, const redisReply *r)
 {
@@ -828,12 +846,14 @@ static void append_each(req_t *req, size_t idx, const redisReply *r)
                 next_id, log->known_max);
     log->known_max = next_id;
     size_t n = mh_append_native_tidy_count(q->nat);
-    if (!n)
-        return;
-    q->script = SC_TIDY;
-    q->args = tidy_args;
-    q->nargs = TIDY_FIXED_ARGS + TIDY_RCV_ARGS * n;
-    op_submit(q); /* loads it first on a new connection; pending now counts it */
+    if (n) {
+        q->script = SC_TIDY;
+        q->args = tidy_args;
+        q->nargs = TIDY_FIXED_ARGS + TIDY_RCV_ARGS * n;
+        op_submit(q); /* loads it first on a new connection; pending now counts it */
+    }
+    batch_answered(q);
+    answer_callers(q, 0, mh_append_native_seqs(q->nat), mh_append_native_routes(q->nat), 0);
 }
 
 /* The append script's answer: seqs and routes (into the reply), what it reserved. */
@@ -856,49 +876,49 @@ static int script_result(lop_t *q, const redisReply *last, uint64_t *seqs, const
     return 0;
 }
 
-/* A MULTI/EXEC batch's outcome: once EXEC was read, it appended, whatever the tidy did. */
-static int native_result(lop_t *q, const redisReply *last, uint64_t *seqs, const char **inst,
-                         uint64_t *dropped)
+/* After a MULTI/EXEC batch's callers were answered: the tidy's drops, when it ran. */
+static void finish_tidy(lop_t *q, const redisReply *last)
 {
-    if (!q->exec_read)
-        return q->req.lost ? MH_EINDOUBT : MH_EIO;
-    memcpy(seqs, mh_append_native_seqs(q->nat), q->n * sizeof(*seqs));
-    memcpy(inst, mh_append_native_routes(q->nat), q->n * sizeof(*inst));
-    if (q->script != SC_TIDY || q->req.status)
-        return 0; /* no tidy, or it failed: the next append to those ids finds the same */
     uint64_t d = 0;
-    if (mh_redis_decode_u64(last, &d) == 0)
-        *dropped = d;
-    else
+    if (q->script != SC_TIDY || q->req.status)
+        return; /* no tidy, or it failed: the next append to those ids finds the same */
+    if (mh_redis_decode_u64(last, &d) == 0) {
+        if (q->log->tidy_dropped)
+            *q->log->tidy_dropped += d;
+    } else {
         mh_redis_conn_bad_reply(&q->req, last);
-    return 0;
+    }
 }
 
 /*
- * Every relay of the batch gets its slice of the seqs and routes, in the
- * order the appends came; the retention drops of the batch are counted
- * once, with the first.
+ * The batch is done. A MULTI/EXEC batch answered its callers when EXEC
+ * was read; one whose EXEC failed, and a script batch, answer them here,
+ * the retention drops of the batch counted once, with the first.
  */
 static void finish_append(req_t *req, const redisReply *last)
 {
     lop_t *q = (lop_t *)req;
+    if (q->exec_read) {
+        finish_tidy(q, last);
+        op_done(q);
+        return;
+    }
     uint64_t dropped = 0;
     uint64_t *seqs = mh_xcalloc(q->n ? q->n : 1, sizeof(*seqs));
     const char **inst = mh_xcalloc(q->n ? q->n : 1, sizeof(*inst));
-    int status = q->nat ? native_result(q, last, seqs, inst, &dropped)
+    int status = q->nat ? (q->req.lost ? MH_EINDOUBT : MH_EIO)
                         : script_result(q, last, seqs, inst, &dropped);
     batch_answered(q); /* after: the next batch sees what this one learnt */
-    size_t off = 0;
-    for (size_t r = 0; r < q->nwaits; r++) {
-        const append_wait_t *w = &q->appends[r];
-        mh_msglog_appended_t res = {seqs + off, inst + off, w->n, r ? 0 : dropped};
-        off += w->n;
-        if (w->cb)
-            w->cb(w->ud, status, status ? NULL : &res);
-    }
+    answer_callers(q, status, seqs, inst, dropped);
     free(seqs);
     free(inst);
     op_done(q);
+}
+
+void mh_msglog_redis_count_drops(mh_msglog_t *log, uint64_t *counter)
+{
+    if (log && log->ops == &redis_log_ops)
+        ((rlog_t *)log->impl)->tidy_dropped = counter;
 }
 
 static const mh_redis_conn_req_ops_t append_ops = {"msglog_append", append_each, finish_append};
