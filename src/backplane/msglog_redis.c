@@ -11,8 +11,10 @@
  * receiver, all of the turn's entries with one HINCRBY and one RPUSH, so
  * Redis' work grows with the receivers of a turn rather than with its
  * deliveries; retention and the other rare decisions a MULTI/EXEC cannot
- * make go to the tidy script on the same request, before the callers hear
- * of the batch. Reads, opens and acks are one script run each (acks: one
+ * make go to the tidy script, sent on the same connection as EXEC's answer
+ * is read and before the callers hear of the batch (what they issue next
+ * runs after it; its drops are counted apart, mh_msglog_redis_count_drops).
+ * Reads, opens and acks are one script run each (acks: one
  * per batch, the highest seq per id). Each caller gets the batch's status
  * and its own slice of the answer.
  *
