@@ -405,10 +405,10 @@ void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
     c->off[c->argc++] = start;
 }
 
-void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *sign, uint64_t v)
+void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *prefix, uint64_t v)
 {
     size_t start = c->text.len;
-    mh_buf_puts(&c->text, sign);
+    mh_buf_puts(&c->text, prefix);
     mh_buf_u64(&c->text, v);
     c->len[c->argc] = c->text.len - start;
     c->off[c->argc++] = start;

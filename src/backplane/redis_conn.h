@@ -156,8 +156,8 @@ void mh_redis_conn_cmd_bin(mh_redis_conn_cmd_t *c, const void *p, size_t n);
 /* Appends an argument formatted with printf (copied). */
 void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
-/* Appends sign (a string constant, "" for none) and v in decimal: no printf on hot paths. */
-void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *sign, uint64_t v);
+/* Appends prefix (copied: a sign, a key prefix, "" for none) and v in decimal: no printf. */
+void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *prefix, uint64_t v);
 /* Sends c like mh_redis_conn_send() and frees it. */
 void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c);
 
