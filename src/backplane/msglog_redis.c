@@ -195,15 +195,11 @@ typedef struct lop {
 #define LUA_COMMON                                                                                 \
     "local pfx = ARGV[1]\n"                                                                        \
     "local function parse(e)\n"                                                                    \
-    "  local z, t, m = string.match(e, '^%d+:(%d+):(%d+):([^:]+)$')\n"                             \
-    "  if not z then z, t, m = string.match(e, '^(%d+):(%d+):([^:]+)$') end\n"                     \
+    "  local z, t, m = string.match(e, '^(%d+):(%d+):([^:]+)$')\n"                                 \
+    "  if not z then z, t, m = string.match(e, '^%d+:(%d+):(%d+):([^:]+)$') end\n"                 \
     "  return tonumber(z), t, m\n"                                                                 \
     "end\n"                                                                                        \
     "local function num(k, f) return tonumber(redis.call('HGET', k, f) or '0') end\n"              \
-    "local function unref(m)\n"                                                                    \
-    "  local k = pfx .. ':msg:' .. m\n"                                                            \
-    "  if redis.call('HINCRBY', k, 'r', -1) <= 0 then redis.call('DEL', k) end\n"                  \
-    "end\n"                                                                                        \
     "local function lose(mk, s)\n"                                                                 \
     "  if s > num(mk, 'lost') then redis.call('HSET', mk, 'lost', s) end\n"                        \
     "end\n" /* a log that expired apart from its meta lost every unacked entry */                  \
@@ -257,7 +253,11 @@ typedef struct lop {
  * entry's size is its text + 7 for `,"seq":`). retain() drops entries from
  * the head (the newest always stays) while the log holds more than maxn
  * entries, more than maxb bytes as its receiver gets them, or (ttl > 0) a
- * head older than the TTL; unacked ones count as lost. Returns how many.
+ * head older than the TTL; unacked ones count as lost. It reads the head
+ * with LRANGE (the count cap's excess, plus 64 more at a time when age or
+ * bytes decide), drops what goes with one LTRIM and sets bytes and lost by
+ * one HSET (bytes is the stored value: scripts run alone); drop[m] counts the body references to
+ * let go, which the caller's unref_all() does for the whole script. Returns how many unacked went.
  */
 #define LUA_RETAIN                                                                                 \
     "local function digits(a, b)\n"                                                                \
@@ -269,25 +269,35 @@ typedef struct lop {
     "  end\n"                                                                                      \
     "  return s\n"                                                                                 \
     "end\n"                                                                                        \
-    "local function retain(mk, lk, n, top, bytes, now, ttl, maxn, maxb)\n"                         \
+    "local function retain(mk, lk, n, top, bytes, now, ttl, maxn, maxb, drop)\n"                   \
     "  local wire = bytes + digits(top - n + 1, top)\n"                                            \
     "  if ttl == 0 and n <= maxn and wire <= maxb then return 0 end\n"                             \
-    "  local acked, dropped, freed = nil, 0, 0\n"                                                  \
-    "  while n > 1 do\n"                                                                           \
-    "    local s = top - n + 1\n"                                                                  \
-    "    local z, t, m = parse(redis.call('LINDEX', lk, 0))\n"                                     \
-    "    if n <= maxn and wire <= maxb and (ttl == 0 or tonumber(t) + ttl > now) then break end\n" \
-    "    redis.call('LPOP', lk)\n"                                                                 \
-    "    unref(m)\n"                                                                               \
-    "    n, freed, wire = n - 1, freed + z, wire - z - #tostring(s)\n"                             \
-    "    acked = acked or num(mk, 'acked')\n"                                                      \
-    "    if s > acked then\n"                                                                      \
-    "      dropped = dropped + 1\n"                                                                \
-    "      lose(mk, s)\n"                                                                          \
+    "  local first, gone, freed, es, at = top - n + 1, 0, 0, {}, 1\n"                              \
+    "  while n - gone > 1 do\n"                                                                    \
+    "    local fits = n - gone <= maxn and wire <= maxb\n"                                         \
+    "    if fits and ttl == 0 then break end\n"                                                    \
+    "    if at > #es then\n" /* the count cap's excess, and a chunk more if age or bytes decide */ \
+    "      local more = (ttl > 0 or wire > maxb) and 64 or 0\n"                                    \
+    "      local stop = gone + math.max(n - maxn - gone, 0) + more - 1\n"                          \
+    "      es, at = redis.call('LRANGE', lk, gone, stop), 1\n"                                     \
+    "      if #es == 0 then break end\n"                                                           \
     "    end\n"                                                                                    \
+    "    local z, t, m = parse(es[at])\n"                                                          \
+    "    if fits and tonumber(t) + ttl > now then break end\n"                                     \
+    "    at, gone, freed = at + 1, gone + 1, freed + z\n"                                          \
+    "    wire = wire - z - #tostring(first + gone - 1)\n"                                          \
+    "    drop[m] = (drop[m] or 0) + 1\n"                                                           \
     "  end\n"                                                                                      \
-    "  if freed > 0 then redis.call('HINCRBY', mk, 'bytes', -freed) end\n"                         \
-    "  return dropped\n"                                                                           \
+    "  if gone == 0 then return 0 end\n"                                                           \
+    "  redis.call('LTRIM', lk, gone, -1)\n"                                                        \
+    "  local h, upto = redis.call('HMGET', mk, 'acked', 'lost'), first + gone - 1\n"               \
+    "  local acked = tonumber(h[1] or '0')\n"                                                      \
+    "  if upto <= acked or upto <= tonumber(h[2] or '0') then\n"                                   \
+    "    redis.call('HSET', mk, 'bytes', bytes - freed)\n"                                         \
+    "  else\n"                                                                                     \
+    "    redis.call('HSET', mk, 'bytes', bytes - freed, 'lost', upto)\n"                           \
+    "  end\n"                                                                                      \
+    "  return upto > acked and upto - math.max(acked, first - 1) or 0\n"                           \
     "end\n"
 
 /*
@@ -381,7 +391,7 @@ static const char append_lua[] = LUA_COMMON LUA_RETAIN
     "  end\n"
     "end\n"
     /* pass 3: per receiver, its seqs, one RPUSH, retention, TTLs */
-    "local dropped, routes = 0, {}\n"
+    "local dropped, routes, drop = 0, {}, {}\n"
     "for _, id in ipairs(order) do\n"
     "  local p = per[id]\n"
     "  local k = #p / 2\n"
@@ -398,7 +408,8 @@ static const char append_lua[] = LUA_COMMON LUA_RETAIN
     /* new keys always get their TTL, known ones when their instance says it is due; the head's
        age is checked then too (entries leave by age at most that late) */
     "  local due = p.touch or n == k or top == k\n"
-    "  dropped = dropped + retain(mk, lk, n, top, bytes, nowv, due and ttl or 0, maxn, maxb)\n"
+    "  dropped = dropped + retain(mk, lk, n, top, bytes, nowv, due and ttl or 0, maxn, maxb, "
+    "drop)\n"
     "  if due then touch(mk, lk, ttl) end\n"
     "  routes[#routes + 1] = pfx .. ':route:' .. id\n"
     "end\n"
@@ -410,6 +421,7 @@ static const char append_lua[] = LUA_COMMON LUA_RETAIN
     "    for y = 2, #p, 2 do out[p[y] + 1] = v end\n"
     "  end\n"
     "end\n"
+    "unref_all(drop)\n"
     "out[2] = dropped\n"
     "return out\n";
 
@@ -425,13 +437,16 @@ static const char append_lua[] = LUA_COMMON LUA_RETAIN
  * Returns the entries retention dropped unacknowledged.
  */
 static const char tidy_lua[] = LUA_COMMON LUA_RETAIN
+    /* MH_APPEND_NATIVE_TIDY_AGE, _TOUCH and _FORGET (append_native.h) */
+    "local AGE, TOUCH, FORGET = 1, 2, 4\n"
+    "local function has(flags, f) return bit.band(flags, f) ~= 0 end\n"
     "local now, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])\n"
-    "local maxn, maxb, dropped = tonumber(ARGV[4]), tonumber(ARGV[5]), 0\n"
+    "local maxn, maxb, dropped, drop = tonumber(ARGV[4]), tonumber(ARGV[5]), 0, {}\n"
     "for i = 6, #ARGV - 3, 4 do\n"
     "  local id, flags = ARGV[i], tonumber(ARGV[i + 1])\n"
     "  local stale, base = tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])\n"
     "  local mk, lk = pfx .. ':logm:' .. id, pfx .. ':log:' .. id\n"
-    "  if flags >= 4 then\n"
+    "  if has(flags, FORGET) then\n"
     "    if tonumber(id) > tonumber(redis.call('GET', pfx .. ':next_id') or '0') then\n"
     "      redis.call('DEL', mk, lk)\n"
     "    end\n"
@@ -441,12 +456,13 @@ static const char tidy_lua[] = LUA_COMMON LUA_RETAIN
     "      if base > num(mk, 'acked') then lose(mk, base) end\n"
     "    end\n"
     "    local h = redis.call('HMGET', mk, 'last', 'bytes')\n"
-    "    local age = flags % 2 == 1 and ttl or 0\n"
+    "    local age = has(flags, AGE) and ttl or 0\n"
     "    dropped = dropped + retain(mk, lk, redis.call('LLEN', lk), tonumber(h[1] or '0'),\n"
-    "                               tonumber(h[2] or '0'), now, age, maxn, maxb)\n"
-    "    if flags > 0 then touch(mk, lk, ttl) end\n"
+    "                               tonumber(h[2] or '0'), now, age, maxn, maxb, drop)\n"
+    "    if has(flags, AGE) or has(flags, TOUCH) then touch(mk, lk, ttl) end\n"
     "  end\n"
     "end\n"
+    "unref_all(drop)\n"
     "return dropped\n";
 
 /*

@@ -988,6 +988,87 @@ static void test_retention_bytes(void **state)
     check_read(f, 1, 0, w4, 1);
 }
 
+/*
+ * Retention of a whole batch over the count cap, on receivers sharing the
+ * bodies: each log keeps the newest 4, reports 10 lost, and lets its head go
+ * with one LTRIM (no entry by entry LPOP); the dropped bodies are deleted.
+ */
+static void test_retention_batch_shared(void **state)
+{
+    enum { CAP = 4, N = 10, RCV = 3 };
+    fx_t *f = *state;
+    open_private(f, CAP, 16u << 20, 60000);
+    set_last_id(f, RCV);
+    const uint64_t ids[RCV] = {1, 2, 3};
+    const char *text = "{\"type\":\"message\",\"body\":\"r\"}";
+    for (int i = 0; i < CAP; i++) {
+        res_t r = {0};
+        append_r(f, ids, RCV, text, &r);
+        assert_int_equal(r.status, 0);
+        res_clear(&r);
+    }
+    long long lpop = cmd_calls(f, "lpop"), ltrim = cmd_calls(f, "ltrim");
+    static res_t r[N];
+    memset(r, 0, sizeof(r));
+    for (int i = 0; i < N; i++) {
+        mh_frame_t *fr = msg_frame(text, (uint32_t)strlen(text) - 1);
+        mh_msglog_append(&f->log, ids, RCV, fr, mh_now_ms(), cb_append, &r[i]);
+        mh_frame_unref(fr);
+    }
+    assert_true(run_until(f, &r[N - 1].calls, 1, WAIT_MS));
+    uint64_t dropped = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(r[i].status, 0);
+        for (int k = 0; k < RCV; k++)
+            assert_int_equal(r[i].seqs[k], CAP + i + 1);
+        dropped += r[i].dropped;
+        res_clear(&r[i]);
+    }
+    assert_int_equal(drops_after(f, dropped), RCV * N);
+    assert_int_equal(cmd_calls(f, "lpop"), lpop);
+    assert_int_equal(cmd_calls(f, "ltrim") - ltrim, RCV);
+    uint64_t want[CAP] = {11, 12, 13, 14};
+    char b[32];
+    for (int k = 0; k < RCV; k++) {
+        check_read(f, ids[k], 0, want, CAP);
+        sync_cmd(f, b, sizeof(b), "HGET %s:logm:%d lost", f->prefix, k + 1);
+        assert_string_equal(b, "10");
+        sync_cmd(f, b, sizeof(b), "HGET %s:logm:%d bytes", f->prefix, k + 1);
+        assert_int_equal(atoi(b), CAP * ((int)strlen(text) + 7));
+    }
+    assert_int_equal(count_keys(f, ":msg:*"), CAP); /* each dropped body deleted once */
+    assert_int_equal(open_id(f, 1, 10, 0).recovered, 1);
+    assert_int_equal(open_id(f, 2, 9, 0).recovered, 0);
+}
+
+/* Retention by bytes across more than one read of the head: 100 entries give way to one. */
+static void test_retention_bytes_long_head(void **state)
+{
+    enum { N = 100, BIG = 3970 }; /* 3980 on the wire: 20 bytes left, less than any entry */
+    fx_t *f = *state;
+    const char *text = "{\"type\":\"message\",\"b\":1}"; /* 24 bytes: 31 + the seq's digits */
+    open_log(f, 10000, 4000, 60000, 1);
+    set_last_id(f, 1);
+    uint64_t dropped = 0, total = 0;
+    for (int i = 0; i < N; i++) {
+        append1(f, 1, text, &dropped);
+        total += dropped;
+    }
+    assert_int_equal(total, 0); /* 100 * 31 + 192 digits = 3292 <= 4000 */
+    static char big[BIG + 1];
+    memset(big, 'x', BIG);
+    assert_int_equal(append1(f, 1, big, &dropped), N + 1);
+    assert_int_equal(dropped, N);
+    uint64_t want[] = {N + 1};
+    check_read(f, 1, 0, want, 1);
+    char b[32];
+    sync_cmd(f, b, sizeof(b), "HGET %s:logm:1 bytes", f->prefix);
+    assert_int_equal(atoi(b), BIG + 7);
+    sync_cmd(f, b, sizeof(b), "HGET %s:logm:1 lost", f->prefix);
+    assert_int_equal(atoi(b), N);
+    assert_int_equal(count_keys(f, ":msg:*"), 1);
+}
+
 /* Retention by age, and keys expiring: the loss is reported, seqs continue. */
 static void test_retention_ttl(void **state)
 {
@@ -1394,6 +1475,8 @@ int main(void)
         T(test_open_since),
         T(test_retention_count),
         T(test_retention_bytes),
+        T(test_retention_batch_shared),
+        T(test_retention_bytes_long_head),
         T(test_retention_ttl),
         T(test_body_once),
         T(test_fanout_cost),

@@ -11,7 +11,7 @@ the median per script is printed. Each run uses a fresh key prefix, whose
 keys are unlinked at the end.
 
 Usage: tools/bench/script_cost.py [--calls N] [--relays R] [--reps K]
-                                  [--redis-url URL] [SCRIPT.lua ...]
+                                  [--max-msgs N] [--redis-url URL] [SCRIPT.lua ...]
 A .lua file whose name contains "oldsign" gets ids marked the pre-b517b9b
 way (-id = not due), for an A/B against that version of the script.
 The name "native" (instead of a file) replays each batch as the commands
@@ -80,6 +80,8 @@ def main():
     ap.add_argument("--calls", type=int, default=300)
     ap.add_argument("--relays", type=int, default=25)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--max-msgs", type=int, default=10000,
+                    help="the count cap (small: most calls drop entries by retention)")
     ap.add_argument("--redis-url", default=os.environ.get("MSGHUB_TEST_REDIS_URL",
                                                           "redis://127.0.0.1:6379"))
     ap.add_argument("scripts", nargs="*")
@@ -116,7 +118,7 @@ def main():
                             f.write("".join(resp(x) for x in cmds))
                             continue
                         args = ["EVALSHA", sha, 2, pfx + ":next_id", pfx + ":msgid", pfx, now + c,
-                                86400000, 10000, 16777216] + block
+                                86400000, a.max_msgs, 16777216] + block
                         for ids, due in batch:
                             mark = (not due) if old else due
                             args += [text, len(text), len(ids)] + [
