@@ -40,12 +40,10 @@
 #define BACKOFF_MIN_MS 100u
 #define BACKOFF_MAX_MS 5000u
 #define CONNECT_TIMEOUT_MS 5000u
-#define RESP_KEEP_BYTES (64u << 10) /* a formatting buffer bigger than this is not kept */
 /* a connection that answers nothing for this long while commands wait is dropped */
 #define STALL_MS 5000u
 #define WATCHDOG_MS 1000u
 #define TCP_USER_TIMEOUT_MS 15000u
-#define NO_OFF ((size_t)-1)
 
 typedef mh_redis_conn_req_t req_t;
 
@@ -66,7 +64,6 @@ struct mh_redis_conn {
     unsigned generation;  /* handshakes completed */
     size_t inflight;      /* commands sent, replies not yet read */
     uint64_t progress_ms; /* last reply, or when inflight left 0 */
-    mh_buf_t resp;        /* a command formatted for the wire, reused by every cmd_send */
     char err[160];        /* last connection error, for the log */
     char hs_err[160];     /* first error reply of the handshake */
     mh_redis_conn_state_fn on_state;
@@ -173,7 +170,6 @@ static void conn_destroy(mh_redis_conn_t *conn)
     free(conn->host);
     free(conn->user);
     free(conn->password);
-    mh_buf_free(&conn->resp);
     free(conn);
 }
 
@@ -369,82 +365,87 @@ void mh_redis_conn_send(mh_redis_conn_req_t *q, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The RESP header "*<argc>\r\n" goes in front of the arguments at _send, into this room. */
+#define CMD_HEAD_ROOM 24u
+#define CMD_ARG_GUESS 24u /* bytes per argument reserved at _init */
+
+static size_t dec_digits(uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 10) {
+        v /= 10;
+        n++;
+    }
+    return n;
+}
+
+/* "$<n>\r\n", the head of a bulk string of n bytes. */
+static void bulk_head(mh_redis_conn_cmd_t *c, size_t n)
+{
+    mh_buf_append(&c->resp, "$", 1);
+    mh_buf_u64(&c->resp, n);
+    mh_buf_append(&c->resp, "\r\n", 2);
+    c->argc++;
+}
+
 void mh_redis_conn_cmd_init(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb)
 {
-    c->argc = 1;
-    c->argv = mh_xmalloc(nargs * sizeof(*c->argv));
-    c->len = mh_xmalloc(nargs * sizeof(*c->len));
-    c->off = mh_xmalloc(nargs * sizeof(*c->off));
-    c->argv[0] = verb;
-    c->len[0] = strlen(verb);
-    c->off[0] = NO_OFF;
-    mh_buf_init(&c->text);
+    c->argc = 0;
+    mh_buf_init(&c->resp);
+    mh_buf_reserve(&c->resp, CMD_HEAD_ROOM + nargs * CMD_ARG_GUESS);
+    c->resp.len = CMD_HEAD_ROOM;
+    mh_redis_conn_cmd_bin(c, verb, strlen(verb));
 }
 
 void mh_redis_conn_cmd_bin(mh_redis_conn_cmd_t *c, const void *p, size_t n)
 {
-    c->argv[c->argc] = p;
-    c->len[c->argc] = n;
-    c->off[c->argc++] = NO_OFF;
+    bulk_head(c, n);
+    mh_buf_append(&c->resp, p, n);
+    mh_buf_append(&c->resp, "\r\n", 2);
 }
 
 void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
 {
     va_list ap;
-    size_t start = c->text.len;
     va_start(ap, fmt);
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     size_t len = n > 0 ? (size_t)n : 0;
-    mh_buf_reserve(&c->text, len);
+    bulk_head(c, len);
+    mh_buf_reserve(&c->resp, len + 1); /* vsnprintf's NUL, overwritten by the CRLF */
     va_start(ap, fmt);
-    vsnprintf(c->text.data + start, len + 1, fmt, ap);
+    vsnprintf(c->resp.data + c->resp.len, len + 1, fmt, ap);
     va_end(ap);
-    c->text.len += len;
-    c->len[c->argc] = len;
-    c->off[c->argc++] = start;
+    c->resp.len += len;
+    mh_buf_append(&c->resp, "\r\n", 2);
 }
 
 void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *prefix, uint64_t v)
 {
-    size_t start = c->text.len;
-    mh_buf_puts(&c->text, prefix);
-    mh_buf_u64(&c->text, v);
-    c->len[c->argc] = c->text.len - start;
-    c->off[c->argc++] = start;
+    bulk_head(c, strlen(prefix) + dec_digits(v));
+    mh_buf_puts(&c->resp, prefix);
+    mh_buf_u64(&c->resp, v);
+    mh_buf_append(&c->resp, "\r\n", 2);
 }
 
 void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
 {
-    for (int i = 0; i < c->argc; i++) {
-        if (c->off[i] != NO_OFF)
-            c->argv[i] = c->text.data + c->off[i];
-    }
     if (!q->status && q->conn->up) {
-        /* RESP by hand: hiredis' own formatting (sdscatfmt per argument) cost a tenth of
-           the hub's CPU in a distributed saturation profile (docs/BENCHMARKS.md) */
-        mh_buf_t *b = &q->conn->resp;
-        mh_buf_reset(b);
-        mh_buf_append(b, "*", 1);
-        mh_buf_u64(b, (uint64_t)c->argc);
-        mh_buf_append(b, "\r\n", 2);
-        for (int i = 0; i < c->argc; i++) {
-            mh_buf_append(b, "$", 1);
-            mh_buf_u64(b, c->len[i]);
-            mh_buf_append(b, "\r\n", 2);
-            mh_buf_append(b, c->argv[i], c->len[i]);
-            mh_buf_append(b, "\r\n", 2);
-        }
-        sent(q, redisAsyncFormattedCommand(q->conn->ac, on_reply, q, b->data, b->len));
-        if (b->cap > RESP_KEEP_BYTES) { /* hiredis copied it: a big body's room goes */
-            mh_buf_free(b);
-            mh_buf_init(b);
-        }
+        /* RESP by hand, as the arguments came: hiredis' own formatting (sdscatfmt per
+           argument) cost a tenth of the hub's CPU in a distributed saturation profile */
+        char *start = c->resp.data + CMD_HEAD_ROOM;
+        *--start = '\n';
+        *--start = '\r';
+        uint64_t v = (uint64_t)c->argc;
+        do {
+            *--start = (char)('0' + v % 10);
+            v /= 10;
+        } while (v);
+        *--start = '*';
+        size_t len = c->resp.len - (size_t)(start - c->resp.data);
+        sent(q, redisAsyncFormattedCommand(q->conn->ac, on_reply, q, start, len));
     }
-    free(c->argv);
-    free(c->len);
-    free(c->off);
-    mh_buf_free(&c->text);
+    mh_buf_free(&c->resp);
 }
 
 /* ---- connection ---- */
@@ -709,7 +710,6 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
         return NULL;
     }
     conn->loop = loop;
-    mh_buf_init(&conn->resp);
     conn->on_state = on_state;
     conn->ud = ud;
     mh_backoff_init(&conn->backoff, BACKOFF_MIN_MS, BACKOFF_MAX_MS,

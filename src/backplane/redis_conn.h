@@ -137,21 +137,18 @@ void mh_redis_conn_release(mh_redis_conn_req_t *q);
 void mh_redis_conn_bad_reply(mh_redis_conn_req_t *q, const struct redisReply *r);
 
 /*
- * A command of variable length: argv with lengths, every argument binary
- * safe. On the caller's stack: _init, add arguments, then _send, which
- * frees what _init and _fmt allocated.
+ * A command of variable length, every argument binary safe, written as
+ * RESP while it is built (the arguments are copied; nothing is borrowed).
+ * On the caller's stack: _init, add arguments, then _send, which frees it.
  */
 typedef struct mh_redis_conn_cmd {
     int argc;
-    const char **argv;
-    size_t *len;
-    size_t *off; /* offset of a formatted argument in text, or borrowed bytes */
-    mh_buf_t text;
+    mh_buf_t resp; /* the bulk strings, after room for the "*<argc>" header */
 } mh_redis_conn_cmd_t;
 
-/* Room for nargs arguments, the verb (a string constant) included. */
+/* About nargs arguments (a hint for the buffer), the verb included. */
 void mh_redis_conn_cmd_init(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb);
-/* Borrows p[0..n) until _send. */
+/* Appends p[0..n) (copied). */
 void mh_redis_conn_cmd_bin(mh_redis_conn_cmd_t *c, const void *p, size_t n);
 /* Appends an argument formatted with printf (copied). */
 void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
