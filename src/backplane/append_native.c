@@ -36,7 +36,7 @@ typedef struct rcv {
 } rcv_t;
 
 struct mh_append_native {
-    char *logm, *log, *msg, *route, *next_id; /* key prefixes ("<prefix>:logm:", ...) */
+    const mh_append_native_keys_t *keys;
     mh_msglog_limits_t lim;
     uint64_t now;
     const mh_append_native_relay_t *relays; /* the caller's */
@@ -47,9 +47,10 @@ struct mh_append_native {
     size_t nrcv;
     uint32_t *slot;    /* per id of every relay: its receiver */
     uint32_t *order;   /* per entry, grouped by receiver, relay order within: its relay */
-    mh_buf_t entries;  /* per relay with receivers: its entry; NUL-separated */
-    size_t *entry_off; /* per relay: where its entry starts in entries */
-    size_t queued;     /* commands between MULTI and EXEC */
+    mh_buf_t entries;  /* per relay with receivers: its entry, one after the other */
+    size_t *entry_off; /* per relay: where its entry starts in entries, and its length */
+    size_t *entry_len;
+    size_t queued; /* commands between MULTI and EXEC */
     uint64_t *seqs;
     const char **routes;
     mh_buf_t route_text; /* copies of the routes */
@@ -62,6 +63,24 @@ static char *key_prefix(const char *prefix, const char *kind)
     mh_buf_init(&b);
     mh_buf_printf(&b, "%s:%s", prefix, kind);
     return b.data; /* the buffer's block, NUL-terminated: the caller frees it */
+}
+
+void mh_append_native_keys_init(mh_append_native_keys_t *k, const char *prefix)
+{
+    k->logm = key_prefix(prefix, "logm:");
+    k->log = key_prefix(prefix, "log:");
+    k->msg = key_prefix(prefix, "msg:");
+    k->route = key_prefix(prefix, "route:");
+    k->next_id = key_prefix(prefix, "next_id");
+}
+
+void mh_append_native_keys_free(mh_append_native_keys_t *k)
+{
+    free(k->logm);
+    free(k->log);
+    free(k->msg);
+    free(k->route);
+    free(k->next_id);
 }
 
 size_t mh_append_native_bodies(const mh_append_native_relay_t *relays, size_t nrelays)
@@ -129,32 +148,30 @@ static void group(mh_append_native_t *b)
 static void make_entries(mh_append_native_t *b)
 {
     uint64_t mid = b->first_mid;
-    b->entry_off = mh_xmalloc((b->nrelays ? b->nrelays : 1) * sizeof(*b->entry_off));
+    size_t n = b->nrelays ? b->nrelays : 1;
+    b->entry_off = mh_xmalloc(n * sizeof(*b->entry_off));
+    b->entry_len = mh_xmalloc(n * sizeof(*b->entry_len));
     mh_buf_init(&b->entries);
     for (size_t r = 0; r < b->nrelays; r++) {
         b->entry_off[r] = b->entries.len;
-        if (!b->relays[r].n)
-            continue;
-        mh_buf_u64(&b->entries, b->relays[r].len + SEQ_KEY_BYTES);
-        mh_buf_append(&b->entries, ":", 1);
-        mh_buf_u64(&b->entries, b->now);
-        mh_buf_append(&b->entries, ":", 1);
-        mh_buf_u64(&b->entries, mid++);
-        mh_buf_append(&b->entries, "", 1); /* the NUL ends it */
+        if (b->relays[r].n) {
+            mh_buf_u64(&b->entries, b->relays[r].len + SEQ_KEY_BYTES);
+            mh_buf_append(&b->entries, ":", 1);
+            mh_buf_u64(&b->entries, b->now);
+            mh_buf_append(&b->entries, ":", 1);
+            mh_buf_u64(&b->entries, mid++);
+        }
+        b->entry_len[r] = b->entries.len - b->entry_off[r];
     }
 }
 
-mh_append_native_t *mh_append_native_new(const char *prefix, const mh_msglog_limits_t *lim,
-                                         uint64_t now_ms, const mh_append_native_relay_t *relays,
-                                         size_t nrelays, const unsigned char *due,
-                                         uint64_t first_mid)
+mh_append_native_t *mh_append_native_new(const mh_append_native_keys_t *keys,
+                                         const mh_msglog_limits_t *lim, uint64_t now_ms,
+                                         const mh_append_native_relay_t *relays, size_t nrelays,
+                                         const unsigned char *due, uint64_t first_mid)
 {
     mh_append_native_t *b = mh_xcalloc(1, sizeof(*b));
-    b->logm = key_prefix(prefix, "logm:");
-    b->log = key_prefix(prefix, "log:");
-    b->msg = key_prefix(prefix, "msg:");
-    b->route = key_prefix(prefix, "route:");
-    b->next_id = key_prefix(prefix, "next_id");
+    b->keys = keys;
     b->lim = *lim;
     b->now = now_ms;
     b->relays = relays;
@@ -173,16 +190,12 @@ void mh_append_native_free(mh_append_native_t *b)
 {
     if (!b)
         return;
-    free(b->logm);
-    free(b->log);
-    free(b->msg);
-    free(b->route);
-    free(b->next_id);
     free(b->rcv);
     free(b->slot);
     free(b->order);
     mh_buf_free(&b->entries);
     free(b->entry_off);
+    free(b->entry_len);
     free(b->seqs);
     free(b->routes);
     mh_buf_free(&b->route_text);
@@ -214,7 +227,7 @@ static void send_bodies(mh_append_native_t *b, mh_redis_conn_req_t *q)
             continue;
         mh_redis_conn_cmd_t c;
         mh_redis_conn_cmd_init(&c, BODY_ARGS, "HSET");
-        mh_redis_conn_cmd_u64(&c, b->msg, mid);
+        mh_redis_conn_cmd_u64(&c, b->keys->msg, mid);
         mh_redis_conn_cmd_bin(&c, "t", 1);
         mh_redis_conn_cmd_bin(&c, w->text, w->len);
         mh_redis_conn_cmd_bin(&c, "a", 1);
@@ -224,7 +237,7 @@ static void send_bodies(mh_append_native_t *b, mh_redis_conn_req_t *q)
         mh_redis_conn_cmd_send(q, &c);
         b->queued++;
         if (b->lim.ttl_ms) {
-            send_key_cmd(q, "PEXPIRE", b->msg, mid, NULL, b->lim.ttl_ms, 3);
+            send_key_cmd(q, "PEXPIRE", b->keys->msg, mid, NULL, b->lim.ttl_ms, 3);
             b->queued++;
         }
         mid++;
@@ -234,18 +247,17 @@ static void send_bodies(mh_append_native_t *b, mh_redis_conn_req_t *q)
 static void send_receiver(mh_append_native_t *b, rcv_t *c, mh_redis_conn_req_t *q)
 {
     c->pos = b->queued;
-    send_key_cmd(q, "HINCRBY", b->logm, c->id, "last", c->k, 4);
+    send_key_cmd(q, "HINCRBY", b->keys->logm, c->id, "last", c->k, 4);
     mh_redis_conn_cmd_t rp;
     mh_redis_conn_cmd_init(&rp, RCV_FIXED_ARGS + c->k, "RPUSH");
-    mh_redis_conn_cmd_u64(&rp, b->log, c->id);
+    mh_redis_conn_cmd_u64(&rp, b->keys->log, c->id);
     for (uint32_t x = 0; x < c->k; x++) {
         size_t r = b->order[c->off + x];
-        const char *e = (const char *)b->entries.data + b->entry_off[r];
-        mh_redis_conn_cmd_bin(&rp, e, strlen(e));
+        mh_redis_conn_cmd_bin(&rp, b->entries.data + b->entry_off[r], b->entry_len[r]);
         c->sum += b->relays[r].len + SEQ_KEY_BYTES;
     }
     mh_redis_conn_cmd_send(q, &rp);
-    send_key_cmd(q, "HINCRBY", b->logm, c->id, "bytes", c->sum, 4);
+    send_key_cmd(q, "HINCRBY", b->keys->logm, c->id, "bytes", c->sum, 4);
     b->queued += 3;
     if (!b->lim.ttl_ms)
         return;
@@ -254,15 +266,15 @@ static void send_receiver(mh_append_native_t *b, rcv_t *c, mh_redis_conn_req_t *
                     */
         mh_redis_conn_cmd_t px;
         mh_redis_conn_cmd_init(&px, 4, "PEXPIRE");
-        mh_redis_conn_cmd_u64(&px, b->log, c->id);
+        mh_redis_conn_cmd_u64(&px, b->keys->log, c->id);
         mh_redis_conn_cmd_u64(&px, "", b->lim.ttl_ms);
         mh_redis_conn_cmd_bin(&px, "NX", 2);
         mh_redis_conn_cmd_send(q, &px);
         return;
     }
-    send_key_cmd(q, "PEXPIRE", b->log, c->id, NULL, b->lim.ttl_ms, 3);
-    send_key_cmd(q, "PEXPIRE", b->logm, c->id, NULL, 2 * b->lim.ttl_ms, 3);
-    send_key_cmd(q, "LINDEX", b->log, c->id, NULL, 0, 3);
+    send_key_cmd(q, "PEXPIRE", b->keys->log, c->id, NULL, b->lim.ttl_ms, 3);
+    send_key_cmd(q, "PEXPIRE", b->keys->logm, c->id, NULL, 2 * b->lim.ttl_ms, 3);
+    send_key_cmd(q, "LINDEX", b->keys->log, c->id, NULL, 0, 3);
     b->queued += DUE_REPLIES;
 }
 
@@ -273,7 +285,7 @@ static void send_routes(mh_append_native_t *b, mh_redis_conn_req_t *q)
         mh_redis_conn_cmd_t c;
         mh_redis_conn_cmd_init(&c, 1 + m, "MGET");
         for (size_t x = 0; x < m; x++)
-            mh_redis_conn_cmd_u64(&c, b->route, b->rcv[j + x].id);
+            mh_redis_conn_cmd_u64(&c, b->keys->route, b->rcv[j + x].id);
         mh_redis_conn_cmd_send(q, &c);
         b->queued++;
     }
@@ -282,7 +294,7 @@ static void send_routes(mh_append_native_t *b, mh_redis_conn_req_t *q)
 size_t mh_append_native_send(mh_append_native_t *b, mh_redis_conn_req_t *q)
 {
     mh_redis_conn_send(q, "MULTI");
-    mh_redis_conn_send(q, "GET %s", b->next_id);
+    mh_redis_conn_send(q, "GET %s", b->keys->next_id);
     b->queued = 1;
     send_bodies(b, q);
     for (size_t j = 0; j < b->nrcv; j++)

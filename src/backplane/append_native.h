@@ -48,16 +48,24 @@ typedef struct mh_append_native_relay {
 
 typedef struct mh_append_native mh_append_native_t;
 
+/* The key prefixes a batch names keys with ("<prefix>:logm:", ...): built once per log. */
+typedef struct mh_append_native_keys {
+    char *logm, *log, *msg, *route, *next_id;
+} mh_append_native_keys_t;
+
+void mh_append_native_keys_init(mh_append_native_keys_t *k, const char *prefix);
+void mh_append_native_keys_free(mh_append_native_keys_t *k);
+
 /*
  * A batch of nrelays relays (every id issued, as the caller knows), due[]
  * per id of every relay in order (1: renew its TTLs and check its head's
  * age), bodies named first_mid, first_mid + 1, ... (one per relay with
- * receivers).
+ * receivers). keys (borrowed) must outlive the batch.
  */
-mh_append_native_t *mh_append_native_new(const char *prefix, const mh_msglog_limits_t *lim,
-                                         uint64_t now_ms, const mh_append_native_relay_t *relays,
-                                         size_t nrelays, const unsigned char *due,
-                                         uint64_t first_mid);
+mh_append_native_t *mh_append_native_new(const mh_append_native_keys_t *keys,
+                                         const mh_msglog_limits_t *lim, uint64_t now_ms,
+                                         const mh_append_native_relay_t *relays, size_t nrelays,
+                                         const unsigned char *due, uint64_t first_mid);
 void mh_append_native_free(mh_append_native_t *b);
 /* Bodies the batch stores (relays with receivers): the body ids it uses. */
 size_t mh_append_native_bodies(const mh_append_native_relay_t *relays, size_t nrelays);

@@ -126,6 +126,7 @@ typedef struct rlog {
     mh_redis_store_t *rs;
     mh_redis_conn_t *conn;
     char *prefix;
+    mh_append_native_keys_t keys; /* its key prefixes, for the MULTI/EXEC appends */
     mh_msglog_limits_t lim;
     script_t sc[SC_COUNT];
     unsigned refs; /* the owner's, and one per pending request */
@@ -304,15 +305,16 @@ typedef struct lop {
  * The appends of one loop turn, when the caller cannot send them as one
  * MULTI/EXEC (below: an id it does not know to be issued, or no body ids
  * left). KEYS: next_id, msgid. ARGV: prefix, now ms, ttl ms, max_msgs,
- * max_bytes, block, then per relay: text, seq_at, count, and count ids. Each relay with a known
- * receiver gets one body (msgids by one INCRBY); each receiver's entries of the whole batch go in
- * relay order by one HINCRBY of last, one RPUSH, one retention pass and one touch, so a receiver
- * named by k relays of the turn costs about what one did. Only an id sent as -id gets its TTLs
- * renewed and its head entry's age checked (its instance did both for the others within
- * TOUCH_EVERY_MS); keys that the batch creates are always touched, and the count and byte caps are
- * always enforced.
- * Reserves block body ids after its own for the caller's MULTI/EXEC
- * batches: mid_top - block + 1 .. mid_top.
+ * max_bytes, block, then per relay: text, seq_at, count, and count ids.
+ * Each relay with a known receiver gets one body (msgids by one INCRBY);
+ * each receiver's entries of the whole batch go in relay order by one
+ * HINCRBY of last, one RPUSH, one retention pass and one touch, so a
+ * receiver named by k relays of the turn costs about what one did. Only an
+ * id sent as -id gets its TTLs renewed and its head entry's age checked
+ * (its instance did both for the others within TOUCH_EVERY_MS); keys that
+ * the batch creates are always touched, and the count and byte caps are
+ * always enforced. Reserves block body ids after its own for the caller's
+ * MULTI/EXEC batches: mid_top - block + 1 .. mid_top.
  * Returns {last_id, dropped, mid_top, then seq, route per id of every
  * relay, in order}: an unknown id has seq 0 and route false.
  */
@@ -549,6 +551,7 @@ static void log_unref(rlog_t *log)
     if (--log->refs)
         return;
     mh_u64map_free(log->touched);
+    mh_append_native_keys_free(&log->keys);
     free(log->prefix);
     free(log);
 }
@@ -805,7 +808,7 @@ static void native_send(lop_t *q)
         q->nrelays[r] = (mh_append_native_relay_t){(const char *)mh_frame_data(w->frame),
                                                    w->frame->len, w->frame->seq_at, w->ids, w->n};
     }
-    q->nat = mh_append_native_new(log->prefix, &log->lim, q->now, q->nrelays, q->nwaits, q->touch,
+    q->nat = mh_append_native_new(&log->keys, &log->lim, q->now, q->nrelays, q->nwaits, q->touch,
                                   log->mid_next);
     log->mid_next += mh_append_native_bodies(q->nrelays, q->nwaits);
     q->exec_idx = mh_append_native_send(q->nat, &q->req);
@@ -1162,6 +1165,7 @@ int mh_msglog_redis_new(mh_msglog_t *out, mh_redis_store_t *rs, const mh_msglog_
     log->rs = rs;
     log->conn = mh_redis_store_conn(rs);
     log->prefix = mh_xstrdup(mh_redis_store_prefix(rs));
+    mh_append_native_keys_init(&log->keys, log->prefix);
     log->lim = *lim;
     log->refs = 1;
     log->touched = mh_u64map_new();
