@@ -54,7 +54,7 @@ typedef struct op {
 
 struct mh_redis_store {
     mh_redis_conn_t *conn;
-    char *prefix, *key_next_id, *key_presence;
+    char *prefix, *key_next_id, *key_presence, *key_route; /* key_route: "<prefix>:route:" */
 };
 
 /* ---- store lifetime and small helpers ---- */
@@ -65,6 +65,7 @@ static void store_destroy(void *arg)
     free(rs->prefix);
     free(rs->key_next_id);
     free(rs->key_presence);
+    free(rs->key_route);
     free(rs);
 }
 
@@ -84,6 +85,7 @@ mh_redis_store_t *mh_redis_store_new(struct uv_loop_s *loop, const char *url, co
     rs->prefix = mh_xstrdup(prefix);
     rs->key_next_id = mh_xstrcat(prefix, ":next_id");
     rs->key_presence = mh_xstrcat(prefix, ":presence");
+    rs->key_route = mh_xstrcat(prefix, ":route:");
     return rs;
 }
 
@@ -260,7 +262,7 @@ void mh_redis_lookup_routes(mh_redis_store_t *rs, const uint64_t *ids, size_t n,
         cmd_t c;
         mh_redis_conn_cmd_init(&c, n + 1, "MGET");
         for (size_t i = 0; i < n; i++)
-            mh_redis_conn_cmd_fmt(&c, "%s:route:%" PRIu64, rs->prefix, ids[i]);
+            mh_redis_conn_cmd_u64(&c, rs->key_route, ids[i]);
         mh_redis_conn_cmd_send(&q->req, &c);
     }
     mh_redis_conn_submit(&q->req);
@@ -326,7 +328,7 @@ static void send_refresh_chunk(op_t *q, const uint64_t *ids, size_t k, const cha
     mh_redis_conn_cmd_u64(&c, "", k + 1);
     mh_redis_conn_cmd_bin(&c, rs->key_presence, strlen(rs->key_presence));
     for (size_t i = 0; i < k; i++)
-        mh_redis_conn_cmd_fmt(&c, "%s:route:%" PRIu64, rs->prefix, ids[i]);
+        mh_redis_conn_cmd_u64(&c, rs->key_route, ids[i]);
     mh_redis_conn_cmd_bin(&c, instance, strlen(instance));
     mh_redis_conn_cmd_u64(&c, "", ttl_ms);
     mh_redis_conn_cmd_u64(&c, "", score);
