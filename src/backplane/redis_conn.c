@@ -484,7 +484,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
  * hiredis asks for writes once per queued command; libuv 1.44's
  * uv_poll_start() removes the fd from epoll each time it is called (one
  * EPOLL_CTL_DEL, then an ADD on the next poll), so a call that changes
- * nothing is skipped: about 95,000 epoll_ctl a second on one distributed hub
+ * nothing is skipped: about 91,000 epoll_ctl a second on one distributed hub
  * before (docs/BENCHMARKS.md).
  */
 static void poll_update(redisLibuvEvents *p, int events)
