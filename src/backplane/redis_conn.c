@@ -52,6 +52,9 @@ struct mh_redis_conn {
     redisAsyncContext *ac; /* NULL while waiting */
     uv_timer_t retry;      /* backoff delay, then connect deadline */
     uv_idle_t idle;        /* completes deferred requests, flushes held ones */
+    uv_prepare_t flush;    /* writes the turn's commands just before the loop polls */
+    int write_due;         /* commands wait for the flush handle, POLLOUT not armed */
+    int flushing;          /* inside the flush handle's write: a partial write arms POLLOUT */
     req_t *dq_head, *dq_tail;
     req_t *held; /* held requests, flushed from the idle handle */
     char *host, *user, *password;
@@ -510,18 +513,51 @@ static void ev_del_read(void *priv)
     poll_update(p, p->events & ~UV_READABLE);
 }
 
+/*
+ * A write request on an established connection is not armed as POLLOUT:
+ * the flush handle (a uv_prepare_t, run just before the loop polls) writes
+ * the turn's commands at once, and only a write the socket did not take
+ * whole (or one while connecting) waits for POLLOUT. Arming and disarming
+ * POLLOUT cost four epoll_ctl and a loop turn per batch of commands.
+ */
 static void ev_add_write(void *priv)
 {
     redisLibuvEvents *p = priv;
+    redisAsyncContext *ac = p->context;
+    mh_redis_conn_t *conn = ac ? ac->data : NULL;
+    if (conn && conn->ac == ac && !conn->flushing && (ac->c.flags & REDIS_CONNECTED) &&
+        !(p->events & UV_WRITABLE)) {
+        conn->write_due = 1;
+        return;
+    }
     poll_update(p, p->events | UV_WRITABLE);
 }
 
 static void ev_del_write(void *priv)
 {
     redisLibuvEvents *p = priv;
+    redisAsyncContext *ac = p->context;
+    mh_redis_conn_t *conn = ac ? ac->data : NULL;
+    if (conn && conn->ac == ac)
+        conn->write_due = 0;
     poll_update(p, p->events & ~UV_WRITABLE);
 }
 #endif
+
+/* The flush handle: started with the connection and never stopped, so that
+ * prepare handles started later (pubbatch's) run before it in a turn. */
+static void on_flush(uv_prepare_t *h)
+{
+    mh_redis_conn_t *conn = h->data;
+    if (!conn->write_due)
+        return;
+    conn->write_due = 0;
+    if (!conn->ac || !(conn->ac->c.flags & REDIS_CONNECTED))
+        return; /* hiredis would take a connect in progress for done */
+    conn->flushing = 1;
+    redisAsyncHandleWrite(conn->ac); /* may drop the context: on_disconnect */
+    conn->flushing = 0;
+}
 
 static int attach(redisAsyncContext *ac, uv_loop_t *loop)
 {
@@ -725,8 +761,11 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
                     (mh_mono_us() ^ (uint64_t)(uintptr_t)conn ^ ((uint64_t)getpid() << 32)) | 1u);
     uv_timer_init(loop, &conn->retry);
     uv_idle_init(loop, &conn->idle);
-    conn->retry.data = conn->idle.data = conn;
-    conn->handles = 2;
+    uv_prepare_init(loop, &conn->flush);
+    uv_prepare_start(&conn->flush, on_flush);
+    uv_unref((uv_handle_t *)&conn->flush); /* it alone does not keep the loop running */
+    conn->retry.data = conn->idle.data = conn->flush.data = conn;
+    conn->handles = 3;
     conn_start(conn);
     return conn;
 }
@@ -753,6 +792,7 @@ void mh_redis_conn_free(mh_redis_conn_t *conn, mh_redis_conn_freed_fn on_freed, 
         complete(q, NULL);
     uv_close((uv_handle_t *)&conn->retry, on_handle_closed);
     uv_close((uv_handle_t *)&conn->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&conn->flush, on_handle_closed);
 }
 
 int mh_redis_conn_up(const mh_redis_conn_t *conn)

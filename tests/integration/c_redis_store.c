@@ -44,6 +44,7 @@ typedef struct states {
 typedef struct fx {
     uv_loop_t loop;
     uv_timer_t timer;
+    uv_timer_t thaw; /* SIGCONTs the private server */
     int timed_out;
     mh_redis_store_t *rs;
     states_t st;
@@ -273,7 +274,8 @@ static int setup(void **state)
     fx_t *f = calloc(1, sizeof(*f));
     uv_loop_init(&f->loop);
     uv_timer_init(&f->loop, &f->timer);
-    f->timer.data = f;
+    uv_timer_init(&f->loop, &f->thaw);
+    f->timer.data = f->thaw.data = f;
     snprintf(f->prefix, sizeof(f->prefix), "%s-%u", g_run, ++g_seq);
     *state = f;
     return 0;
@@ -285,6 +287,7 @@ static int teardown(void **state)
     mh_redis_store_free(f->rs);
     kill_redis(f);
     uv_close((uv_handle_t *)&f->timer, NULL);
+    uv_close((uv_handle_t *)&f->thaw, NULL);
     for (int i = 0; i < 10 && uv_loop_alive(&f->loop); i++)
         uv_run(&f->loop, UV_RUN_NOWAIT);
     int rc = uv_loop_close(&f->loop);
@@ -736,6 +739,67 @@ static void test_stalled_server(void **state)
     assert_true(id == 2 || id == 3);
 }
 
+/* A lookup of many ids, counted: calls, successes, answers, routes found. */
+typedef struct big_lookup {
+    int calls, ok;
+    size_t n, found;
+} big_lookup_t;
+
+static void cb_big_routes(void *ud, int status, uint64_t last_id, const char *const *inst, size_t n)
+{
+    big_lookup_t *b = ud;
+    (void)last_id;
+    b->calls++;
+    b->ok += status == 0;
+    b->n += n;
+    for (size_t i = 0; i < n; i++)
+        b->found += inst[i] && strcmp(inst[i], "inst-big") == 0;
+}
+
+static void on_thaw(uv_timer_t *t)
+{
+    fx_t *f = t->data;
+    kill(f->child, SIGCONT);
+}
+
+/*
+ * Commands a frozen server does not read fill the socket: hiredis' write is
+ * partial, the rest must go out on POLLOUT once the server reads again
+ * (the end-of-turn flush alone would leave it waiting for the next command).
+ */
+static void test_write_larger_than_the_socket(void **state)
+{
+    enum { IDS = 800000, THAW_MS = 1000 };
+    fx_t *f = *state;
+    int port = free_port();
+    char url[80];
+    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d", port);
+    f->rs = open_store(f, url, &f->st);
+    start_redis(f, port, "s3cret");
+    assert_true(run_until(f, &f->st.ups, 1, 8000));
+    alloc_id(f);
+    alloc_id(f);
+    claim(f, 2, "inst-big", 60000, NULL);
+
+    uint64_t *ids = malloc(IDS * sizeof(*ids));
+    for (size_t i = 0; i < IDS; i++)
+        ids[i] = i % 2 ? 2 : 1; /* half of them routed */
+    kill(f->child, SIGSTOP);
+    big_lookup_t b = {0};
+    mh_redis_lookup_routes(f->rs, ids, IDS, cb_big_routes, &b); /* an MGET of about 30 MB */
+    free(ids);
+    uv_timer_start(&f->thaw, on_thaw, THAW_MS, 0);
+    /* Redis answers nothing until it has read the whole MGET, and the loop
+       wakes for nothing else: without POLLOUT the rest would wait for the
+       1 s watchdog ticks and the 5 s stall limit would drop the connection */
+    assert_true(run_until(f, &b.calls, 1, 4000));
+    assert_int_equal(b.ok, 1);
+    assert_int_equal(b.n, IDS);
+    assert_int_equal(b.found, IDS / 2);
+    assert_int_equal(f->st.downs, 0);
+    assert_int_equal(alloc_id(f), 3); /* the connection still serves */
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -758,6 +822,7 @@ int main(void)
         T(test_free_in_callback),
         T(test_down_fails_fast),
         T(test_stalled_server),
+        T(test_write_larger_than_the_socket),
         T(test_handshake_timeout),
         T(test_outage),
     };

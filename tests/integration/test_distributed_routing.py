@@ -87,6 +87,24 @@ def test_body_bytes_survive_crossing_instances(cl):
     assert raw_members(raw)["body"] == body.encode(), raw
 
 
+def test_big_bodies_in_one_turn_cross_instances_whole_and_in_order(cl):
+    # four bodies of almost 1 MiB (the default --max-body-bytes is 1 MiB) sent
+    # back to back: each is logged in Redis (megabyte-sized MULTI/EXEC writes)
+    # and pushed through RabbitMQ; all arrive whole, in order, seq 1 to 4
+    h1, h2, _h3 = cl.hubs
+    a = h1.ws()
+    b = h2.ws()
+    bodies = ['"%s"' % (chr(ord("a") + i) * 1_000_000) for i in range(4)]
+    for body in bodies:
+        a.send_text('{"type":"relay","receivers":[%d],"body":%s}' % (b.id, body))
+    for i, body in enumerate(bodies):
+        raw = b.recv_text(timeout=20)
+        members = raw_members(raw)
+        assert members["body"] == body.encode(), (i, len(raw))
+        assert members["seq"] == str(i + 1).encode(), raw[:200]
+    b.expect_silence(0.5)
+
+
 def test_order_preserved_across_instances(cl):
     h1, h2, _h3 = cl.hubs
     a = h1.ws()
