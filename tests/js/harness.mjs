@@ -82,8 +82,26 @@ export class HubProc {
     this.child = null;
   }
 
+  // Starts the hub on port, or on a free port of its own choosing: that
+  // one is retried (up to 3 picks) when another process took it between
+  // the pick and the hub's bind, as the Python tests' harness does.
   async start(port) {
-    this.port = port ?? this.port ?? (await freePort());
+    const pinned = port ?? this.port;
+    for (let attempt = 1; ; attempt++) {
+      this.port = pinned ?? (await freePort());
+      try {
+        await this.spawnAndWait();
+        return this;
+      } catch (e) {
+        if (!this.alive()) await sleep(100); // its last stderr may follow its exit
+        const taken = !this.alive() && /Address already in use/.test(this.log());
+        if (pinned !== undefined || !taken || attempt === 3) throw e;
+        this.out = [];
+      }
+    }
+  }
+
+  async spawnAndWait() {
     const env = {};
     for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('MSGHUB_')) env[k] = v;
     env.MSGHUB_LOG_LEVEL = process.env.MSGHUB_TEST_LOG_LEVEL || 'warn';
@@ -99,7 +117,6 @@ export class HubProc {
     this.child.stderr.on('data', keep);
     this.exited = new Promise((r) => this.child.on('exit', (code, signal) => r({ code, signal })));
     await this.waitReady();
-    return this;
   }
 
   get url() {
