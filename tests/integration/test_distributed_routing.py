@@ -87,7 +87,7 @@ def test_body_bytes_survive_crossing_instances(cl):
     assert raw_members(raw)["body"] == body.encode(), raw
 
 
-def test_big_bodies_in_one_turn_cross_instances_whole_and_in_order(cl):
+def test_big_bodies_cross_instances_whole_and_in_order(cl):
     # four bodies of almost 1 MiB (the default --max-body-bytes is 1 MiB) sent
     # back to back: each is logged in Redis (megabyte-sized MULTI/EXEC writes)
     # and pushed through RabbitMQ; all arrive whole, in order, seq 1 to 4
