@@ -513,6 +513,14 @@ static void ev_del_read(void *priv)
     poll_update(p, p->events & ~UV_READABLE);
 }
 
+/* The connection whose current context these hooks serve, or NULL. */
+static mh_redis_conn_t *hooks_conn(const redisLibuvEvents *p)
+{
+    redisAsyncContext *ac = p->context;
+    mh_redis_conn_t *conn = ac ? ac->data : NULL;
+    return conn && conn->ac == ac ? conn : NULL;
+}
+
 /*
  * A write request on an established connection is not armed as POLLOUT:
  * the flush handle (a uv_prepare_t, run just before the loop polls) writes
@@ -523,9 +531,8 @@ static void ev_del_read(void *priv)
 static void ev_add_write(void *priv)
 {
     redisLibuvEvents *p = priv;
-    redisAsyncContext *ac = p->context;
-    mh_redis_conn_t *conn = ac ? ac->data : NULL;
-    if (conn && conn->ac == ac && !conn->flushing && (ac->c.flags & REDIS_CONNECTED) &&
+    mh_redis_conn_t *conn = hooks_conn(p);
+    if (conn && !conn->flushing && (p->context->c.flags & REDIS_CONNECTED) &&
         !(p->events & UV_WRITABLE)) {
         conn->write_due = 1;
         return;
@@ -536,9 +543,8 @@ static void ev_add_write(void *priv)
 static void ev_del_write(void *priv)
 {
     redisLibuvEvents *p = priv;
-    redisAsyncContext *ac = p->context;
-    mh_redis_conn_t *conn = ac ? ac->data : NULL;
-    if (conn && conn->ac == ac)
+    mh_redis_conn_t *conn = hooks_conn(p);
+    if (conn)
         conn->write_due = 0;
     poll_update(p, p->events & ~UV_WRITABLE);
 }

@@ -315,6 +315,17 @@ static void open_main(fx_t *f)
     assert_true(mh_redis_store_up(f->rs));
 }
 
+/* The store on a private redis-server of its own (one the test may stop), up. */
+static void open_private(fx_t *f)
+{
+    int port = free_port();
+    char url[80];
+    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d", port);
+    f->rs = open_store(f, url, &f->st);
+    start_redis(f, port, "s3cret");
+    assert_true(run_until(f, &f->st.ups, 1, 8000));
+}
+
 /* ---- operations, issued and waited for ---- */
 
 static uint64_t alloc_id(fx_t *f)
@@ -713,12 +724,7 @@ static void test_outage(void **state)
 static void test_stalled_server(void **state)
 {
     fx_t *f = *state;
-    int port = free_port();
-    char url[80];
-    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d", port);
-    f->rs = open_store(f, url, &f->st);
-    start_redis(f, port, "s3cret");
-    assert_true(run_until(f, &f->st.ups, 1, 8000));
+    open_private(f);
     assert_int_equal(alloc_id(f), 1);
 
     kill(f->child, SIGSTOP);
@@ -771,12 +777,7 @@ static void test_write_larger_than_the_socket(void **state)
 {
     enum { IDS = 800000, THAW_MS = 1000 };
     fx_t *f = *state;
-    int port = free_port();
-    char url[80];
-    snprintf(url, sizeof(url), "redis://:s3cret@127.0.0.1:%d", port);
-    f->rs = open_store(f, url, &f->st);
-    start_redis(f, port, "s3cret");
-    assert_true(run_until(f, &f->st.ups, 1, 8000));
+    open_private(f);
     alloc_id(f);
     alloc_id(f);
     claim(f, 2, "inst-big", 60000, NULL);
