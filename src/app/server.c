@@ -548,6 +548,7 @@ static int run_loop(mh_server_t *srv)
     uv_timer_start(&p->acks, on_acks, MH_SESSION_ACK_FLUSH_MS, MH_SESSION_ACK_FLUSH_MS);
     uv_timer_start(&p->wheel, on_wheel_tick, MH_LIVE_TICK_MS, MH_LIVE_TICK_MS);
     uv_check_start(&p->turn, on_loop_turn);
+    /* after mh_cluster_start: libuv runs it before the Redis connections' flush (redis_conn.c) */
     uv_prepare_start(&p->poll_gap, on_before_poll);
     coalesce_init(srv);
     mh_info("listening", "addr=%s:%d mode=%s instance=%s max_connections=%u memory_limit=%llu",

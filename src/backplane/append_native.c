@@ -23,6 +23,7 @@
 #define DUE_REPLIES 2u    /* PEXPIRE of the meta, LINDEX 0: a due receiver's more */
 #define BODY_ARGS 8u      /* HSET key t text a seq_at r count */
 #define RCV_FIXED_ARGS 2u /* RPUSH key, before the entries */
+#define CMD_BUF_ARGS 64u  /* the batch's command buffer starts with room for this many arguments */
 
 /* One receiver of the batch. */
 typedef struct rcv {
@@ -205,102 +206,111 @@ void mh_append_native_free(mh_append_native_t *b)
 /* ---- sending ---- */
 
 /* One command of fixed words: verb, key prefix + id, then up to two more words. */
-static void send_key_cmd(mh_redis_conn_req_t *q, const char *verb, const char *kp, uint64_t id,
-                         const char *a1, uint64_t a2, int nargs)
+static void send_key_cmd(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c, const char *verb,
+                         const char *kp, uint64_t id, const char *a1, uint64_t a2, int nargs)
 {
-    mh_redis_conn_cmd_t c;
-    mh_redis_conn_cmd_init(&c, (size_t)nargs, verb);
-    mh_redis_conn_cmd_u64(&c, kp, id);
+    mh_redis_conn_cmd_reset(c, (size_t)nargs, verb);
+    mh_redis_conn_cmd_u64(c, kp, id);
     if (a1)
-        mh_redis_conn_cmd_bin(&c, a1, strlen(a1));
+        mh_redis_conn_cmd_bin(c, a1, strlen(a1));
     if (nargs > (a1 ? 3 : 2))
-        mh_redis_conn_cmd_u64(&c, "", a2);
-    mh_redis_conn_cmd_send(q, &c);
+        mh_redis_conn_cmd_u64(c, "", a2);
+    mh_redis_conn_cmd_queue(q, c);
 }
 
-static void send_bodies(mh_append_native_t *b, mh_redis_conn_req_t *q)
+static void send_bodies(mh_append_native_t *b, mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
 {
     uint64_t mid = b->first_mid;
     for (size_t r = 0; r < b->nrelays; r++) {
         const mh_append_native_relay_t *w = &b->relays[r];
         if (!w->n)
             continue;
-        mh_redis_conn_cmd_t c;
-        mh_redis_conn_cmd_init(&c, BODY_ARGS, "HSET");
-        mh_redis_conn_cmd_u64(&c, b->keys->msg, mid);
-        mh_redis_conn_cmd_bin(&c, "t", 1);
-        mh_redis_conn_cmd_bin(&c, w->text, w->len);
-        mh_redis_conn_cmd_bin(&c, "a", 1);
-        mh_redis_conn_cmd_u64(&c, "", w->seq_at);
-        mh_redis_conn_cmd_bin(&c, "r", 1);
-        mh_redis_conn_cmd_u64(&c, "", w->n);
-        mh_redis_conn_cmd_send(q, &c);
+        mh_redis_conn_cmd_reset(c, BODY_ARGS, "HSET");
+        mh_redis_conn_cmd_u64(c, b->keys->msg, mid);
+        mh_redis_conn_cmd_bin(c, "t", 1);
+        mh_redis_conn_cmd_bin(c, w->text, w->len);
+        mh_redis_conn_cmd_bin(c, "a", 1);
+        mh_redis_conn_cmd_u64(c, "", w->seq_at);
+        mh_redis_conn_cmd_bin(c, "r", 1);
+        mh_redis_conn_cmd_u64(c, "", w->n);
+        mh_redis_conn_cmd_queue(q, c);
         b->queued++;
         if (b->lim.ttl_ms) {
-            send_key_cmd(q, "PEXPIRE", b->keys->msg, mid, NULL, b->lim.ttl_ms, 3);
+            send_key_cmd(q, c, "PEXPIRE", b->keys->msg, mid, NULL, b->lim.ttl_ms, 3);
             b->queued++;
         }
         mid++;
     }
 }
 
-static void send_receiver(mh_append_native_t *b, rcv_t *c, mh_redis_conn_req_t *q)
+static void send_receiver(mh_append_native_t *b, rcv_t *r, mh_redis_conn_req_t *q,
+                          mh_redis_conn_cmd_t *c)
 {
-    c->pos = b->queued;
-    send_key_cmd(q, "HINCRBY", b->keys->logm, c->id, "last", c->k, 4);
-    mh_redis_conn_cmd_t rp;
-    mh_redis_conn_cmd_init(&rp, RCV_FIXED_ARGS + c->k, "RPUSH");
-    mh_redis_conn_cmd_u64(&rp, b->keys->log, c->id);
-    for (uint32_t x = 0; x < c->k; x++) {
-        size_t r = b->order[c->off + x];
-        mh_redis_conn_cmd_bin(&rp, b->entries.data + b->entry_off[r], b->entry_len[r]);
-        c->sum += b->relays[r].len + SEQ_KEY_BYTES;
+    const mh_append_native_keys_t *k = b->keys;
+    r->pos = b->queued;
+    send_key_cmd(q, c, "HINCRBY", k->logm, r->id, "last", r->k, 4);
+    mh_redis_conn_cmd_reset(c, RCV_FIXED_ARGS + r->k, "RPUSH");
+    mh_redis_conn_cmd_u64(c, k->log, r->id);
+    for (uint32_t x = 0; x < r->k; x++) {
+        size_t e = b->order[r->off + x];
+        mh_redis_conn_cmd_bin(c, b->entries.data + b->entry_off[e], b->entry_len[e]);
+        r->sum += b->relays[e].len + SEQ_KEY_BYTES;
     }
-    mh_redis_conn_cmd_send(q, &rp);
-    send_key_cmd(q, "HINCRBY", b->keys->logm, c->id, "bytes", c->sum, 4);
+    mh_redis_conn_cmd_queue(q, c);
+    send_key_cmd(q, c, "HINCRBY", k->logm, r->id, "bytes", r->sum, 4);
     b->queued += 3;
     if (!b->lim.ttl_ms)
         return;
     b->queued++;
-    if (!c->due) { /* a list created anew (its log was acked empty) gets its TTL, others keep theirs
-                    */
-        mh_redis_conn_cmd_t px;
-        mh_redis_conn_cmd_init(&px, 4, "PEXPIRE");
-        mh_redis_conn_cmd_u64(&px, b->keys->log, c->id);
-        mh_redis_conn_cmd_u64(&px, "", b->lim.ttl_ms);
-        mh_redis_conn_cmd_bin(&px, "NX", 2);
-        mh_redis_conn_cmd_send(q, &px);
+    /* a list created anew (its log was acked empty) gets its TTL, others keep theirs */
+    if (!r->due) {
+        mh_redis_conn_cmd_reset(c, 4, "PEXPIRE");
+        mh_redis_conn_cmd_u64(c, k->log, r->id);
+        mh_redis_conn_cmd_u64(c, "", b->lim.ttl_ms);
+        mh_redis_conn_cmd_bin(c, "NX", 2);
+        mh_redis_conn_cmd_queue(q, c);
         return;
     }
-    send_key_cmd(q, "PEXPIRE", b->keys->log, c->id, NULL, b->lim.ttl_ms, 3);
-    send_key_cmd(q, "PEXPIRE", b->keys->logm, c->id, NULL, 2 * b->lim.ttl_ms, 3);
-    send_key_cmd(q, "LINDEX", b->keys->log, c->id, NULL, 0, 3);
+    send_key_cmd(q, c, "PEXPIRE", k->log, r->id, NULL, b->lim.ttl_ms, 3);
+    send_key_cmd(q, c, "PEXPIRE", k->logm, r->id, NULL, 2 * b->lim.ttl_ms, 3);
+    send_key_cmd(q, c, "LINDEX", k->log, r->id, NULL, 0, 3);
     b->queued += DUE_REPLIES;
 }
 
-static void send_routes(mh_append_native_t *b, mh_redis_conn_req_t *q)
+static void send_routes(mh_append_native_t *b, mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
 {
     for (size_t j = 0; j < b->nrcv; j += MGET_CHUNK) {
         size_t m = b->nrcv - j < MGET_CHUNK ? b->nrcv - j : MGET_CHUNK;
-        mh_redis_conn_cmd_t c;
-        mh_redis_conn_cmd_init(&c, 1 + m, "MGET");
+        mh_redis_conn_cmd_reset(c, 1 + m, "MGET");
         for (size_t x = 0; x < m; x++)
-            mh_redis_conn_cmd_u64(&c, b->keys->route, b->rcv[j + x].id);
-        mh_redis_conn_cmd_send(q, &c);
+            mh_redis_conn_cmd_u64(c, b->keys->route, b->rcv[j + x].id);
+        mh_redis_conn_cmd_queue(q, c);
         b->queued++;
     }
 }
 
+/* A command of one word. */
+static void send_verb(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c, const char *verb)
+{
+    mh_redis_conn_cmd_reset(c, 1, verb);
+    mh_redis_conn_cmd_queue(q, c);
+}
+
 size_t mh_append_native_send(mh_append_native_t *b, mh_redis_conn_req_t *q)
 {
-    mh_redis_conn_send(q, "MULTI");
-    mh_redis_conn_send(q, "GET %s", b->keys->next_id);
+    mh_redis_conn_cmd_t c; /* one buffer for all of the batch's commands */
+    mh_redis_conn_cmd_init(&c, CMD_BUF_ARGS, "MULTI");
+    mh_redis_conn_cmd_queue(q, &c);
+    mh_redis_conn_cmd_reset(&c, 2, "GET");
+    mh_redis_conn_cmd_bin(&c, b->keys->next_id, strlen(b->keys->next_id));
+    mh_redis_conn_cmd_queue(q, &c);
     b->queued = 1;
-    send_bodies(b, q);
+    send_bodies(b, q, &c);
     for (size_t j = 0; j < b->nrcv; j++)
-        send_receiver(b, &b->rcv[j], q);
-    send_routes(b, q);
-    mh_redis_conn_send(q, "EXEC");
+        send_receiver(b, &b->rcv[j], q, &c);
+    send_routes(b, q, &c);
+    send_verb(q, &c, "EXEC");
+    mh_redis_conn_cmd_free(&c);
     return b->queued + 1; /* MULTI's answer is 0 */
 }
 

@@ -47,6 +47,27 @@
 
 typedef mh_redis_conn_req_t req_t;
 
+/*
+ * hiredis 0.14's libuv adapter ignores a poll callback with an error status,
+ * but on POLLERR (a refused connect, a reset) uv_poll reports UV_EBADF and
+ * stops watching: the connection would hang. These hooks replace the
+ * adapter's four event hooks (its attach and cleanup stay; they rely on its
+ * redisLibuvEvents of 0.14: context, handle, events) and hand an error to
+ * hiredis as the events it was waiting for, which then reads or writes,
+ * sees the socket error and disconnects. hiredis >= 1.0's adapter does the
+ * same itself, so there the adapter is used as it is; an older hiredis
+ * than 0.14 is not known to us.
+ */
+#if HIREDIS_MAJOR == 0 && HIREDIS_MINOR == 14
+#define OWN_POLL_HOOKS 1
+#define OWN_REPLY_FNS 1 /* see reply_string() */
+#elif HIREDIS_MAJOR >= 1
+#define OWN_POLL_HOOKS 0
+#define OWN_REPLY_FNS 0
+#else
+#error "hiredis older than 0.14: check how its libuv adapter treats a poll error"
+#endif
+
 struct mh_redis_conn {
     uv_loop_t *loop;
     redisAsyncContext *ac; /* NULL while waiting */
@@ -66,13 +87,17 @@ struct mh_redis_conn {
     mh_backoff_t backoff; /* reconnection delays since the last handshake */
     unsigned generation;  /* handshakes completed */
     size_t inflight;      /* commands sent, replies not yet read */
-    uint64_t progress_ms; /* last reply, or when inflight left 0 */
+    uint64_t progress_ms; /* loop time (uv_now) of the last reply, or when inflight left 0 */
     char err[160];        /* last connection error, for the log */
     char hs_err[160];     /* first error reply of the handshake */
     mh_redis_conn_state_fn on_state;
     void *ud;
     mh_redis_conn_freed_fn on_freed;
     void *freed_arg;
+#if OWN_REPLY_FNS
+    redisReplyObjectFunctions reply_fns; /* the reader's: hiredis' own but for QUEUED */
+    void *(*plain_string)(const redisReadTask *, char *, size_t); /* hiredis' createString */
+#endif
 };
 
 /* ---- URL ---- */
@@ -308,7 +333,7 @@ static void on_reply(redisAsyncContext *ac, void *reply, void *priv)
     size_t idx = q->seen++;
     if (r && q->conn->inflight) {
         q->conn->inflight--;
-        q->conn->progress_ms = mh_mono_us() / 1000;
+        q->conn->progress_ms = uv_now(q->conn->loop);
     }
     if (!r) {
         q->conn->up = 0; /* the context is going: refuse commands from the callbacks */
@@ -355,7 +380,7 @@ static void sent(req_t *q, int rc)
     }
     q->pending++;
     if (q->conn->inflight++ == 0)
-        q->conn->progress_ms = mh_mono_us() / 1000;
+        q->conn->progress_ms = uv_now(q->conn->loop);
 }
 
 void mh_redis_conn_send(mh_redis_conn_req_t *q, const char *fmt, ...)
@@ -371,6 +396,7 @@ void mh_redis_conn_send(mh_redis_conn_req_t *q, const char *fmt, ...)
 /* The RESP header "*<argc>\r\n" goes in front of the arguments at _send, into this room. */
 #define CMD_HEAD_ROOM 24u
 #define CMD_ARG_GUESS 24u /* bytes per argument reserved at _init */
+#define BULK_FRAME 25u    /* around an argument: "$", its length's up to 20 digits, two CRLFs */
 
 static size_t dec_digits(uint64_t v)
 {
@@ -382,29 +408,64 @@ static size_t dec_digits(uint64_t v)
     return n;
 }
 
-/* "$<n>\r\n", the head of a bulk string of n bytes. */
-static void bulk_head(mh_redis_conn_cmd_t *c, size_t n)
+/* v in decimal at p; the end. */
+static char *put_u64(char *p, uint64_t v)
 {
-    mh_buf_append(&c->resp, "$", 1);
-    mh_buf_u64(&c->resp, n);
-    mh_buf_append(&c->resp, "\r\n", 2);
+    char *end = p + dec_digits(v), *q = end;
+    do {
+        *--q = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    return end;
+}
+
+/* Room for an argument of n bytes and its "$<n>\r\n" written: where its bytes go. */
+static char *bulk_begin(mh_redis_conn_cmd_t *c, size_t n)
+{
+    mh_buf_reserve(&c->resp, n + BULK_FRAME);
+    char *p = c->resp.data + c->resp.len;
+    *p++ = '$';
+    p = put_u64(p, n);
+    *p++ = '\r';
+    *p++ = '\n';
     c->argc++;
+    return p;
+}
+
+/* The argument's bytes end at p: its CRLF. */
+static void bulk_end(mh_redis_conn_cmd_t *c, char *p)
+{
+    *p++ = '\r';
+    *p++ = '\n';
+    *p = '\0'; /* mh_buf's terminator; bulk_begin reserved room for it */
+    c->resp.len = (size_t)(p - c->resp.data);
+}
+
+void mh_redis_conn_cmd_reset(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb)
+{
+    c->argc = 0;
+    c->resp.len = CMD_HEAD_ROOM;
+    mh_buf_reserve(&c->resp, nargs * CMD_ARG_GUESS);
+    mh_redis_conn_cmd_bin(c, verb, strlen(verb));
 }
 
 void mh_redis_conn_cmd_init(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb)
 {
-    c->argc = 0;
     mh_buf_init(&c->resp);
-    mh_buf_reserve(&c->resp, CMD_HEAD_ROOM + nargs * CMD_ARG_GUESS);
-    c->resp.len = CMD_HEAD_ROOM;
-    mh_redis_conn_cmd_bin(c, verb, strlen(verb));
+    mh_redis_conn_cmd_reset(c, nargs, verb);
+}
+
+void mh_redis_conn_cmd_free(mh_redis_conn_cmd_t *c)
+{
+    mh_buf_free(&c->resp);
 }
 
 void mh_redis_conn_cmd_bin(mh_redis_conn_cmd_t *c, const void *p, size_t n)
 {
-    bulk_head(c, n);
-    mh_buf_append(&c->resp, p, n);
-    mh_buf_append(&c->resp, "\r\n", 2);
+    char *at = bulk_begin(c, n);
+    if (n)
+        memcpy(at, p, n);
+    bulk_end(c, at + n);
 }
 
 void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
@@ -414,63 +475,47 @@ void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
     int n = vsnprintf(NULL, 0, fmt, ap);
     va_end(ap);
     size_t len = n > 0 ? (size_t)n : 0;
-    bulk_head(c, len);
-    mh_buf_reserve(&c->resp, len + 1); /* vsnprintf's NUL, overwritten by the CRLF */
+    char *at = bulk_begin(c, len); /* room for vsnprintf's NUL, overwritten by the CRLF */
     va_start(ap, fmt);
-    vsnprintf(c->resp.data + c->resp.len, len + 1, fmt, ap);
+    vsnprintf(at, len + 1, fmt, ap);
     va_end(ap);
-    c->resp.len += len;
-    mh_buf_append(&c->resp, "\r\n", 2);
+    bulk_end(c, at + len);
 }
 
 void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *prefix, uint64_t v)
 {
-    bulk_head(c, strlen(prefix) + dec_digits(v));
-    mh_buf_puts(&c->resp, prefix);
-    mh_buf_u64(&c->resp, v);
-    mh_buf_append(&c->resp, "\r\n", 2);
+    size_t plen = strlen(prefix);
+    char *at = bulk_begin(c, plen + dec_digits(v));
+    memcpy(at, prefix, plen);
+    bulk_end(c, put_u64(at + plen, v));
+}
+
+void mh_redis_conn_cmd_queue(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
+{
+    if (q->status || !q->conn->up)
+        return;
+    /* RESP by hand, as the arguments came: hiredis' own formatting (sdscatfmt per
+       argument) cost a tenth of the hub's CPU in a distributed saturation profile */
+    char *start = c->resp.data + CMD_HEAD_ROOM;
+    *--start = '\n';
+    *--start = '\r';
+    uint64_t v = (uint64_t)c->argc;
+    do {
+        *--start = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    *--start = '*';
+    size_t len = c->resp.len - (size_t)(start - c->resp.data);
+    sent(q, redisAsyncFormattedCommand(q->conn->ac, on_reply, q, start, len));
 }
 
 void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c)
 {
-    if (!q->status && q->conn->up) {
-        /* RESP by hand, as the arguments came: hiredis' own formatting (sdscatfmt per
-           argument) cost a tenth of the hub's CPU in a distributed saturation profile */
-        char *start = c->resp.data + CMD_HEAD_ROOM;
-        *--start = '\n';
-        *--start = '\r';
-        uint64_t v = (uint64_t)c->argc;
-        do {
-            *--start = (char)('0' + v % 10);
-            v /= 10;
-        } while (v);
-        *--start = '*';
-        size_t len = c->resp.len - (size_t)(start - c->resp.data);
-        sent(q, redisAsyncFormattedCommand(q->conn->ac, on_reply, q, start, len));
-    }
-    mh_buf_free(&c->resp);
+    mh_redis_conn_cmd_queue(q, c);
+    mh_redis_conn_cmd_free(c);
 }
 
 /* ---- connection ---- */
-
-/*
- * hiredis 0.14's libuv adapter ignores a poll callback with an error status,
- * but on POLLERR (a refused connect, a reset) uv_poll reports UV_EBADF and
- * stops watching: the connection would hang. These hooks replace the
- * adapter's four event hooks (its attach and cleanup stay; they rely on its
- * redisLibuvEvents of 0.14: context, handle, events) and hand an error to
- * hiredis as the events it was waiting for, which then reads or writes,
- * sees the socket error and disconnects. hiredis >= 1.0's adapter does the
- * same itself, so there the adapter is used as it is; an older hiredis
- * than 0.14 is not known to us.
- */
-#if HIREDIS_MAJOR == 0 && HIREDIS_MINOR == 14
-#define OWN_POLL_HOOKS 1
-#elif HIREDIS_MAJOR >= 1
-#define OWN_POLL_HOOKS 0
-#else
-#error "hiredis older than 0.14: check how its libuv adapter treats a poll error"
-#endif
 
 #if OWN_POLL_HOOKS
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -548,10 +593,18 @@ static void ev_del_write(void *priv)
         conn->write_due = 0;
     poll_update(p, p->events & ~UV_WRITABLE);
 }
-#endif
 
-/* The flush handle: started with the connection and never stopped, so that
- * prepare handles started later (pubbatch's) run before it in a turn. */
+/*
+ * The flush handle: started with the connection and never stopped. libuv
+ * runs the most recently started prepare handle first, so every prepare
+ * handle started later runs before it in a turn and its commands go in
+ * this turn's write: pubbatch's (restarted each turn) and the server's
+ * before-poll handle (session writes, which may ask the log for its next
+ * page; run_loop starts it after mh_cluster_start has made the store's
+ * connections). A command queued after the flush waits for the poll to
+ * return: a delay, never a loss. Only hiredis 0.14's hooks (above) leave
+ * writes to it; with hiredis >= 1.0 the handle is made but not started.
+ */
 static void on_flush(uv_prepare_t *h)
 {
     mh_redis_conn_t *conn = h->data;
@@ -564,16 +617,62 @@ static void on_flush(uv_prepare_t *h)
     redisAsyncHandleWrite(conn->ac); /* may drop the context: on_disconnect */
     conn->flushing = 0;
 }
+#endif
 
-static int attach(redisAsyncContext *ac, uv_loop_t *loop)
+#if OWN_REPLY_FNS
+/*
+ * A MULTI/EXEC batch gets one "+QUEUED" per command before EXEC's answer:
+ * hiredis 0.14 allocates a reply object and a copy of its text for each
+ * (two mallocs and two frees per command). The reader's object functions
+ * are hiredis' own (copied from the reader at attach) except that a
+ * top-level QUEUED status is this one constant, which freeObject skips.
+ * Nothing else frees replies here: hiredis frees every reply it hands to a
+ * callback through the reader's freeObject.
+ */
+static const redisReply queued_reply = {
+    .type = REDIS_REPLY_STATUS, .len = 6, .str = (char *)"QUEUED"};
+
+static void *reply_string(const redisReadTask *t, char *s, size_t n)
 {
-    if (redisLibuvAttach(ac, loop) != REDIS_OK)
+    const redisReadTask *root = t;
+    while (root->parent)
+        root = root->parent;
+    const mh_redis_conn_t *conn = root->privdata; /* the reader's, on its first task */
+    if (t == root && t->type == REDIS_REPLY_STATUS && n == queued_reply.len &&
+        memcmp(s, queued_reply.str, n) == 0)
+        return (void *)&queued_reply;
+    return conn->plain_string(t, s, n);
+}
+
+static void reply_free(void *reply)
+{
+    if (reply != &queued_reply)
+        freeReplyObject(reply);
+}
+
+static void use_reply_fns(mh_redis_conn_t *conn, redisReader *reader)
+{
+    conn->reply_fns = *reader->fn;
+    conn->plain_string = reader->fn->createString;
+    conn->reply_fns.createString = reply_string;
+    conn->reply_fns.freeObject = reply_free;
+    reader->fn = &conn->reply_fns;
+    reader->privdata = conn;
+}
+#endif
+
+static int attach(redisAsyncContext *ac, mh_redis_conn_t *conn)
+{
+    if (redisLibuvAttach(ac, conn->loop) != REDIS_OK)
         return -1;
 #if OWN_POLL_HOOKS
     ac->ev.addRead = ev_add_read;
     ac->ev.delRead = ev_del_read;
     ac->ev.addWrite = ev_add_write;
     ac->ev.delWrite = ev_del_write;
+#endif
+#if OWN_REPLY_FNS
+    use_reply_fns(conn, ac->c.reader);
 #endif
     return 0;
 }
@@ -690,7 +789,7 @@ static void tune_socket(redisAsyncContext *ac)
 static void conn_start(mh_redis_conn_t *conn)
 {
     redisAsyncContext *ac = redisAsyncConnect(conn->host, conn->port);
-    if (!ac || ac->err || attach(ac, conn->loop)) {
+    if (!ac || ac->err || attach(ac, conn)) {
         set_err(conn, ac && ac->err ? ac->errstr : "cannot set up the connection");
         if (ac)
             redisAsyncFree(ac);
@@ -716,7 +815,7 @@ static void on_watchdog(uv_timer_t *t)
 {
     mh_redis_conn_t *conn = t->data;
     if (!conn->up || !conn->ac || !conn->inflight ||
-        mh_mono_us() / 1000 - conn->progress_ms < STALL_MS)
+        uv_now(conn->loop) - conn->progress_ms < STALL_MS)
         return;
     redisAsyncContext *ac = conn->ac;
     conn->ac = NULL; /* on_disconnect ignores a context that is no longer ours */
@@ -768,7 +867,9 @@ mh_redis_conn_t *mh_redis_conn_new(struct uv_loop_s *loop, const char *url,
     uv_timer_init(loop, &conn->retry);
     uv_idle_init(loop, &conn->idle);
     uv_prepare_init(loop, &conn->flush);
+#if OWN_POLL_HOOKS
     uv_prepare_start(&conn->flush, on_flush);
+#endif
     uv_unref((uv_handle_t *)&conn->flush); /* it alone does not keep the loop running */
     conn->retry.data = conn->idle.data = conn->flush.data = conn;
     conn->handles = 3;

@@ -140,6 +140,9 @@ void mh_redis_conn_bad_reply(mh_redis_conn_req_t *q, const struct redisReply *r)
  * A command of variable length, every argument binary safe, written as
  * RESP while it is built (the arguments are copied; nothing is borrowed).
  * On the caller's stack: _init, add arguments, then _send, which frees it.
+ * A caller that sends many commands in a row keeps one: _init once, then
+ * per command _reset, arguments and _queue, and _free at the end (one
+ * buffer, grown to the longest command, instead of one per command).
  */
 typedef struct mh_redis_conn_cmd {
     int argc;
@@ -148,6 +151,8 @@ typedef struct mh_redis_conn_cmd {
 
 /* About nargs arguments (a hint for the buffer), the verb included. */
 void mh_redis_conn_cmd_init(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb);
+/* Starts the next command in c's buffer (c made by _init): as _init, without an allocation. */
+void mh_redis_conn_cmd_reset(mh_redis_conn_cmd_t *c, size_t nargs, const char *verb);
 /* Appends p[0..n) (copied). */
 void mh_redis_conn_cmd_bin(mh_redis_conn_cmd_t *c, const void *p, size_t n);
 /* Appends an argument formatted with printf (copied). */
@@ -155,7 +160,11 @@ void mh_redis_conn_cmd_fmt(mh_redis_conn_cmd_t *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* Appends prefix (copied: a sign, a key prefix, "" for none) and v in decimal: no printf. */
 void mh_redis_conn_cmd_u64(mh_redis_conn_cmd_t *c, const char *prefix, uint64_t v);
-/* Sends c like mh_redis_conn_send() and frees it. */
+/* Sends c like mh_redis_conn_send() (hiredis copies it); c stays for _reset. */
+void mh_redis_conn_cmd_queue(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c);
+/* Frees c's buffer. */
+void mh_redis_conn_cmd_free(mh_redis_conn_cmd_t *c);
+/* _queue, then _free. */
 void mh_redis_conn_cmd_send(mh_redis_conn_req_t *q, mh_redis_conn_cmd_t *c);
 
 #endif
