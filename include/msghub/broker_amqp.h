@@ -101,7 +101,14 @@ int mh_broker_stalled(const mh_broker_t *b);
  */
 void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, size_t len,
                        mh_broker_publish_fn cb, void *ud);
-/* Acknowledges a delivery; a tag from before a reconnect is ignored. */
+/*
+ * Acknowledges a delivery and every earlier one (call in delivery order);
+ * a tag from before a reconnect is ignored. The basic.ack may wait up to
+ * 20 ms for later deliveries to cover them too (at most a quarter of the
+ * prefetch window waits); mh_broker_free sends a waiting one.
+ */
 void mh_broker_ack(mh_broker_t *b, uint64_t tag);
+/* basic.ack frames sent so far (each covers every delivery acked before it). */
+uint64_t mh_broker_ack_frames(const mh_broker_t *b);
 
 #endif

@@ -480,6 +480,37 @@ static void test_a_to_b_exact_bytes_and_ack(void **state)
     assert_int_equal(B.ndl, 0);
 }
 
+/* One ack waits for ACK_DELAY_MS; a burst is covered by a few multiple acks; none is lost. */
+static void test_acks_wait_and_cover_many(void **state)
+{
+    (void)state;
+    enum { N = 200 };
+    uint64_t f0 = mh_broker_ack_frames(B.b);
+    pub_t one_pub;
+    publish(&A, "B", "w", 1, &one_pub);
+    count_arg_t one = {&B, 1};
+    assert_true(run_until(has_deliveries, &one, WAIT_MS));
+    assert_int_equal(mh_broker_ack_frames(B.b), f0); /* acked by the hub, basic.ack waiting */
+    spin(100);
+    assert_int_equal(mh_broker_ack_frames(B.b), f0 + 1);
+
+    pub_t *p = mh_xcalloc(N, sizeof(*p));
+    for (int i = 0; i < N; i++)
+        mh_broker_publish(A.b, "B", "m", 1, on_pub, &p[i]);
+    count_arg_t all = {&B, N + 1};
+    assert_true(run_until(has_deliveries, &all, 20000));
+    spin(100);
+    uint64_t frames = mh_broker_ack_frames(B.b) - f0 - 1;
+    assert_true(frames >= N / 16); /* a quarter of the prefetch window (64) at most per frame */
+    assert_true(frames <= N / 2);  /* one per delivery before */
+    free(p);
+
+    tb_stop(&B); /* every one was acked: a new consumer of B's queue gets nothing */
+    tb_start(&B, "B", 0);
+    spin(300);
+    assert_int_equal(B.ndl, 0);
+}
+
 static void test_unknown_instance_is_enoent(void **state)
 {
     (void)state;
@@ -805,6 +836,7 @@ int main(void)
         cmocka_unit_test_teardown(test_refused_stays_down, teardown_all),
         cmocka_unit_test_teardown(test_silent_listener_never_blocks_the_loop, teardown_all),
         cmocka_unit_test_setup_teardown(test_a_to_b_exact_bytes_and_ack, setup_ab, teardown_all),
+        cmocka_unit_test_setup_teardown(test_acks_wait_and_cover_many, setup_ab, teardown_all),
         cmocka_unit_test_setup_teardown(test_unknown_instance_is_enoent, setup_ab, teardown_all),
         cmocka_unit_test_setup_teardown(test_many_confirmed_in_order, setup_ab, teardown_all),
         cmocka_unit_test_setup_teardown(test_one_mib_body, setup_ab, teardown_all),
