@@ -456,9 +456,15 @@ static const char *on_frame(mh_amqp_conn_t *c, amqp_frame_t *f)
     return c->hooks->frame(c->ud, f);
 }
 
+int mh_amqp_conn_buffered(const mh_amqp_conn_t *c)
+{
+    return c->amqp && (amqp_frames_enqueued(c->amqp) || amqp_data_in_buffer(c->amqp));
+}
+
 /*
  * Reads every complete frame available without blocking: queued by an RPC,
- * already in rabbitmq-c's buffer, or readable on the socket.
+ * already in rabbitmq-c's buffer, or readable on the socket (one read; the
+ * uv_poll watcher, level-triggered, calls again while more is there).
  */
 static void drain(mh_amqp_conn_t *c)
 {
@@ -470,6 +476,8 @@ static void drain(mh_amqp_conn_t *c)
         return;
     }
     for (int n = 0; n < DRAIN_BUDGET; n++) {
+        if (n > 0 && !mh_amqp_conn_buffered(c))
+            return; /* what the socket holds, the poll watcher reports: no recv to learn EAGAIN */
         amqp_frame_t f;
         struct timeval zero = {0, 0};
         int rc = amqp_simple_wait_frame_noblock(c->amqp, &f, &zero);

@@ -117,6 +117,8 @@ const char *mh_amqp_setup_rpc_error(mh_amqp_setup_t *s, const char *what);
 int mh_amqp_conn_would_block(const mh_amqp_conn_t *c, size_t len);
 /* Reads what arrived (confirms after a publish, say) on the next loop turn. */
 void mh_amqp_conn_drain_soon(mh_amqp_conn_t *c);
+/* 1 when rabbitmq-c holds frames or bytes read from the socket and not yet handed out. */
+int mh_amqp_conn_buffered(const mh_amqp_conn_t *c);
 /*
  * A send by the owner failed with rabbitmq-c status: the connection is
  * torn down (lost hook) on the next loop turn; mh_amqp_conn_up() is 0 from

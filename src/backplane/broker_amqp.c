@@ -24,9 +24,11 @@
  *
  * Callbacks: publish callbacks, on_delivery and on_state run from loop
  * callbacks (poll, timers, idle); the only exception is a publish while
- * down, whose callback runs at once, inside mh_broker_publish. The drain
- * "after every publish" is therefore on the next loop turn (uv_idle), so a
- * burst of publishes costs one drain and no callback re-enters the caller.
+ * down, whose callback runs at once, inside mh_broker_publish. Confirms
+ * are read when they arrive (the connection's poll watcher), or on the
+ * next loop turn (uv_idle) when rabbitmq-c already holds frames after a
+ * publish: never inside mh_broker_publish, so no callback re-enters the
+ * caller.
  * Errors met while sending inside mh_broker_publish / mh_broker_ack are
  * handled on the next loop turn.
  *
@@ -584,7 +586,9 @@ void mh_broker_publish(mh_broker_t *b, const char *instance, const void *body, s
         mh_amqp_conn_broken(b->conn, "publish", rc); /* its callback runs with the teardown */
         return;
     }
-    mh_amqp_conn_drain_soon(b->conn); /* read confirms on the next turn */
+    if (mh_amqp_conn_buffered(b->conn))
+        mh_amqp_conn_drain_soon(b->conn); /* frames rabbitmq-c took in: read them next turn */
+    /* the confirm itself arrives on the socket: the connection's poll watcher reads it */
 }
 
 static void send_acks_cb(uv_timer_t *t);
